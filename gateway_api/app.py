@@ -1,0 +1,59 @@
+"""FastAPI app factory: a thin gateway turning HTTP requests into commands and reading the read model."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from fastapi import FastAPI
+
+from gateway_api import problems
+from gateway_api.kafka_producer import AsyncProducer
+from gateway_api.routers import health, pipelines
+from services.core.avro import AvroCodec
+from services.core.messages import Message
+from services.core.settings import Settings
+from services.projector.readmodel import Keys, namespace
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    codec: AvroCodec
+    producer: AsyncProducer
+    admin: Any
+    redis: Any
+    keys: Keys
+
+    async def send_command(self, cmd: Message) -> None:
+        await self.producer.send(self.settings.topic("pipelines.commands.v1"), cmd.pipeline_id.encode(),
+                                 self.codec.encode(cmd.name, cmd.to_record()),
+                                 [("type", cmd.name.encode()), ("message_id", cmd.message_id.encode())])
+
+
+def create_app(settings: Settings, codec: Optional[AvroCodec] = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        import redis.asyncio as aioredis
+
+        from services.core.avro import build_codec
+        from services.core.kafka import admin_client, producer
+
+        deps = Deps(settings=settings, codec=codec or build_codec(settings.schema_registry_url),
+                    producer=AsyncProducer(producer(settings)), admin=admin_client(settings),
+                    redis=aioredis.from_url(settings.redis_url), keys=Keys(namespace(settings.topic_prefix)))
+        app.state.deps = deps
+        try:
+            yield
+        finally:
+            deps.producer.close()
+            await deps.redis.aclose()
+
+    app = FastAPI(title="aietl", version="0.1.0", lifespan=lifespan,
+                  description="Turn a sentence into a validated, versioned, event-sourced data pipeline. "
+                              "Commands are accepted with 202 and applied asynchronously; read state "
+                              "and follow events under /api/v1/pipelines/{id}.")
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(pipelines.router)
+    return app

@@ -1,0 +1,16 @@
+"""The command mapper: HTTP requests become Avro commands on ``pipelines.commands.v1``."""
+from __future__ import annotations
+
+import uuid
+
+from gateway_api.models import CreatePipelineRequest
+from services.core.messages import Message, new_envelope
+
+CREATE_PIPELINE = "aietl.pipelines.v1.CreatePipeline"
+
+
+def create_pipeline(req: CreatePipelineRequest, *, tenant_id: str, actor: str) -> Message:
+    pipeline_id = str(uuid.uuid4())
+    env = new_envelope(CREATE_PIPELINE, tenant_id=tenant_id, actor=actor, pipeline_id=pipeline_id)
+    return Message(CREATE_PIPELINE, env, {"description": req.description, "name": req.name,
+                                          "labels": dict(req.labels)})

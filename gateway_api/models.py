@@ -1,0 +1,40 @@
+"""Request and response bodies of the HTTP command API."""
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from services.domain.pipeline import MAX_DESCRIPTION
+
+
+class CreatePipelineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"description": "Load only paid orders with a positive amount from PostgreSQL shop.orders into "
+                        "ClickHouse analytics.daily_revenue, summing amount per day"},
+        {"description": "copy orders to ClickHouse", "name": "orders-copy", "labels": {"team": "bi"}},
+    ]})
+
+    description: str = Field(..., min_length=1, max_length=MAX_DESCRIPTION,
+                             description="What the pipeline should do, in English or Russian.")
+    name: Optional[str] = Field(None, max_length=200, description="A human name for the pipeline.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Free-form labels.")
+
+    @field_validator("description")
+    @classmethod
+    def not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("description must not be blank")
+        return v
+
+
+class Links(BaseModel):
+    self: str
+    events: str
+
+
+class Accepted(BaseModel):
+    pipeline_id: str
+    command_id: str
+    status: str = "accepted"
+    links: Links

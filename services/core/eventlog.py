@@ -1,0 +1,85 @@
+"""Reading a topic from known offsets up to its current end, outside any consumer group.
+
+Used to rebuild state from the log: the aggregate's command processor catches up on the events topic
+before deciding a command; the projector replays the events topic into Redis.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+from services.core.kafka import consumer
+from services.core.settings import Settings
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: Optional[bytes]
+    value: bytes
+    headers: list
+
+
+class LogReader:
+    """Reads every partition of one topic from given positions to the high-water mark."""
+
+    def __init__(self, settings: Settings, topic: str, timeout: float = 10.0):
+        from confluent_kafka import TopicPartition
+
+        self._tp = TopicPartition
+        self.topic = topic
+        self.timeout = timeout
+        # A group id is required by librdkafka, but nothing is ever committed under it.
+        self._consumer = consumer(settings, group_id=f"{topic}.reader", enable_partition_eof=True)
+        meta = self._consumer.list_topics(topic, timeout=timeout).topics[topic]
+        if meta.error is not None:
+            raise RuntimeError(f"topic {topic} is not available: {meta.error}")
+        self.partitions = sorted(meta.partitions)
+
+    def end_offsets(self) -> dict[int, int]:
+        return {p: self._consumer.get_watermark_offsets(self._tp(self.topic, p), timeout=self.timeout,
+                                                        cached=False)[1] for p in self.partitions}
+
+    def read(self, positions: dict[int, int]) -> Iterator[Record]:
+        """Yield records from ``positions`` (next offset per partition; missing = 0) to the end."""
+        ends = self.end_offsets()
+        todo = {p: ends[p] for p in self.partitions if positions.get(p, 0) < ends[p]}
+        if not todo:
+            return
+        self._consumer.assign([self._tp(self.topic, p, positions.get(p, 0)) for p in todo])
+        try:
+            while todo:
+                msg = self._consumer.poll(self.timeout)
+                if msg is None:
+                    raise TimeoutError(f"no progress reading {self.topic} partitions {sorted(todo)}")
+                if msg.error():
+                    if msg.error().code() == -191:  # _PARTITION_EOF
+                        if msg.offset() >= todo.get(msg.partition(), 0):
+                            todo.pop(msg.partition(), None)
+                        continue
+                    raise RuntimeError(f"reading {self.topic}: {msg.error()}")
+                p, off = msg.partition(), msg.offset()
+                if p not in todo:
+                    continue
+                yield Record(self.topic, p, off, msg.key(), msg.value(), msg.headers() or [])
+                if off + 1 >= todo[p]:
+                    todo.pop(p)
+        finally:
+            self._consumer.unassign()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def read_all(settings: Settings, topic: str, fn: Callable[[Record], None]) -> int:
+    reader = LogReader(settings, topic)
+    try:
+        n = 0
+        for rec in reader.read({}):
+            fn(rec)
+            n += 1
+        return n
+    finally:
+        reader.close()

@@ -1,0 +1,58 @@
+"""Command handlers: one small function per command, registered in one place (``HANDLERS``).
+
+A handler gets the aggregate as rebuilt from the log (or ``None``) and the command; it calls the
+aggregate, whose ``check_*`` rules raise ``*Error`` when the command is not allowed. The result is the
+list of new events, or a single ``CommandRejected`` that changes nothing.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+from uuid import UUID
+
+from services.core.messages import Message, new_envelope
+from services.domain.events import replay, to_message
+from services.domain.pipeline import Pipeline, PipelineError, PipelineExistsError
+
+Handler = Callable[[Optional[Pipeline], Message], Pipeline]
+HANDLERS: dict[str, Handler] = {}
+REJECTED = "aietl.pipelines.v1.CommandRejected"
+
+
+class UnknownCommandError(PipelineError):
+    code = "unknown_command"
+
+
+def handles(short_name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[short_name] = fn
+        return fn
+    return register
+
+
+@handles("CreatePipeline")
+def create_pipeline(current: Optional[Pipeline], cmd: Message) -> Pipeline:
+    if current is not None:
+        raise PipelineExistsError(f"pipeline {cmd.pipeline_id} already exists")
+    return Pipeline.request(pipeline_id=UUID(cmd.pipeline_id), tenant_id=cmd.envelope["tenant_id"],
+                            description=cmd.payload["description"], name=cmd.payload.get("name"),
+                            labels=cmd.payload.get("labels") or {}, command_id=cmd.message_id)
+
+
+def rejection(cmd: Message, code: str, reason: str) -> Message:
+    env = new_envelope(REJECTED, tenant_id=cmd.envelope["tenant_id"], pipeline_id=cmd.pipeline_id,
+                       correlation_id=cmd.envelope["correlation_id"], causation_id=cmd.message_id,
+                       actor="service:pipeline-aggregate")
+    return Message(REJECTED, env, {"command_id": cmd.message_id, "command_type": cmd.name,
+                                   "error_code": code, "reason": reason})
+
+
+def apply_command(history: list[Message], cmd: Message) -> list[Message]:
+    """Decide a command against the pipeline's logged history; returns the events to append."""
+    handler = HANDLERS.get(cmd.short_name)
+    try:
+        if handler is None:
+            raise UnknownCommandError(f"no handler for command {cmd.name}")
+        aggregate = handler(replay(history), cmd)
+    except PipelineError as exc:
+        return [rejection(cmd, exc.code, str(exc))]
+    return [to_message(ev, context="pipelines", cause=cmd) for ev in aggregate.collect_events()]
