@@ -21,6 +21,12 @@ def run_dir(settings: Settings) -> Path:
 
 def _alive(pid: int) -> bool:
     try:
+        # Reap it if it is our own dead child, or a zombie would look alive to kill(0).
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
         os.kill(pid, 0)
     except OSError:
         return False
@@ -35,6 +41,17 @@ def _pid(path: Path) -> int | None:
     return pid if _alive(pid) else None
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process load exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIETL_")}
+    for field, value in settings.model_dump(exclude_none=True).items():
+        if field == "kafka_home":
+            env["KAFKA_HOME"] = str(value)
+        else:
+            env[f"AIETL_{field.upper()}"] = str(value)
+    return env
+
+
 def spawn(settings: Settings, name: str, args: list[str]) -> int:
     d = run_dir(settings)
     pidfile = d / f"{name}.pid"
@@ -43,25 +60,48 @@ def spawn(settings: Settings, name: str, args: list[str]) -> int:
         return pid
     log = open(d / f"{name}.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "services.cli", *args], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True, env=os.environ.copy())
+                            stdin=subprocess.DEVNULL, start_new_session=True, env=settings_env(settings))
     pidfile.write_text(str(proc.pid))
     return proc.pid
 
 
-def start_all(settings: Settings, workers: list[str], log=print, timeout: float = 60.0) -> None:
+def group_assignments(settings: Settings, processor: str) -> dict[str, set[str]] | None:
+    """Topics each member of a processor's consumer group is assigned, or None if the group is not stable."""
+    from services.core.kafka import admin_client
+
+    group = f"{settings.topic_prefix}{processor}"
+    admin = admin_client(settings)  # keep a reference: the future dies with its client
+    desc = admin.describe_consumer_groups([group])[group].result(10)
+    if str(desc.state).rsplit(".", 1)[-1] != "STABLE" or not desc.members:
+        return None
+    return {m.member_id: {tp.topic for tp in m.assignment.topic_partitions} for m in desc.members}
+
+
+def start_all(settings: Settings, workers: list[str], log=print, timeout: float = 90.0) -> None:
+    """Spawn the workers and the gateway; return once the gateway is ready and every worker's group is stable."""
     for w in workers:
         log(f"worker {w}: pid {spawn(settings, w, ['worker', w])}")
     log(f"gateway: pid {spawn(settings, 'gateway', ['gateway'])}")
     url = f"http://{settings.gateway_host}:{settings.gateway_port}/readyz"
+    waiting = set(workers) | {"gateway"}
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"gateway not ready at {url} after {timeout:.0f}s; see {run_dir(settings)}/gateway.log")
+    while waiting and time.monotonic() < deadline:
+        dead = [n for n, pid in running(settings).items() if pid is None]
+        if dead:
+            raise RuntimeError(f"{', '.join(dead)} exited during start-up; see the logs in {run_dir(settings)}")
+        for name in sorted(waiting):
+            try:
+                if name == "gateway":
+                    ok = httpx.get(url, timeout=2.0).status_code == 200
+                else:
+                    ok = group_assignments(settings, name) is not None
+            except Exception:  # not up yet: connection refused, group unknown, ...
+                ok = False
+            if ok:
+                waiting.discard(name)
+        time.sleep(0.3)
+    if waiting:
+        raise RuntimeError(f"not ready after {timeout:.0f}s: {sorted(waiting)}; see the logs in {run_dir(settings)}")
 
 
 def stop_all(settings: Settings, log=print, timeout: float = 15.0) -> None:

@@ -32,7 +32,7 @@ class LogReader:
         self.topic = topic
         self.timeout = timeout
         # A group id is required by librdkafka, but nothing is ever committed under it.
-        self._consumer = consumer(settings, group_id=f"{topic}.reader", enable_partition_eof=True)
+        self._consumer = consumer(settings, group_id=f"{topic}.reader", **{"enable.partition.eof": True})
         meta = self._consumer.list_topics(topic, timeout=timeout).topics[topic]
         if meta.error is not None:
             raise RuntimeError(f"topic {topic} is not available: {meta.error}")

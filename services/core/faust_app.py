@@ -9,6 +9,8 @@ from services.core.settings import Settings
 def make_app(settings: Settings, processor: str, **overrides: Any):
     import faust
 
+    datadir = settings.state_dir / "faust" / f"{settings.topic_prefix}{processor}"
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     conf: dict[str, Any] = dict(
         broker=f"kafka://{settings.kafka_bootstrap}",
         value_serializer="raw",
@@ -17,9 +19,12 @@ def make_app(settings: Settings, processor: str, **overrides: Any):
         topic_allow_declare=False,
         topic_disable_leader=True,
         web_enabled=False,
-        datadir=str(settings.state_dir / "faust" / f"{settings.topic_prefix}{processor}"),
+        datadir=str(datadir),
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # A SIGKILLed member holds its partitions until its session expires; keep that short.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         # Our handlers await Kafka and Redis round trips; the default 10 s is too tight on a busy laptop.
         stream_processing_timeout=120.0,
     )

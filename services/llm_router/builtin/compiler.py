@@ -1,0 +1,281 @@
+"""``compile_request``: a sentence in, a plan, a clarification question or a refusal out.
+
+The compiler never guesses. Every phrase it acts on is matched by a documented rule (see
+``docs/builtin-provider.md``); a source or target it cannot pin down, or any word no rule explains, turns
+the answer into a question. Defaults it does apply (midnight for a bare "daily", ``created_at`` for
+"per day", the source's name for an unnamed target table) are listed in ``notes`` and lower
+``confidence``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from pydantic import ValidationError
+
+from services.domain.spec import DATABASE_KINDS, PipelineSpec
+
+from .draft import Draft
+from .endpoints import find_mentions, resolve
+from .lexicon import ENGINE_NAMES, ENTITY_NOUNS, STOPWORDS_EN, STOPWORDS_RU, VERBS
+from .operations import scan_aggregates, scan_cleaning, scan_filters, scan_pii, scan_quality
+from .rules import destructive_word, scan_incremental, scan_load_mode, scan_streaming, scan_triggers
+from .scanner import Scanner, is_russian, normalize
+from .schedule import scan_cron_literals, scan_schedules_en, scan_schedules_ru, scan_timezone
+
+# Order matters: a rule consumes its phrase so later, looser rules cannot misread it (streaming bounds
+# before schedules: "every 10 seconds"; aggregates before schedules: "monthly revenue"; incremental
+# before aggregates: "(by updated_at)").
+_RULES = (scan_cron_literals, scan_streaming, scan_triggers, scan_incremental, scan_load_mode, scan_pii,
+          scan_cleaning, scan_quality, scan_aggregates, scan_schedules_en, scan_schedules_ru, scan_timezone,
+          scan_filters)
+
+
+def compile_request(text: str, *, default_connections: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """Compile an English or Russian ETL request (see docs/builtin-provider.md for the grammar)."""
+    text = normalize(text or "")
+    russian = is_russian(text)
+    word = destructive_word(text)
+    if word:
+        return _refuse(word, russian)
+    sc, d = Scanner(text), Draft(russian=russian)
+    for rule in _RULES:
+        rule(sc, d)
+    resolve(d, find_mentions(sc), dict(default_connections or {}))
+    _take_verbs(sc)
+    _check_leftovers(sc, d)
+    _check_complete(d)
+    if not d.problems:
+        _settle_run_mode(d)
+    if d.problems:
+        return _clarify(d)
+    return _plan(sc, d)
+
+
+def _refuse(word: str, russian: bool) -> dict[str, Any]:
+    reason = (f"Отказ: «{word}» - это изменение или удаление данных. Конвейеры aietl только читают источник и "
+              f"пишут в объявленный приёмник; такие операции выполняйте вручную с проверкой.") if russian else (
+        f"Refused: '{word}' asks to change or destroy data. aietl pipelines only read their source and write "
+        f"their declared target; do such operations by hand, with review.")
+    return {"outcome": "refuse", "reason": reason}
+
+
+def _clarify(d: Draft) -> dict[str, Any]:
+    questions = [p.question_ru if d.russian else p.question_en for p in d.problems]
+    return {"outcome": "clarify", "question": " ".join(questions), "missing": [p.missing for p in d.problems]}
+
+
+def _take_verbs(sc: Scanner) -> None:
+    for m in list(sc.finditer(r"\b[^\W\d_]+\b")):
+        if m.group(0).lower() in VERBS:
+            sc.take(m)
+
+
+def _name_words(d: Draft) -> set[str]:
+    """Words of the source/target names: "Load orders from shop.orders" repeats a name, it adds nothing."""
+    words: set[str] = set()
+    for side in (d.source, d.target):
+        for value in (side.get("table"), side.get("topic"), side.get("path"), side.get("folder")):
+            for part in re.split(r"[^\w]+|_", str(value or "").lower()):
+                if part:
+                    words |= {part, part + "s", part.rstrip("s")}
+    return words
+
+
+def _check_leftovers(sc: Scanner, d: Draft) -> None:
+    allowed = STOPWORDS_EN | STOPWORDS_RU | ENTITY_NOUNS | _name_words(d)
+    unknown = [w for _, w in sc.leftover_words() if w.lower() not in allowed]
+    if unknown:
+        shown = ", ".join(f'"{w}"' for w in dict.fromkeys(unknown))
+        d.ask("unrecognized",
+              f"I did not understand {shown}. Please rephrase with the phrases the offline planner knows "
+              f"(e.g. 'only paid orders', 'summing amount per day', 'daily at 2 AM'; see docs/builtin-provider.md) "
+              f"or configure an LLM provider.",
+              f"Не понял: {shown}. Переформулируйте известными фразами (например, 'только оплаченные заказы', "
+              f"'суммируя amount по дням', 'ежедневно в 2 часа ночи'; см. docs/builtin-provider.md) или подключите "
+              f"LLM-провайдера.")
+
+
+def _check_complete(d: Draft) -> None:
+    _check_endpoint(d, "source", d.source)
+    _check_endpoint(d, "target", d.target)
+    if len({c for c, _ in d.crons}) > 1:
+        shown = ", ".join(f'"{p}"' for _, p in d.crons)
+        d.ask("schedule", f"Several schedules were given ({shown}); which one?",
+              f"Указано несколько расписаний ({shown}); какое нужно?")
+    if d.sync and not d.load_mode:
+        d.ask("target.keys", "To sync, which column identifies a row (e.g. 'upserting on order_id'), or should "
+                             "the target be replaced on each run?",
+              "Для синхронизации: какая колонка - ключ строки (например, 'upsert по order_id'), или перезаписывать "
+              "приёмник целиком?")
+    if d.aggregate and d.incremental:
+        d.ask("aggregate", "An incremental load would only aggregate the new rows; should it aggregate the whole "
+                           "table (drop 'incrementally') or load rows without aggregating?",
+              "Инкрементальная загрузка просуммирует только новые строки; агрегировать всю таблицу или грузить "
+              "строки без агрегации?")
+
+
+def _check_endpoint(d: Draft, role: str, ep: dict) -> None:
+    is_source = role == "source"
+    if not ep.get("kind"):
+        if not any(p.missing.startswith(role) for p in d.problems):
+            d.ask(role, *(_WHERE_FROM if is_source else _WHERE_TO))
+        return
+    kind, name = ep["kind"], ENGINE_NAMES.get(ep["kind"], ep["kind"])
+    ru_role = "источник" if is_source else "приёмник"
+    if kind in DATABASE_KINDS and not ep.get("table"):
+        d.ask(f"{role}.table", f"Which {name} table (schema.table) is the {role}?",
+              f"Какая таблица {name} (схема.таблица) - {ru_role}?")
+    elif kind == "kafka" and not ep.get("topic"):
+        d.ask(f"{role}.topic", f"Which Kafka topic is the {role}?", f"Какой топик Kafka - {ru_role}?")
+    elif kind == "file" and not (ep.get("path") or ep.get("path_param")):
+        example = f"out.{ep.get('format') or 'parquet'}"
+        d.ask(f"{role}.path", f"What is the {role} file called (e.g. {example})?",
+              f"Как называется файл ({ru_role}), например {example}?")
+
+
+_WHERE_FROM = ("Where should the data come from? Name the source, e.g. 'from PostgreSQL shop.orders', "
+               "'customers.csv' or 'the Kafka topic shop.clicks'.",
+               "Откуда брать данные? Укажите источник, например 'из PostgreSQL shop.orders' или 'customers.csv'.")
+_WHERE_TO = ("Where should the data go? Name the target, e.g. 'into ClickHouse analytics.orders' or "
+             "'to a Parquet file out.parquet'.",
+             "Куда загружать данные? Укажите приёмник, например 'в ClickHouse analytics.orders'.")
+
+
+def _settle_run_mode(d: Draft) -> None:
+    """Trigger, streaming and load-mode defaults that follow from what was understood."""
+    if d.source.get("kind") == "kafka" and not d.streaming:
+        d.streaming = {"enabled": True}
+        d.default("a Kafka source is read continuously in micro-batches (1000 rows or 5 s)")
+    if d.streaming and d.source.get("kind") != "kafka":
+        d.ask("source", "Streaming reads a Kafka topic; which topic should it read?",
+              "Потоковая загрузка читает топик Kafka; какой топик?")
+        return
+    if d.crons:
+        _use_trigger(d, {"kind": "cron"})
+    if d.streaming:
+        _use_trigger(d, {"kind": "kafka", "topic": d.source["topic"]})
+    _default_load_mode(d)
+
+
+def _use_trigger(d: Draft, trigger: dict) -> None:
+    if d.trigger.get("kind") not in ("manual", trigger["kind"]):
+        d.ask("trigger", "Should it run on a schedule, on the webhook or on each message? Pick one trigger.",
+              "Запускать по расписанию, по вебхуку или по сообщениям? Выберите один триггер.")
+        return
+    d.trigger = trigger
+
+
+def _default_load_mode(d: Draft) -> None:
+    if d.load_mode:
+        return
+    if d.target.get("kind") == "file":
+        d.load_mode = "replace"
+        d.notes.append("a file target is written anew on each run (replace)")
+        return
+    if d.target.get("kind") not in DATABASE_KINDS:
+        return
+    if d.aggregate:
+        d.load_mode = "replace"
+        d.default("aggregates are recomputed from the whole source, so each run replaces the target")
+        return
+    dedupe = [c["column"] for c in d.cleaning if c["op"] == "dedupe" and c["column"] != "*"]
+    if len(dedupe) == 1:
+        d.load_mode, d.keys = "merge", dedupe
+        d.default(f"duplicates by {dedupe[0]} are also removed across batches and runs: merge on {dedupe[0]}")
+
+
+def _plan(sc: Scanner, d: Draft) -> dict[str, Any]:
+    spec = _spec_dict(d)
+    try:
+        model = PipelineSpec.model_validate(spec)
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        d.ask("spec", f"The request does not make a valid pipeline: {problems}. Could you adjust it?",
+              f"Из запроса не получается корректный конвейер: {problems}. Уточните, пожалуйста.")
+        return _clarify(d)
+    dumped = model.model_dump(mode="json")
+    confidence = round(max(0.5, 1.0 - 0.1 * d.defaults_used), 2)
+    return {"outcome": "plan", "spec": dumped, "understood": sc.understood(), "confidence": confidence}
+
+
+def _spec_dict(d: Draft) -> dict[str, Any]:
+    target = {**d.target, "load_mode": d.load_mode or "append", "keys": d.keys}
+    for key in d.keys:
+        d.add_check({"kind": "not_null", "column": key})
+    schedule = None
+    if d.crons or d.timezone:
+        schedule = {"cron": d.crons[0][0] if d.crons else None, "timezone": d.timezone or "UTC"}
+    spec = {"spec_version": "1", "source": d.source, "target": target, "filters": d.filters,
+            "aggregate": d.aggregate, "cleaning": [{k: v for k, v in c.items() if v is not None} for c in d.cleaning],
+            "incremental": d.incremental, "schedule": schedule, "trigger": d.trigger,
+            "streaming": d.streaming or {"enabled": False}, "quality_checks": d.checks, "pii": d.pii,
+            "notes": d.notes}
+    spec["name"] = _name(d)
+    spec["steps"] = _steps(spec)
+    return spec
+
+
+def _where(ep: dict) -> str:
+    if ep.get("path_param"):
+        return f"the {ep.get('format', '')} file named by run parameter '{ep['path_param']}'" + (
+            f" in folder {ep['folder']}" if ep.get("folder") else "")
+    name = ENGINE_NAMES.get(ep["kind"], ep["kind"])
+    what = ep.get("table") or ep.get("topic") or ep.get("path") or ep.get("url")
+    conn = f" (connection {ep['connection']})" if ep.get("connection") else ""
+    return f"{name} {what}{conn}"
+
+
+def _name(d: Draft) -> str:
+    def short(ep: dict) -> str:
+        raw = ep.get("table") or ep.get("topic") or ep.get("path") or ep.get("path_param") or ep.get("kind", "")
+        return re.sub(r"\W+", "_", str(raw).rsplit("/", 1)[-1]).strip("_")
+    return f"{short(d.source)}_to_{short(d.target)}"[:64]
+
+
+def _steps(spec: dict) -> list[str]:
+    steps = [_when(spec)]
+    extract = f"Extract from {_where(spec['source'])}"
+    if spec["incremental"]:
+        extract += f", only rows with {spec['incremental']['cursor_column']} above the last high-water mark"
+    steps.append(extract)
+    if spec["filters"]:
+        steps.append("Keep rows where " + " AND ".join(
+            f"{f['column']} {f['op']}" + ("" if f["value"] is None else f" {f['value']!r}") for f in spec["filters"]))
+    steps += [_cleaning_step(c) for c in spec["cleaning"]]
+    if spec["aggregate"]:
+        a = spec["aggregate"]
+        groups = ([f"{a['period']} of {a['time_column']}"] if a["period"] else []) + a["dimensions"]
+        measures = ", ".join(f"{m['fn']}({m['column'] or '*'}) AS {m['alias']}" for m in a["measures"])
+        steps.append(f"Aggregate per {' and '.join(groups)}: {measures}")
+    steps += [f"{p['action'].capitalize()} columns matching {p['column']}" for p in spec["pii"]]
+    t = spec["target"]
+    keys = f" on {', '.join(t['keys'])}" if t["keys"] else ""
+    steps.append(f"Load into {_where(t)} ({t['load_mode']}{keys})")
+    if spec["quality_checks"]:
+        steps.append("Check " + ", ".join(
+            c["kind"] + (f"({c['column']})" if c.get("column") else "") + (f" >= {c['value']}" if c.get("value") else "")
+            for c in spec["quality_checks"]))
+    return steps
+
+
+def _cleaning_step(c: dict) -> str:
+    if c["op"] == "fill_empty":
+        return f"Fill empty {c['column']} with {c['value']!r}"
+    if c["op"] == "dedupe":
+        return "Remove duplicate rows" if c["column"] == "*" else f"Keep one row per {c['column']}"
+    return f"{c['op'].capitalize()} {c['column']}"
+
+
+def _when(spec: dict) -> str:
+    trig, stream = spec["trigger"], spec["streaming"]
+    if stream.get("enabled"):
+        rows, secs = stream.get("max_batch_rows", 1000), stream.get("max_batch_seconds", 5.0)
+        return f"Run continuously on topic {trig.get('topic')}: micro-batches of {rows} rows or {secs:g} s"
+    if trig["kind"] == "cron":
+        return f"Run on cron {spec['schedule']['cron']} ({spec['schedule']['timezone']})"
+    if trig["kind"] == "webhook":
+        return "Run when the signed webhook is called"
+    if trig["kind"] == "kafka":
+        return f"Run on each message of topic {trig['topic']}"
+    return "Run on demand"

@@ -1,0 +1,48 @@
+"""What the rules found so far: the pieces of a PipelineSpec plus the questions still open."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class Problem:
+    missing: str
+    question_en: str
+    question_ru: str
+
+
+@dataclass
+class Draft:
+    russian: bool = False
+    source: dict[str, Any] = field(default_factory=dict)
+    target: dict[str, Any] = field(default_factory=dict)
+    filters: list[dict[str, Any]] = field(default_factory=list)
+    aggregate: Optional[dict[str, Any]] = None
+    cleaning: list[dict[str, Any]] = field(default_factory=list)
+    pii: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    incremental: Optional[dict[str, Any]] = None
+    crons: list[tuple[str, str]] = field(default_factory=list)  # (cron, the phrase it came from)
+    timezone: Optional[str] = None
+    trigger: dict[str, Any] = field(default_factory=lambda: {"kind": "manual"})
+    streaming: Optional[dict[str, Any]] = None
+    load_mode: Optional[str] = None
+    keys: list[str] = field(default_factory=list)
+    sync: bool = False
+    notes: list[str] = field(default_factory=list)
+    defaults_used: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def ask(self, missing: str, question_en: str, question_ru: str) -> None:
+        if all(p.missing != missing for p in self.problems):
+            self.problems.append(Problem(missing, question_en, question_ru))
+
+    def default(self, note: str) -> None:
+        """Record a documented default the compiler applied (lowers confidence, shown in notes)."""
+        self.notes.append(note)
+        self.defaults_used += 1
+
+    def add_check(self, check: dict[str, Any]) -> None:
+        if check not in self.checks:
+            self.checks.append(check)

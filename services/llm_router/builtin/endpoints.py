@@ -1,0 +1,183 @@
+"""Sources and targets: engine names, tables, files, topics and URLs, and which side each belongs to.
+
+After every other rule consumed its phrases, what remains is scanned for *mentions* (an engine, a
+``schema.table``, a file, a topic, a URL) and *prepositions*. A mention belongs to the side named by the
+nearest preposition before it: "from/of/из" is the source, "into/to/в" the target; mentions before any
+preposition are the verb's object, i.e. the source ("Sync shop.orders from PostgreSQL into ...").
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from .draft import Draft
+from .lexicon import ENGINE_NAMES, ENGINES, IDENT, NOT_A_COLUMN, SOURCE_PREPOSITIONS, TARGET_PREPOSITIONS
+from .scanner import Scanner
+
+_TOPIC = r"[A-Za-z0-9](?:[\w.\-]*\w)?"
+_SUPPORTED_EXT = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "xml": "xml", "parquet": "parquet"}
+_FORMAT_WORDS = {"csv": "csv", "jsonl": "jsonl", "json lines": "jsonl", "ndjson": "jsonl", "xml": "xml",
+                 "parquet": "parquet"}
+
+
+@dataclass(frozen=True)
+class Mention:
+    pos: int
+    kind: str  # engine | table | file | topic | url | file_noname | prep
+    value: str
+    extra: str = ""
+
+
+def _engine(word: str) -> str:
+    w = word.lower()
+    stems = (("постгр", "postgres"), ("кликх", "clickhouse"), ("кафк", "kafka"))
+    return ENGINES.get(w) or next(kind for stem, kind in stems if w.startswith(stem))
+
+
+def find_mentions(sc: Scanner) -> list[Mention]:
+    found: list[Mention] = []
+    for m in list(sc.finditer(r"\bhttps?://[^\s,;'\"`<>]+")):
+        found.append(Mention(m.start(), "url", m.group(0).rstrip(".)")))
+        sc.take(m, f"HTTP API {m.group(0)}")
+    topic = rf"[`'\"]?(?P<topic>{_TOPIC})[`'\"]?"
+    for pattern in (rf"\b(?:the\s+)?(?:kafka\s+)?topic\s+{topic}", rf"\b(?:kafka[- ]?)?топик\w*\s+{topic}"):
+        for m in list(sc.finditer(pattern)):
+            found.append(Mention(m.start(), "topic", m.group("topic")))
+            sc.take(m, f"Kafka topic {m.group('topic')}")
+    found += _find_files(sc)
+    found += _find_engines_and_tables(sc)
+    for m in list(sc.finditer(r"\b(?:from|of|into|to|onto|из|в|во)\b")):
+        found.append(Mention(m.start(), "prep", m.group(0).lower()))
+        sc.take(m)
+    return sorted(found, key=lambda x: x.pos)
+
+
+def _find_files(sc: Scanner) -> list[Mention]:
+    found = []
+    fmt = r"(?P<fw>csv|jsonl|json\s+lines|ndjson|xml|parquet)"
+    prefix = rf"(?:\b(?:the\s+|a\s+|an\s+)?(?:{fmt}\s+)?(?:file|файл\w*)\s+(?:named\s+|called\s+)?)?"
+    path = (r"[`'\"]?(?P<path>(?:[\w\-]+/)*[\w\-]+(?:\.[\w\-]+)*\.(?P<ext>csv|jsonl|ndjson|xml|parquet|json|tsv|"
+            r"txt|xlsx?|gz|zip))[`'\"]?(?![\w.])")
+    for m in list(sc.finditer(prefix + path)):
+        found.append(Mention(m.start(), "file", m.group("path"), m.group("ext").lower()))
+        sc.take(m, f"file {m.group('path')}")
+    for m in list(sc.finditer(rf"\b(?:the\s+|a\s+|an\s+)?{fmt}\s+(?:file|файл\w*)\b")):
+        found.append(Mention(m.start(), "file_noname", _FORMAT_WORDS[" ".join(m.group("fw").lower().split())]))
+        sc.take(m, f"{m.group('fw')} file")
+    return found
+
+
+def _find_engines_and_tables(sc: Scanner) -> list[Mention]:
+    found = []
+    engines = r"postgresql|postgres|pg|clickhouse|sqlite|kafka|постгрес\w*|кликхаус\w*|кафк\w*"
+    for m in list(sc.finditer(rf"\b(?P<e>{engines})\b(?:\s+(?:table|database|db|таблиц\w*))?")):
+        kind = _engine(m.group("e"))
+        found.append(Mention(m.start(), "engine", kind))
+        sc.take(m, ENGINE_NAMES[kind])
+    quoted = rf"[`'\"]?(?P<t>{IDENT}(?:\.{IDENT})?)[`'\"]?"
+    for pattern in (rf"\b(?:the\s+)?(?:table|таблиц\w*)\s+{NOT_A_COLUMN}{quoted}(?![\w.@/])",
+                    rf"(?<![\w.@/])[`'\"]?(?P<t>{IDENT}\.{IDENT})[`'\"]?(?![\w.@/])"):
+        for m in list(sc.finditer(pattern)):
+            found.append(Mention(m.start(), "table", m.group("t")))
+            sc.take(m, f"table {m.group('t')}")
+    return found
+
+
+def assign_sides(mentions: list[Mention]) -> tuple[list[Mention], list[Mention]]:
+    source, target, side = [], [], "source"
+    for mention in mentions:
+        if mention.kind == "prep":
+            side = "target" if mention.value in TARGET_PREPOSITIONS else "source"
+            continue
+        (source if side == "source" else target).append(mention)
+    return source, target
+
+
+def resolve(d: Draft, mentions: list[Mention], connections: dict[str, str]) -> None:
+    src, dst = assign_sides(mentions)
+    _resolve_side(d, "source", src, d.source)
+    _resolve_side(d, "target", dst, d.target)
+    _default_target_table(d)
+    for side in (d.source, d.target):
+        if side.get("kind") and side.get("kind") in connections and not side.get("connection"):
+            side["connection"] = connections[side["kind"]]
+
+
+def _resolve_side(d: Draft, role: str, mentions: list[Mention], out: dict) -> None:
+    engines = sorted({m.value for m in mentions if m.kind == "engine"})
+    by_kind = {k: [m for m in mentions if m.kind == k] for k in ("table", "file", "topic", "url", "file_noname")}
+    locators = [k for k in ("table", "file", "topic", "url") if by_kind[k]]
+    if len(engines) > 1 or len(locators) > 1 or any(len(by_kind[k]) > 1 for k in locators):
+        names = ", ".join(m.value for m in mentions)
+        d.ask(role, f"Several {role}s were named ({names}); a pipeline has one {role}. Which one?",
+              f"Названо несколько {'источников' if role == 'source' else 'приёмников'} ({names}); какой нужен?")
+        return
+    engine = engines[0] if engines else None
+    if out.get("path_param"):  # the webhook rule already fixed the source to a run-parameter file
+        if mentions:
+            d.ask(role, "The file comes from the webhook payload; what are the other source names for?",
+                  "Файл берётся из запроса вебхука; зачем указан ещё один источник?")
+        return
+    _fill_endpoint(d, role, engine, by_kind, out)
+
+
+def _fill_endpoint(d: Draft, role: str, engine: Optional[str], by_kind: dict, out: dict) -> None:
+    if by_kind["file"]:
+        _fill_file(d, role, engine, by_kind["file"][0], out)
+    elif by_kind["topic"]:
+        if engine not in (None, "kafka"):
+            _ask_conflict(d, role)
+            return
+        out.update({"kind": "kafka", "topic": by_kind["topic"][0].value, "message_format": "json"})
+    elif by_kind["url"]:
+        out.update({"kind": "http", "url": by_kind["url"][0].value})
+    elif by_kind["table"]:
+        if engine in (None, "kafka"):
+            table = by_kind["table"][0].value
+            d.ask(f"{role}.kind", f"Which database holds {table} (PostgreSQL, ClickHouse or SQLite)?",
+                  f"В какой базе лежит {table} (PostgreSQL, ClickHouse или SQLite)?")
+            return
+        out.update({"kind": engine, "table": by_kind["table"][0].value})
+    elif engine:
+        out["kind"] = engine  # the table/topic is still missing; resolved or asked about later
+    elif by_kind["file_noname"]:
+        out.update({"kind": "file", "format": by_kind["file_noname"][0].value})
+
+
+def _fill_file(d: Draft, role: str, engine: Optional[str], mention: Mention, out: dict) -> None:
+    if engine is not None:
+        _ask_conflict(d, role)
+        return
+    fmt = _SUPPORTED_EXT.get(mention.extra)
+    if fmt is None:
+        d.ask(f"{role}.format", f"{mention.value}: which format is it? Supported files are .csv, .jsonl "
+                                f"(one JSON object per line), .xml and .parquet.",
+              f"{mention.value}: в каком он формате? Поддерживаются .csv, .jsonl, .xml и .parquet.")
+        return
+    path = mention.value
+    if role == "source" and d.source.get("folder") and "/" not in path:
+        path = f"{d.source.pop('folder')}/{path}"
+    out.update({"kind": "file", "path": path, "format": fmt})
+
+
+def _ask_conflict(d: Draft, role: str) -> None:
+    d.ask(role, f"The {role} names two different kinds of place (a database and a file or topic); which is it?",
+          "Указаны два разных вида хранилища (база и файл или топик); какой нужен?")
+
+
+def _default_target_table(d: Draft) -> None:
+    """A target engine without a table takes the source's name (documented default, noted in the plan)."""
+    t, s = d.target, d.source
+    if t.get("kind") not in ("postgres", "clickhouse", "sqlite") or t.get("table"):
+        return
+    name = s.get("table") or s.get("topic") or _stem(s.get("path"))
+    if name and re.fullmatch(rf"{IDENT}(?:\.{IDENT})?", name):
+        t["table"] = name
+        d.default(f"target table not named: using the source's name {name}")
+
+
+def _stem(path: Optional[str]) -> Optional[str]:
+    if not path:
+        return None
+    return re.sub(r"\W", "_", path.rsplit("/", 1)[-1].split(".", 1)[0])

@@ -1,0 +1,118 @@
+"""Word lists and regex fragments of the builtin grammar (English and Russian).
+
+Everything here is a constant; the grammar itself (which phrase means what) lives in ``rules.py``,
+``schedule.py`` and ``endpoints.py`` and is documented with examples in ``docs/builtin-provider.md``.
+"""
+from __future__ import annotations
+
+# Words that may be left over after every rule ran without making the request ambiguous.
+STOPWORDS_EN = frozenset("""
+a an the all any some every each of and then also please with as its it their them this that these those
+table tables database db data row rows record records event events message messages file files
+new existing on by for at in into to from via using there here whole entire full complete both
+""".split())
+STOPWORDS_RU = frozenset("""
+и а также все всё всех весь данные данных таблицу таблицы таблица таблице таблицей файл файла файлы
+строки строк записи записей событий события сообщения сообщений с со по на это их его её пожалуйста затем
+""".split())
+
+# Nouns that name what is moved ("Load orders from ..."); they carry no instruction.
+ENTITY_NOUNS = frozenset("""
+order orders customer customers product products click clicks sale sales user users payment payments
+transaction transactions invoice invoices item items log logs metric metrics reading readings
+measurement measurements sensor sensors visit visits session sessions
+заказы заказов заказ клиенты клиентов покупатели покупателей товары товаров продукты продуктов
+события клики кликов продажи продаж платежи платежей пользователи пользователей
+""".split())
+
+VERBS = frozenset("""
+load loads loading copy copies copying sync syncs syncing synchronize synchronise mirror move moving
+export exporting import importing ingest ingesting replicate replicating transfer transferring send sending
+push pushing write writing save saving store storing put extract extracting pull pulling bring land deliver
+upload uploading stream streaming
+загружать загружай загрузи загрузить загружайте грузить копировать скопируй скопировать копируй
+перенеси перенести переносить выгрузи выгрузить выгружать выгружай экспортируй экспортировать
+импортируй импортировать синхронизируй синхронизировать синхронизировать переливай перелей переливать
+залей заливать заливай отправляй отправлять сохраняй сохранять пиши писать стримить стримь транслировать
+""".split())
+
+SOURCE_PREPOSITIONS = frozenset(["from", "of", "из"])
+TARGET_PREPOSITIONS = frozenset(["into", "to", "onto", "в", "во"])
+
+# Verbs that change or destroy data: the builtin provider refuses instead of planning.
+# "remove/drop/удалить" followed by duplicates is cleaning and is allowed (see DEDUPE_EXCEPTION).
+DESTRUCTIVE_EN = (r"delete|deletes|deleting|drop|drops|dropping|truncate|truncating|erase|erasing|wipe|"
+                  r"wiping|purge|purging|destroy|destroying|remove|removing|update|updating|modify|"
+                  r"modifying|alter|altering")
+DESTRUCTIVE_RU = (r"удал\w*|очист\w*|стереть|сотри|сотрите|стирать|уничтож\w*|измени|изменить|измените|"
+                  r"изменять|обнови|обновить|обновите|дропни|дропнуть|транкейт\w*")
+DEDUPE_EXCEPTION = (r"(?:the\s+|all\s+)?(?:duplicates?|duplicate\s+rows|dupes|doubles|whitespace|spaces|"
+                    r"blank\s+\w+|дубл\w*|повтор\w*|пробел\w*)")
+
+ENGINES = {
+    "postgresql": "postgres", "postgres": "postgres", "pg": "postgres", "постгрес": "postgres",
+    "постгресе": "postgres", "постгреса": "postgres",
+    "clickhouse": "clickhouse", "кликхаус": "clickhouse", "кликхаусе": "clickhouse",
+    "sqlite": "sqlite", "kafka": "kafka", "кафка": "kafka", "кафки": "kafka", "кафку": "kafka",
+}
+ENGINE_NAMES = {"postgres": "PostgreSQL", "clickhouse": "ClickHouse", "sqlite": "SQLite", "kafka": "Kafka",
+                "file": "file", "http": "HTTP API"}
+
+# Words for columns that users say in plural or in prose; the SQL generator still resolves the
+# result against the real source columns when it knows them.
+COLUMN_WORDS = {
+    "emails": "email", "e-mails": "email", "e-mail": "email", "email addresses": "email",
+    "email address": "email", "e-mail addresses": "email", "e-mail address": "email",
+    "names": "name", "cities": "city", "countries": "country", "titles": "title", "phones": "phone",
+    "phone numbers": "phone", "phone number": "phone", "statuses": "status", "amounts": "amount",
+    "prices": "price", "pages": "page", "revenue": "amount", "sales": "amount", "turnover": "amount",
+    "почту": "email", "почты": "email", "email'ы": "email", "имена": "name", "города": "city",
+    "город": "city", "страны": "country", "страну": "country", "сумму": "amount", "суммы": "amount",
+    "сумма": "amount", "суммой": "amount", "выручку": "amount", "выручка": "amount", "телефоны": "phone",
+    "странам": "country", "городам": "city", "статусам": "status",
+}
+MONEY_WORDS = ("revenue", "sales", "turnover", "выручк", "продаж")
+
+STATUS_WORDS = {
+    "paid": "paid", "pending": "pending", "refunded": "refunded", "cancelled": "cancelled",
+    "canceled": "canceled", "shipped": "shipped", "delivered": "delivered", "completed": "completed",
+    "failed": "failed",
+}
+STATUS_WORDS_RU = {"оплаченн": "paid", "отменённ": "cancelled", "отмененн": "cancelled",
+                   "возвращённ": "refunded", "возвращенн": "refunded", "ожидающ": "pending",
+                   "доставленн": "delivered", "отправленн": "shipped"}
+
+PERIODS = {"day": "day", "days": "day", "date": "day", "calendar day": "day", "week": "week",
+           "weeks": "week", "month": "month", "months": "month", "hour": "hour", "hours": "hour",
+           "daily": "day", "weekly": "week", "monthly": "month", "hourly": "hour",
+           "дням": "day", "день": "day", "неделям": "week", "неделю": "week", "месяцам": "month",
+           "месяц": "month", "часам": "hour", "час": "hour",
+           "ежедневн": "day", "еженедельн": "week", "ежемесячн": "month", "ежечасн": "hour"}
+
+WEEKDAYS = {"monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4, "friday": 5, "saturday": 6,
+            "sunday": 0, "mondays": 1, "tuesdays": 2, "wednesdays": 3, "thursdays": 4, "fridays": 5,
+            "saturdays": 6, "sundays": 0}
+WEEKDAYS_RU = {"понедельник": 1, "вторник": 2, "среду": 3, "четверг": 4, "пятницу": 5, "субботу": 6,
+               "воскресенье": 0, "понедельникам": 1, "вторникам": 2, "средам": 3, "четвергам": 4,
+               "пятницам": 5, "субботам": 6, "воскресеньям": 0}
+
+# Default time column for "per day" when the request does not say "per day of <column>".
+DEFAULT_TIME_COLUMN = "created_at"
+
+# Regex fragments.
+IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+# Words that must never be read as a column name in "lowercasing X", "per X", ...
+NOT_A_COLUMN = (r"(?!(?:the|a|an|all|and|or|with|from|into|to|of|by|per|on|in|each|every|as|at|"
+                r"only|then|also|table|column|file|whitespace|spaces|duplicates?|dupes|empty|blank|missing|"
+                r"null|values?|daily|weekly|monthly|hourly)\b)")
+_COLUMN_WORD = rf"e-?mail\s+address(?:es)?|e-?mails?|phone\s+numbers?|{IDENT}"
+_COLUMN_WORD_RU = rf"почту|почты|имена|города|город|страны|страну|сумму|суммы|телефоны|{_COLUMN_WORD}"
+
+
+def column(group: str, russian: bool = False) -> str:
+    """A named group matching a column as users say it ("emails", "e-mail addresses", "city")."""
+    return rf"{NOT_A_COLUMN}(?P<{group}>{_COLUMN_WORD_RU if russian else _COLUMN_WORD})"
+
+
+VALUE = r"'[^']*'|\"[^\"]*\"|-?\d+(?:\.\d+)?|[A-Za-z_][\w\-]*"
+NUMBER = r"\d{1,3}(?:[ ,_]\d{3})+|\d+"

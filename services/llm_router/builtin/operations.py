@@ -1,0 +1,323 @@
+"""What happens to the rows: filters, aggregates, cleaning, PII handling and explicit quality checks."""
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from .draft import Draft
+from .lexicon import (COLUMN_WORDS, DEFAULT_TIME_COLUMN, IDENT, MONEY_WORDS, NOT_A_COLUMN, NUMBER, PERIODS,
+                      STATUS_WORDS, STATUS_WORDS_RU, VALUE, column)
+from .scanner import Scanner
+
+_OPS = (("greater than", ">"), ("more than", ">"), ("higher than", ">"), ("larger than", ">"),
+        ("above", ">"), ("over", ">"), ("exceeding", ">"), ("of at least", ">="), ("at least", ">="),
+        ("no less than", ">="), ("less than", "<"), ("lower than", "<"), ("smaller than", "<"),
+        ("below", "<"), ("under", "<"), ("of at most", "<="), ("at most", "<="), ("no more than", "<="),
+        ("equal to", "="), ("equals", "="), ("==", "="), (">=", ">="), ("<=", "<="), ("!=", "!="),
+        ("<>", "!="), (">", ">"), ("<", "<"), ("=", "="))
+_OP_WORDS = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w, _ in _OPS)
+_SIGNS = {"positive": (">", 0), "non-negative": (">=", 0), "nonnegative": (">=", 0), "negative": ("<", 0),
+          "non-zero": ("!=", 0), "nonzero": ("!=", 0), "положительн": (">", 0), "неотрицательн": (">=", 0),
+          "отрицательн": ("<", 0), "ненулев": ("!=", 0)}
+
+
+def column_name(word: str) -> str:
+    """The column a user's word stands for: "emails" -> email, "revenue" -> amount, else the word."""
+    key = " ".join(word.lower().split())
+    return COLUMN_WORDS.get(key, word if re.fullmatch(IDENT, word) else re.sub(r"\W+", "_", key))
+
+
+def literal(token: str) -> Any:
+    """A value from the request: quoted text, a number, true/false, or a bare word taken as text."""
+    if token[:1] in "'\"" and token[-1:] == token[:1] and len(token) >= 2:
+        return token[1:-1]
+    if re.fullmatch(r"-?\d+", token):
+        return int(token)
+    if re.fullmatch(r"-?\d+\.\d+", token):
+        return float(token)
+    if token.lower() in ("true", "false"):
+        return token.lower() == "true"
+    return token
+
+
+def _op(word: str) -> str:
+    norm = " ".join(word.lower().split())
+    return next(op for w, op in _OPS if w == norm)
+
+
+def _add_filter(sc: Scanner, d: Draft, m: re.Match, col: str, op: str, value: Any = None) -> None:
+    f = {"column": col, "op": op, "value": value}
+    if f not in d.filters:
+        d.filters.append(f)
+    shown = "" if value is None else (f" '{value}'" if isinstance(value, str) else f" {value}")
+    sc.take(m, f"filter {col} {op}{shown}")
+
+
+# --- filters ---------------------------------------------------------------------------------------
+
+def scan_filters(sc: Scanner, d: Draft) -> None:
+    nouns = r"(?=\s+(?:orders?|payments?|transactions?|invoices?|rows|records|ones|items|sales)\b)"
+    status = "|".join(STATUS_WORDS)
+    for m in list(sc.finditer(rf"\b(?:only\s+)?(?P<st>{status}){nouns}")):
+        _add_filter(sc, d, m, "status", "=", STATUS_WORDS[m.group("st").lower()])
+    for m in list(sc.finditer(rf"\b(?:with|having|in)\s+(?:the\s+|a\s+)?status\s+(?:=\s*|of\s+|is\s+)?"
+                              rf"(?P<val>{VALUE})")):
+        _add_filter(sc, d, m, "status", "=", literal(m.group("val")))
+    signs = "positive|non-negative|nonnegative|negative|non-zero|nonzero"
+    for m in list(sc.finditer(rf"\bwith\s+(?:an?\s+|the\s+)?(?P<sign>{signs})\s+{column('col')}")):
+        _add_filter(sc, d, m, column_name(m.group("col")), *_SIGNS[m.group("sign").lower()])
+    _scan_where(sc, d, r"where", r"and")
+    for m in list(sc.finditer(rf"\bwith\s+(?:an?\s+|the\s+)?{column('col')}\s+(?P<op>{_OP_WORDS})\s*"
+                              rf"(?P<val>{VALUE})")):
+        _add_filter(sc, d, m, column_name(m.group("col")), _op(m.group("op")), literal(m.group("val")))
+    _scan_filters_ru(sc, d)
+
+
+def _scan_filters_ru(sc: Scanner, d: Draft) -> None:
+    stems = "|".join(STATUS_WORDS_RU)
+    for m in list(sc.finditer(rf"\b(?:только\s+)?(?P<st>{stems})\w*(?=\s+(?:заказ|платеж|платёж|строк|запис))|"
+                              rf"\bтолько\s+(?P<st2>{stems})\w*")):
+        stem = (m.group("st") or m.group("st2")).lower()
+        _add_filter(sc, d, m, "status", "=", STATUS_WORDS_RU[stem])
+    sign_stems = "положительн|неотрицательн|отрицательн|ненулев"
+    for m in list(sc.finditer(rf"\bс\s+(?P<sign>{sign_stems})\w*\s+(?P<col>сумм\w*|выручк\w*|{IDENT})")):
+        col = "amount" if re.match(r"сумм|выручк", m.group("col"), re.I) else m.group("col")
+        _add_filter(sc, d, m, col, *_SIGNS[m.group("sign").lower()])
+    _scan_where(sc, d, r"где", r"и")
+
+
+def _scan_where(sc: Scanner, d: Draft, where: str, conj: str) -> None:
+    cond = (rf"{IDENT}\s*(?:=|==|!=|<>|>=|<=|>|<)\s*(?:{VALUE})|{IDENT}\s+is\s+(?:not\s+)?(?:null|empty)|"
+            rf"{IDENT}\s+in\s+\([^)]*\)")
+    for m in list(sc.finditer(rf"\b{where}\s+(?P<conds>(?:{cond})(?:\s+{conj}\s+(?:{cond}))*)")):
+        parts = re.split(rf"\s+{conj}\s+", m.group("conds"), flags=re.I)
+        parsed = [_condition(p) for p in parts]
+        if any(p is None for p in parsed):
+            continue
+        for col, op, value in parsed:  # type: ignore[misc]
+            _add_filter(sc, d, m, col, op, value)
+
+
+def _condition(text: str) -> Optional[tuple[str, str, Any]]:
+    m = re.fullmatch(rf"({IDENT})\s*(==|!=|<>|>=|<=|=|>|<)\s*(.+)", text.strip())
+    if m:
+        return m.group(1), _op(m.group(2)), literal(m.group(3).strip())
+    m = re.fullmatch(rf"({IDENT})\s+is\s+(not\s+)?(null|empty)", text.strip(), re.I)
+    if m:
+        return m.group(1), "not_null" if m.group(2) else "is_null", None
+    m = re.fullmatch(rf"({IDENT})\s+in\s+\(([^)]*)\)", text.strip(), re.I)
+    if m:
+        items = [literal(v.strip()) for v in m.group(2).split(",") if v.strip()]
+        return (m.group(1), "in", items) if items else None
+    return None
+
+
+# --- aggregates ------------------------------------------------------------------------------------
+
+_MEASURE_EN = (rf"(?:(?:total\s+)?(?:revenue|sales|turnover)|(?:total|sum\s+of|summing(?:\s+up)?|sum|summed)\s+"
+               rf"(?:the\s+)?{IDENT}|(?:average|avg|mean|averaging)\s+(?:of\s+)?(?:the\s+)?{IDENT}|"
+               rf"(?:count\s+of|number\s+of|counting)\s+(?:the\s+|all\s+)?\w+|(?:order|row|event|click|record)s?\s+"
+               rf"counts?|counts?|(?:min(?:imum)?|max(?:imum)?)\s+(?:of\s+)?(?:the\s+)?{IDENT})")
+_MEASURE_RU = (rf"(?:(?:общ\w+\s+)?(?:выручк\w*|продаж\w*)|(?:сумм\w*|суммируя|итог\w*)\s+(?:по\s+полю\s+)?{IDENT}"
+               rf"|(?:средн\w+)\s+{IDENT}|(?:количество|число)\s+\w+)")
+_GROUP_WORD = rf"(?:calendar\s+day|(?!\w+ing\b){NOT_A_COLUMN}{IDENT})"
+_GROUPS_EN = rf"{_GROUP_WORD}(?:\s*(?:,|and|per|by|for\s+each)\s*{_GROUP_WORD})*"
+_GROUP_WORD_RU = rf"(?:дням|неделям|месяцам|часам|странам|городам|статусам|{IDENT})"
+_GROUPS_RU = rf"{_GROUP_WORD_RU}(?:\s*(?:,|и)\s*{_GROUP_WORD_RU})*"
+_ADJ_EN = r"(?P<adj>daily|weekly|monthly|hourly)"
+_ADJ_RU = r"(?P<adj>ежедневн|еженедельн|ежемесячн|ежечасн)\w*"
+
+
+def scan_aggregates(sc: Scanner, d: Draft) -> None:
+    measures = rf"(?P<measures>{_MEASURE_EN}(?:\s*(?:,|and)\s*{_MEASURE_EN})*)"
+    per = r"(?:per|by|for\s+each|for\s+every|grouped\s+by)"
+    time_col = rf"(?:\s+of\s+(?P<timecol>{IDENT})(?![.\w]))?"
+    patterns = (rf"\b{_ADJ_EN}\s+{measures}(?:\s+{per}\s+(?P<groups>{_GROUPS_EN}))?{time_col}",
+                rf"\b{measures}\s+{per}\s+(?P<groups>{_GROUPS_EN}){time_col}",
+                rf"\b(?P<passive>summed|totall?ed|aggregated|averaged|counted)\s+(?:up\s+)?{per}\s+"
+                rf"(?P<groups>{_GROUPS_EN}){time_col}")
+    measures_ru = rf"(?P<measures>{_MEASURE_RU}(?:\s*(?:,|и)\s*{_MEASURE_RU})*)"
+    patterns_ru = (rf"\b{_ADJ_RU}\s+{measures_ru}(?:\s+по\s+(?P<groups>{_GROUPS_RU}))?",
+                   rf"\b{measures_ru}\s+по\s+(?P<groups>{_GROUPS_RU})")
+    for pattern in patterns + patterns_ru:
+        for m in list(sc.finditer(pattern)):
+            _aggregate(sc, d, m)
+
+
+def _aggregate(sc: Scanner, d: Draft, m: re.Match) -> None:
+    g = m.groupdict()
+    measures = (_passive_measure(sc, d, g["passive"]) if g.get("passive")
+                else [_measure(p) for p in re.split(r"\s*(?:,|\band\b|\bи\b)\s*", g["measures"]) if p])
+    periods = [PERIODS[g["adj"].lower()]] if g.get("adj") else []
+    dims: list[str] = []
+    for word in re.split(r"\s*(?:,|\band\b|\bper\b|\bby\b|\bfor\s+each\b|\bи\b)\s*", g.get("groups") or ""):
+        if word:
+            key = " ".join(word.lower().split())
+            (periods if key in PERIODS else dims).append(PERIODS.get(key) or column_name(word))
+    if d.aggregate is not None or len(set(periods)) > 1 or any(x is None for x in measures):
+        sc.take(m)
+        _ask_measure(d)
+        return
+    d.aggregate = {"period": periods[0] if periods else None, "dimensions": dims,
+                   "measures": [x for x in measures if x], "time_column": None}
+    if periods:
+        d.aggregate["time_column"] = g.get("timecol") or DEFAULT_TIME_COLUMN
+        if not g.get("timecol"):
+            d.default(f"per-{periods[0]} grouping uses {DEFAULT_TIME_COLUMN} (say 'per {periods[0]} of "
+                      f"<column>' to choose another)")
+    groups = ([f"{periods[0]}({d.aggregate['time_column']})"] if periods else []) + dims
+    shown = ", ".join(f"{x['fn']}({x['column'] or '*'})" for x in d.aggregate["measures"])
+    sc.take(m, f"aggregate {shown} per {', '.join(groups)}")
+
+
+def _ask_measure(d: Draft) -> None:
+    d.ask("aggregate", "What should be computed per group (for example 'summing amount per day'), and per "
+                       "which single period?", "Что считать по группам (например, 'сумма amount по дням') и по "
+                                               "какому одному периоду?")
+
+
+def _measure(text: str) -> Optional[dict[str, Any]]:
+    t = " ".join(text.lower().split())
+    m = re.fullmatch(r"(?:total\s+)?(revenue|sales|turnover)|(?:общ\w+\s+)?(выручк\w*|продаж\w*)", t)
+    if m:
+        return {"fn": "sum", "column": "amount", "alias": m.group(1) or "revenue"}
+    for pattern, fn in ((r"(?:total|sum\s+of|summing(?:\s+up)?|sum|summed|сумм\w*|суммируя|итог\w*)\s+"
+                         r"(?:по\s+полю\s+)?(?:the\s+)?(\S+)", "sum"),
+                        (r"(?:average|avg|mean|averaging|средн\w+)\s+(?:of\s+)?(?:the\s+)?(\S+)", "avg"),
+                        (r"(min|max)(?:imum)?\s+(?:of\s+)?(?:the\s+)?(\S+)", "minmax")):
+        m = re.fullmatch(pattern, t)
+        if m:
+            fn = m.group(1) if fn == "minmax" else fn
+            col = column_name(text.split()[-1])
+            return {"fn": fn, "column": col, "alias": f"{fn}_{col}"}
+    if re.search(r"count|number|количество|число", t):
+        return {"fn": "count", "column": None, "alias": "row_count"}
+    return None
+
+
+def _passive_measure(sc: Scanner, d: Draft, verb: str) -> list[Optional[dict[str, Any]]]:
+    verb = verb.lower()
+    if verb.startswith("count"):
+        return [{"fn": "count", "column": None, "alias": "row_count"}]
+    if not verb.startswith("averag") and any(w in sc.text.lower() for w in MONEY_WORDS):
+        return [{"fn": "sum", "column": "amount", "alias": "revenue"}]
+    return [None]
+
+
+# --- cleaning --------------------------------------------------------------------------------------
+
+def _add_cleaning(sc: Scanner, d: Draft, m: re.Match, op: str, col: str, value: Optional[str] = None) -> None:
+    step = {"op": op, "column": col, "value": value}
+    if step not in d.cleaning:
+        d.cleaning.append(step)
+    sc.take(m, f"{op} {col}" + (f" with '{value}'" if value is not None else ""))
+    if op == "dedupe" and col != "*":
+        d.add_check({"kind": "unique", "column": col})
+    if op == "fill_empty":
+        d.add_check({"kind": "not_null", "column": col})
+
+
+def scan_cleaning(sc: Scanner, d: Draft) -> None:
+    case_words = {"lowercase": r"lower-?casing|lower-?case|downcasing|downcase",
+                  "uppercase": r"upper-?casing|upper-?case|upcasing|upcase"}
+    for op, verbs in case_words.items():
+        word = op[:5]
+        for pattern in (rf"\b(?:{verbs})\s+(?:the\s+|all\s+)?{column('col')}(?:\s+column)?",
+                        rf"\b(?:converting|turning|making)\s+(?:the\s+|all\s+)?{column('col')}(?:\s+column)?\s+"
+                        rf"(?:to\s+|into\s+)?{word}\s*-?case\b",
+                        rf"\bприводя\s+{column('col', True)}\s+к\s+{'нижнему' if word == 'lower' else 'верхнему'}"
+                        rf"\s+регистру"):
+            for m in list(sc.finditer(pattern)):
+                _add_cleaning(sc, d, m, op, column_name(m.group("col")))
+    _scan_trim_fill(sc, d)
+    _scan_dedupe(sc, d)
+
+
+def _scan_trim_fill(sc: Scanner, d: Draft) -> None:
+    trims = (rf"\b(?:trimming|trim|stripping|strip)\s+(?:(?:whitespace|spaces)\s+(?:from|in|around|of)\s+)?"
+             rf"(?:the\s+|all\s+)?{column('col')}(?:\s+column)?",
+             rf"\b(?:removing|remove)\s+(?:whitespace|spaces)\s+(?:from|in|around)\s+(?:the\s+)?{column('col')}",
+             rf"\b(?:обрезая|убирая)\s+пробелы\s+(?:в|из|у)\s+{column('col', True)}")
+    for pattern in trims:
+        for m in list(sc.finditer(pattern)):
+            _add_cleaning(sc, d, m, "trim", column_name(m.group("col")))
+    val = r"(?P<val>'[^']*'|\"[^\"]*\"|[\w\-]+)"
+    fills = (rf"\b(?:filling|fill|replacing|replace|defaulting|default)\s+(?:in\s+)?(?:an?\s+|the\s+|all\s+)?"
+             rf"(?:empty|missing|blank|null)\s+{column('col')}(?:\s+(?:column|values?|fields?))?\s+"
+             rf"(?:with|by|to|as)\s+{val}",
+             rf"\bзаполняя\s+пуст\w*\s+(?:значения\s+)?(?:поля\s+|колонки\s+)?{column('col', True)}\s+"
+             rf"(?:значением\s+)?{val}")
+    for pattern in fills:
+        for m in list(sc.finditer(pattern)):
+            _add_cleaning(sc, d, m, "fill_empty", column_name(m.group("col")), str(literal(m.group("val"))))
+
+
+def _scan_dedupe(sc: Scanner, d: Draft) -> None:
+    verbs = (r"removing|remove|dropping|drop|eliminating|eliminate|deduplicating|deduplicate|de-duplicating|"
+             r"deduping|dedupe|dedup")
+    dupes = r"(?:the\s+|all\s+)?(?:duplicates?|duplicate\s+rows|dupes|doubles)"
+    for pattern in (rf"\b(?:{verbs})\s+(?:{dupes}\s+)?(?:by|on|of|per|based\s+on|using)\s+(?:the\s+)?{column('col')}",
+                    rf"\b(?:удаляя|убирая|исключая|удалив|убрав)\s+(?:дубл\w*|повтор\w*)\s+(?:по\s+)?"
+                    rf"{column('col', True)}"):
+        for m in list(sc.finditer(pattern)):
+            _add_cleaning(sc, d, m, "dedupe", column_name(m.group("col")))
+    for m in list(sc.finditer(rf"\b(?:{verbs})\s+{dupes}\b|\b(?:удаляя|убирая)\s+(?:дубл\w*|повтор\w*)")):
+        _add_cleaning(sc, d, m, "dedupe", "*")
+
+
+# --- PII -------------------------------------------------------------------------------------------
+
+_PII_EMAIL = r"e-?mail(?:\s+address(?:es)?|s)?|email\w*|почт\w*|адреса\s+(?:электронной\s+)?почты|электронн\w+\s+адрес\w*"
+_PII_PHONE = r"phone(?:\s+numbers?|s)?|телефон\w*|номера\s+телефонов"
+
+
+def scan_pii(sc: Scanner, d: Draft) -> None:
+    verbs = {"mask": r"masking|mask|redacting|redact|anonymi[sz]ing|anonymi[sz]e|obfuscating|obfuscate|"
+                     r"маскируя|маскировать|замаскируй|замаскировав|скрывая|скрыть",
+             "hash": r"hashing|hash|pseudonymi[sz]ing|pseudonymi[sz]e|хешируя|хэшируя|хешировать|хэшировать"}
+    known = rf"(?:{_PII_EMAIL}|{_PII_PHONE})"
+    one = rf"(?:{known}|(?:the\s+)?{IDENT}\s+column|column\s+{IDENT})"
+    first = rf"(?:{one}|{NOT_A_COLUMN}{IDENT})"
+    for action, verb in verbs.items():
+        pattern = (rf"\b(?:{verb})\s+(?:the\s+|all\s+|any\s+)?(?P<what>{first}(?:\s*(?:,|and|и)\s*(?:the\s+)?"
+                   rf"{one})*)")
+        for m in list(sc.finditer(pattern)):
+            items = re.split(r"\s*(?:,|\band\b|\bи\b)\s*", m.group("what"))
+            sc.take(m, f"{action} columns " + ", ".join(_add_pii(d, item, action) for item in items))
+    drop = rf"\b(?:dropping|drop|excluding|exclude|without|removing|remove)\s+(?:the\s+)?(?P<col>{IDENT})\s+column\b"
+    for m in list(sc.finditer(drop)):
+        _add_pii(d, m.group("col"), "drop")
+        sc.take(m, f"drop column {m.group('col')}")
+
+
+def _add_pii(d: Draft, item: str, action: str) -> str:
+    item = re.sub(r"^(?:the\s+)|\s+column$|^column\s+", "", item.strip(), flags=re.I)
+    if re.fullmatch(_PII_EMAIL, item, re.I):
+        col, check = "*email*", "no_email"
+    elif re.fullmatch(_PII_PHONE, item, re.I):
+        col, check = "*phone*", "no_phone"
+    else:
+        col, check = column_name(item), None
+    rule = {"column": col, "action": action}
+    if rule not in d.pii:
+        d.pii.append(rule)
+    if check and action != "drop":
+        d.add_check({"kind": check})
+    return col
+
+
+# --- explicit quality checks -----------------------------------------------------------------------
+
+def scan_quality(sc: Scanner, d: Draft) -> None:
+    verbs = r"checking|ensuring|making\s+sure|check|ensure|verify|verifying|проверяя|проверив"
+    for m in list(sc.finditer(rf"\b(?:{verbs})\s+(?:that\s+)?{column('col')}\s+is\s+(?P<what>not\s+null|never\s+null|"
+                              rf"unique|non-empty|not\s+empty)\b")):
+        kind = "unique" if m.group("what").lower() == "unique" else "not_null"
+        col = column_name(m.group("col"))
+        d.add_check({"kind": kind, "column": col})
+        sc.take(m, f"check {kind}({col})")
+    for m in list(sc.finditer(rf"\b(?:expecting\s+)?(?:at\s+least|minimum\s+of|не\s+менее)\s+(?P<n>{NUMBER})\s+"
+                              rf"(?:rows|records|строк)\b")):
+        n = int(re.sub(r"[ ,_]", "", m.group("n")))
+        d.add_check({"kind": "row_count_min", "value": n})
+        sc.take(m, f"check at least {n} rows")

@@ -1,0 +1,226 @@
+"""How and when a pipeline runs: refusals, triggers, streaming bounds, incremental cursors, load modes."""
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from .draft import Draft
+from .lexicon import DEDUPE_EXCEPTION, DESTRUCTIVE_EN, DESTRUCTIVE_RU, IDENT, NUMBER, VALUE
+from .scanner import Scanner
+
+_TOPIC = r"[A-Za-z0-9](?:[\w.\-]*\w)?"
+_FILE_FORMATS = {"csv": "csv", "jsonl": "jsonl", "json lines": "jsonl", "ndjson": "jsonl", "xml": "xml",
+                 "parquet": "parquet"}
+
+
+def destructive_word(text: str) -> Optional[str]:
+    """The first word asking to change or destroy data, ignoring quoted values and cleaning phrases."""
+    unquoted = re.sub(r"'[^']*'|\"[^\"]*\"", " ", text)
+    for m in re.finditer(rf"\b(?:{DESTRUCTIVE_EN}|{DESTRUCTIVE_RU})\b", unquoted, re.I):
+        rest = unquoted[m.end():]
+        if re.match(rf"\s+{DEDUPE_EXCEPTION}", rest, re.I):
+            continue  # "removing duplicates", "удаляя дубликаты": cleaning the batch, not the source
+        if re.match(rf"\s+(?:the\s+)?{IDENT}\s+column\b", rest, re.I):
+            continue  # "dropping the phone column": leaving a column out of the load
+        return m.group(0)
+    return None
+
+
+def _seconds(value: str, unit: Optional[str]) -> float:
+    unit = (unit or "s").lower()
+    n = float(value)
+    if unit.startswith(("ms", "milli")):
+        return n / 1000
+    if unit.startswith(("min", "мин")):
+        return n * 60
+    return n
+
+
+def _count(text: str) -> int:
+    return int(re.sub(r"[ ,_]", "", text))
+
+
+def scan_streaming(sc: Scanner, d: Draft) -> None:
+    unit = r"(?P<unit>seconds?|secs?|s|milliseconds?|ms|minutes?|mins?|секунд\w*|сек|с|минут\w*|мин)"
+    things = r"(?:events?|rows?|messages?|records?|событи\w*|строк\w*|сообщени\w*|запис\w*)"
+    patterns = (
+        rf"\bin\s+(?:micro-?)?batches\s+of\s+(?P<rows>{NUMBER})\s*{things}?(?:\s*(?:,|or|and|/)\s*"
+        rf"(?:every|each|after)\s+(?P<secs>\d+(?:\.\d+)?)\s*{unit}\b)?",
+        rf"\b(?:every|each)\s+(?P<secs>\d+(?:\.\d+)?)\s*{unit}\s+or\s+(?:every\s+|in\s+batches\s+of\s+)?"
+        rf"(?P<rows>{NUMBER})\s*{things}",
+        rf"\bпачками\s+по\s+(?P<rows>{NUMBER})\s*{things}?(?:\s*(?:,|или|и)\s*(?:каждые|раз\s+в)\s+"
+        rf"(?P<secs>\d+)\s*{unit})?",
+    )
+    for pattern in patterns:
+        for m in list(sc.finditer(pattern)):
+            _set_streaming(sc, d, m)
+    for m in list(sc.finditer(r"\b(?:stream|streams|streaming|стримить|стримь|стримь|стриминг\w*|"
+                              r"потоков\w*|в\s+потоковом\s+режиме)\b")):
+        d.streaming = d.streaming or {"enabled": True}
+        sc.take(m, "streaming (continuous micro-batches)")
+
+
+def _set_streaming(sc: Scanner, d: Draft, m: re.Match) -> None:
+    bounds: dict = {"enabled": True, "max_batch_rows": _count(m.group("rows"))}
+    if m.group("secs"):
+        bounds["max_batch_seconds"] = _seconds(m.group("secs"), m.group("unit"))
+    d.streaming = {**(d.streaming or {}), **bounds}
+    secs = bounds.get("max_batch_seconds")
+    sc.take(m, f"micro-batches of {bounds['max_batch_rows']} rows" + (f" or {secs:g} s" if secs else ""))
+
+
+def scan_triggers(sc: Scanner, d: Draft) -> None:
+    webhook = (
+        r"\b(?:when|whenever|each\s+time|every\s+time|once)\s+(?:the\s+|a\s+|our\s+|my\s+)?webhook\s+(?:is\s+)?"
+        r"(?:called|hit|invoked|fired|fires|triggered|gets\s+called|receives\s+a\s+(?:request|call))\b",
+        r"\b(?:on|via|by|upon|through)\s+(?:a\s+|the\s+)?webhook(?:\s+call)?\b",
+        r"\bwebhook[- ]triggered\b",
+        r"\b(?:при\s+вызове|по\s+вызову)\s+вебхука\b|\bпо\s+вебхуку\b|\bкогда\s+(?:вызывается|вызван)\s+вебхук\b",
+    )
+    for pattern in webhook:
+        for m in list(sc.finditer(pattern)):
+            _set_trigger(sc, d, m, {"kind": "webhook"}, "webhook trigger (HMAC-signed)")
+    _scan_topic_trigger(sc, d)
+    _scan_webhook_file(sc, d)
+    _scan_folder(sc, d)
+    for m in list(sc.finditer(r"\b(?:on\s+demand|manually|by\s+hand|вручную|по\s+запросу)\b")):
+        _set_trigger(sc, d, m, {"kind": "manual"}, "manual trigger")
+
+
+def _set_trigger(sc: Scanner, d: Draft, m: re.Match, trigger: dict, meaning: str) -> None:
+    if d.trigger.get("kind") not in ("manual", trigger["kind"]):
+        d.ask("trigger", "Two different triggers were given; should it run on the webhook, on messages or "
+                         "on a schedule?", "Указаны разные триггеры: запускать по вебхуку, по сообщениям или "
+                                           "по расписанию?")
+    d.trigger = trigger
+    sc.take(m, meaning)
+
+
+def _scan_topic_trigger(sc: Scanner, d: Draft) -> None:
+    topic = rf"(?:the\s+)?(?:kafka\s+)?topic\s+[`'\"]?(?P<topic>{_TOPIC})[`'\"]?"
+    filt = rf"(?:\s+(?:with|where)\s+(?P<filter>{IDENT}\s*(?:=|==|!=)\s*(?:{VALUE})))?"
+    patterns = (
+        rf"\b(?:on|for|upon|after)\s+(?:each|every|any)\s+(?:new\s+)?message\s+(?:of|on|in|from|to|"
+        rf"arriving\s+(?:on|in))\s+{topic}{filt}",
+        rf"\bwhenever\s+a\s+(?:new\s+)?message\s+(?:arrives|lands|is\s+published)\s+(?:on|in|to)\s+{topic}{filt}",
+        rf"\b(?:на|по|при)\s+каждо\w+\s+(?:новом\s+|новому\s+|новое\s+)?сообщени\w+\s+(?:в\s+|из\s+)?"
+        rf"(?:топик\w*)\s+[`'\"]?(?P<topic>{_TOPIC})[`'\"]?{filt}",
+    )
+    for pattern in patterns:
+        for m in list(sc.finditer(pattern)):
+            trig = {"kind": "kafka", "topic": m.group("topic")}
+            if m.group("filter"):
+                trig["filter"] = m.group("filter")
+            _set_trigger(sc, d, m, trig, f"run on each message of topic {m.group('topic')}")
+
+
+def _scan_webhook_file(sc: Scanner, d: Draft) -> None:
+    fmt = r"(?P<fmt>csv|jsonl|json\s+lines|ndjson|xml|parquet)"
+    patterns = (
+        rf"\b(?:the\s+|a\s+)?(?:{fmt}\s+)?file\s+(?:whose\s+name\s+is\s+)?(?:named|given|specified|passed|"
+        rf"referenced|listed|sent)\s+in\s+(?:its|the|the\s+webhook's|the\s+request's)\s+(?:payload|body|request)"
+        rf"(?:\s+(?:field|key|under|as)\s+[`'\"]?(?P<param>{IDENT})[`'\"]?)?",
+        rf"(?:\b{fmt}[- ]?)?файл\w*(?:\s+{fmt.replace('fmt', 'fmt2')})?,?\s+(?:указанн\w+|переданн\w+|названн\w+)"
+        rf"\s+в\s+(?:запросе|payload|теле\s+запроса|вебхуке)(?:\s+в\s+поле\s+[`'\"]?(?P<param>{IDENT})[`'\"]?)?",
+    )
+    for pattern in patterns:
+        for m in list(sc.finditer(pattern)):
+            groups = m.groupdict()
+            fmt_word = (groups.get("fmt") or groups.get("fmt2") or "").lower()
+            param = groups.get("param") or "file"
+            d.source.update({"kind": "file", "path_param": param})
+            if fmt_word:
+                d.source["format"] = _FILE_FORMATS[" ".join(fmt_word.split())]
+            else:
+                d.ask("source.format", "Which format is the file named in the payload (CSV, JSON lines, XML, "
+                                       "Parquet)?", "В каком формате файл из запроса (CSV, JSON lines, XML, Parquet)?")
+            sc.take(m, f"source file named by run parameter '{param}'")
+
+
+def _scan_folder(sc: Scanner, d: Draft) -> None:
+    folder = r"[`'\"]?(?P<folder>[\w.\-/]+?)[`'\"]?"
+    patterns = (
+        rf"\b(?:from|in)\s+(?:the\s+)?{folder}\s+(?:folder|directory|dir)\b",
+        rf"\b(?:from|in)\s+(?:the\s+)?(?:folder|directory|dir)\s+{folder}(?=[\s,.;]|$)",
+        rf"\bиз\s+(?:папки|каталога|директории)\s+{folder}(?=[\s,.;]|$)",
+    )
+    for pattern in patterns:
+        for m in list(sc.finditer(pattern)):
+            name = m.group("folder").strip("/")
+            if ".." in name.split("/"):
+                continue
+            d.source["folder"] = name
+            sc.take(m, f"folder {name}")
+
+
+def scan_incremental(sc: Scanner, d: Draft) -> None:
+    flag = (r"\bincremental(?:ly)?\b|\bинкрементальн\w*\b|"
+            r"\b(?:only\s+)?new\s+(?:or|and)\s+(?:changed|updated|modified)(?:\s+(?:rows|records|data|\w+s))?\b|"
+            r"\bonly\s+new\s+(?:rows|records)\b|\bновые\s+и\s+изменённые(?:\s+(?:строки|записи|\w+))?|"
+            r"\bновые\s+и\s+измененные(?:\s+(?:строки|записи|\w+))?")
+    col = rf"(?P<col>{IDENT})"
+    with_flag = (rf"\bincremental(?:ly)?\s+(?:by|on|using)\s+{col}", rf"\bинкрементальн\w*\s+по\s+{col}")
+    explicit = (rf"\b(?:using|with|by)\s+(?:the\s+)?{col}\s+(?:column\s+)?as\s+(?:the\s+|a\s+)?cursor\b",
+                rf"\bcursor(?:\s+column)?\s+{col}", rf"\bпо\s+(?:полю|колонке|столбцу)\s+{col}")
+    for pattern in with_flag + explicit:
+        for m in list(sc.finditer(pattern)):
+            _set_cursor(sc, d, m)
+    flagged = False
+    for m in list(sc.finditer(flag)):
+        flagged = True
+        sc.take(m, "incremental load")
+    if flagged or d.incremental:
+        for m in list(sc.finditer(rf"\(\s*(?:by|on|using|по)\s+{col}\s*\)")):
+            _set_cursor(sc, d, m)
+    if flagged and not d.incremental:
+        d.ask("incremental.cursor_column", "Which column tells new or changed rows apart (for example "
+              "'by updated_at')?", "По какой колонке отличать новые и изменённые строки (например, 'по updated_at')?")
+
+
+def _set_cursor(sc: Scanner, d: Draft, m: re.Match) -> None:
+    column = m.group("col")
+    if d.incremental and d.incremental["cursor_column"] != column:
+        d.ask("incremental.cursor_column", "Two cursor columns were given; which one?",
+              "Указаны две колонки курсора; какую использовать?")
+    d.incremental = {"cursor_column": column}
+    sc.take(m, f"incremental cursor {column}")
+
+
+def scan_load_mode(sc: Scanner, d: Draft) -> None:
+    verb = r"\b(?:upsert(?:ing|s)?|merg(?:e|es|ing))\s+(?:on|by|using)\s+(?:the\s+)?"
+    patterns = (
+        rf"{verb}(?:(?:primary\s+)?keys?\s+)?\(\s*(?P<keys>{IDENT}(?:\s*,\s*{IDENT})*)\s*\)",
+        rf"{verb}(?:primary\s+)?keys\s+(?P<keys>{IDENT}(?:\s*(?:,|and)\s*{IDENT})+)",
+        rf"{verb}(?:(?:primary\s+)?key\s+|column\s+)?(?P<keys>{IDENT})",
+        rf"\b(?:с\s+)?(?:upsert|апсертом|апсерт|merge|мерджем)\s+по\s+(?:ключу\s+|ключам\s+)?"
+        rf"(?P<keys>{IDENT}(?:\s*,\s*{IDENT})*)",
+        rf"\bобновляя\s+по\s+(?:ключу\s+)?(?P<keys>{IDENT})",
+        rf"\bпо\s+ключу\s+(?P<keys>{IDENT})",
+    )
+    for pattern in patterns:
+        for m in list(sc.finditer(pattern)):
+            keys = [k for k in re.split(r"\s*(?:,|\band\b)\s*", m.group("keys")) if k]
+            _set_mode(sc, d, m, "merge", keys)
+    _scan_simple_modes(sc, d)
+
+
+def _scan_simple_modes(sc: Scanner, d: Draft) -> None:
+    replace = (r"\b(?:replacing|overwriting|overwrite|replace)\s+(?:the\s+)?(?:target(?:\s+table)?|table|"
+               r"contents|existing\s+(?:data|rows))\b|\bfull[\s-]+refresh\b|\b(?:полностью\s+)?перезаписыва\w*\b|"
+               r"\bполная\s+перезагрузка\b")
+    for m in list(sc.finditer(replace)):
+        _set_mode(sc, d, m, "replace", [])
+    for m in list(sc.finditer(r"\b(?:appending|append|дописывая|дописывать)\b")):
+        _set_mode(sc, d, m, "append", [])
+    for m in list(sc.finditer(r"\b(?:sync|syncs|syncing|synchronize|synchronise|synchronizing|mirror|"
+                              r"mirroring|синхронизир\w*)\b")):
+        d.sync = True
+        sc.take(m, "sync (keep the target equal to the source)")
+
+
+def _set_mode(sc: Scanner, d: Draft, m: re.Match, mode: str, keys: list[str]) -> None:
+    if d.load_mode and (d.load_mode, d.keys) != (mode, keys):
+        d.ask("target.load_mode", "Conflicting load modes were given; append, replace or merge (on which key)?",
+              "Указаны разные режимы загрузки: дописывать, перезаписывать или upsert (по какому ключу)?")
+    d.load_mode, d.keys = mode, keys
+    sc.take(m, f"load mode {mode}" + (f" on {', '.join(keys)}" if keys else ""))

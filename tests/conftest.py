@@ -1,0 +1,29 @@
+"""Session fixtures: the real local stack (started once) and one shared running deployment."""
+from __future__ import annotations
+
+import pytest
+
+from services.core.settings import load_settings
+from tests.harness import new_deployment
+
+
+@pytest.fixture(scope="session")
+def stack_settings():
+    """Settings of the local stack; `aietl up` (idempotent) makes sure it is running."""
+    from infra.stack import up
+
+    settings = load_settings()
+    rows = up(settings, log=lambda _: None)
+    bad = [r for r in rows if not r.healthy]
+    assert not bad, f"stack not healthy: {bad}"
+    return settings
+
+
+@pytest.fixture(scope="session")
+def system(stack_settings):
+    """Every worker and the gateway, on topics of their own, shared by the e2e tests."""
+    from services.runtime import WORKERS
+
+    dep = new_deployment(stack_settings, "sys", list(WORKERS)).start()
+    yield dep
+    dep.stop()
