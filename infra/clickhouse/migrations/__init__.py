@@ -1,0 +1,1 @@
+"""NNN_name.sql migrations, applied in order by infra.clickhouse_migrations."""
