@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from gateway_api import problems
 from gateway_api.kafka_producer import AsyncProducer
+from gateway_api.middleware import JsonBodyByDefault
 from gateway_api.routers import health, pipelines
 from services.core.avro import AvroCodec
 from services.core.messages import Message
@@ -53,6 +54,7 @@ def create_app(settings: Settings, codec: Optional[AvroCodec] = None) -> FastAPI
                   description="Turn a sentence into a validated, versioned, event-sourced data pipeline. "
                               "Commands are accepted with 202 and applied asynchronously; read state "
                               "and follow events under /api/v1/pipelines/{id}.")
+    app.add_middleware(JsonBodyByDefault)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(pipelines.router)

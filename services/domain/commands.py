@@ -11,7 +11,7 @@ from uuid import UUID
 
 from services.core.messages import Message, new_envelope
 from services.domain.events import replay, to_message
-from services.domain.pipeline import Pipeline, PipelineError, PipelineExistsError
+from services.domain.pipeline import Pipeline, PipelineError, PipelineExistsError, PipelineNotFoundError
 
 Handler = Callable[[Optional[Pipeline], Message], Pipeline]
 HANDLERS: dict[str, Handler] = {}
@@ -36,6 +36,35 @@ def create_pipeline(current: Optional[Pipeline], cmd: Message) -> Pipeline:
     return Pipeline.request(pipeline_id=UUID(cmd.pipeline_id), tenant_id=cmd.envelope["tenant_id"],
                             description=cmd.payload["description"], name=cmd.payload.get("name"),
                             labels=cmd.payload.get("labels") or {}, command_id=cmd.message_id)
+
+
+def _calls(method: str) -> Handler:
+    """A handler that calls one aggregate method with the command's payload."""
+
+    def handler(current: Optional[Pipeline], cmd: Message) -> Pipeline:
+        if current is None:
+            raise PipelineNotFoundError(f"no pipeline {cmd.pipeline_id}")
+        getattr(current, method)(**cmd.payload, command_id=cmd.message_id)
+        return current
+
+    handler.__name__ = method
+    return handler
+
+
+# Commands that map one-to-one onto an aggregate method (the method holds the rules).
+for _command, _method in {
+    "RevisePipeline": "revise",
+    "RecordPlan": "propose_plan",
+    "RecordClarification": "ask_clarification",
+    "RecordRefusal": "refuse",
+    "RecordSql": "propose_sql",
+    "RecordTransform": "propose_transform",
+    "RecordSchemaCheck": "record_schema_check",
+    "RecordQaResult": "record_qa",
+    "RecordReflection": "reflect",
+    "CompleteDraft": "complete_draft",
+}.items():
+    HANDLERS[_command] = _calls(_method)
 
 
 def rejection(cmd: Message, code: str, reason: str) -> Message:

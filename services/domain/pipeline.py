@@ -31,6 +31,34 @@ class DescriptionError(PipelineError):
     code = "invalid_description"
 
 
+class StaleProposalError(PipelineError):
+    code = "stale_proposal"
+
+
+class StageError(PipelineError):
+    """A proposal arrived in a stage that does not accept it (e.g. SQL before a plan)."""
+
+    code = "wrong_stage"
+
+
+class RepairLimitError(PipelineError):
+    code = "repair_limit"
+
+
+MAX_REPAIR_ROUNDS = 3
+# Stages in which each kind of proposal is accepted for the current revision.
+ACCEPTS = {
+    "plan": {"requested", "revising"},
+    "sql": {"planned", "repairing"},
+    "transform": {"sql_proposed"},
+    "schema": {"sql_proposed", "transform_proposed"},
+    "qa": {"schema_checked"},
+    "reflection": {"qa_failed"},
+    "draft": {"qa_passed", "qa_failed"},
+    "revise": {"draft_ready", "draft_failed", "needs_clarification"},
+}
+
+
 MAX_DESCRIPTION = 4000
 
 
@@ -58,6 +86,10 @@ class Pipeline(Aggregate):
         self.labels = dict(labels)
         self.status = "requested"
         self.command_ids = {command_id}
+        self.revision = 1
+        self.repair_round = 0
+        self.drafts: list[dict] = []
+        self.current: dict = {}  # artifacts of the revision being drafted
 
     @classmethod
     def request(cls, pipeline_id: UUID, tenant_id: str, description: str, name: Optional[str],
@@ -65,3 +97,164 @@ class Pipeline(Aggregate):
         check_description(description)
         return cls(pipeline_id=pipeline_id, tenant_id=tenant_id, description=description, name=name,
                    labels=labels, command_id=command_id)
+
+    # -- rules ---------------------------------------------------------------------------------
+    def check_revision(self, revision: int) -> None:
+        if revision != self.revision:
+            raise StaleProposalError(f"proposal for revision {revision} is stale: the pipeline is at "
+                                     f"revision {self.revision}")
+
+    def check_stage(self, kind: str) -> None:
+        if self.status not in ACCEPTS[kind]:
+            raise StageError(f"a {kind} proposal is not accepted while the pipeline is {self.status}")
+
+    def _proposal(self, kind: str, revision: int) -> None:
+        self.check_revision(revision)
+        self.check_stage(kind)
+
+    def _seen(self, command_id: str) -> None:
+        self.command_ids.add(command_id)
+
+    # -- proposals from the agents ---------------------------------------------------------------
+    def propose_plan(self, revision: int, spec_json: str, understood: list, confidence: float,
+                     recalled_ids: list, llm: Optional[dict], command_id: str) -> None:
+        self._proposal("plan", revision)
+        self._plan_proposed(revision=revision, spec_json=spec_json, understood=understood,
+                            confidence=confidence, recalled_ids=recalled_ids, llm=llm, command_id=command_id)
+
+    @event("PlanProposed")
+    def _plan_proposed(self, revision, spec_json, understood, confidence, recalled_ids, llm, command_id):
+        self.status = "planned"
+        self.current = {"spec_json": spec_json, "recalled_ids": list(recalled_ids)}
+        self._seen(command_id)
+
+    def ask_clarification(self, revision: int, question: str, missing: list, llm: Optional[dict],
+                          command_id: str) -> None:
+        self._proposal("plan", revision)
+        self._clarification_requested(revision=revision, question=question, missing=missing, llm=llm,
+                                      command_id=command_id)
+
+    @event("ClarificationRequested")
+    def _clarification_requested(self, revision, question, missing, llm, command_id):
+        self.status = "needs_clarification"
+        self.current = {"question": question}
+        self._seen(command_id)
+
+    def refuse(self, revision: int, reason: str, llm: Optional[dict], command_id: str) -> None:
+        self._proposal("plan", revision)
+        self._request_refused(revision=revision, reason=reason, llm=llm, command_id=command_id)
+
+    @event("RequestRefused")
+    def _request_refused(self, revision, reason, llm, command_id):
+        self.status = "refused"
+        self.current = {"refusal": reason}
+        self._seen(command_id)
+
+    def propose_sql(self, revision: int, extract_sql, transform_sql, target_ddl, source_dialect: str,
+                    target_dialect: str, llm: Optional[dict], command_id: str) -> None:
+        self._proposal("sql", revision)
+        self._sql_proposed(revision=revision, extract_sql=extract_sql, transform_sql=transform_sql,
+                           target_ddl=target_ddl, source_dialect=source_dialect,
+                           target_dialect=target_dialect, llm=llm, command_id=command_id)
+
+    @event("SqlProposed")
+    def _sql_proposed(self, revision, extract_sql, transform_sql, target_ddl, source_dialect, target_dialect,
+                      llm, command_id):
+        self.status = "sql_proposed"
+        self.current.update(extract_sql=extract_sql, transform_sql=transform_sql, target_ddl=target_ddl,
+                            source_dialect=source_dialect, target_dialect=target_dialect)
+        self._seen(command_id)
+
+    def propose_transform(self, revision: int, python_code: str, llm: Optional[dict], command_id: str) -> None:
+        self._proposal("transform", revision)
+        self._transform_proposed(revision=revision, python_code=python_code, llm=llm, command_id=command_id)
+
+    @event("TransformProposed")
+    def _transform_proposed(self, revision, python_code, llm, command_id):
+        self.status = "transform_proposed"
+        self.current["python_code"] = python_code
+        self._seen(command_id)
+
+    def record_schema_check(self, revision: int, source_columns_json: str, target_columns_json: str,
+                            pii_json: str, issues: list, sample_rows_json: str, command_id: str) -> None:
+        self._proposal("schema", revision)
+        self._schema_checked(revision=revision, source_columns_json=source_columns_json,
+                             target_columns_json=target_columns_json, pii_json=pii_json, issues=issues,
+                             sample_rows_json=sample_rows_json, command_id=command_id)
+
+    @event("SchemaChecked")
+    def _schema_checked(self, revision, source_columns_json, target_columns_json, pii_json, issues,
+                        sample_rows_json, command_id):
+        self.status = "schema_checked"
+        self.current.update(source_columns_json=source_columns_json, target_columns_json=target_columns_json,
+                            pii_json=pii_json)
+        self._seen(command_id)
+
+    def record_qa(self, revision: int, passed: bool, checks_json: str, findings: list, dry_run_rows_in: int,
+                  dry_run_rows_out: int, command_id: str) -> None:
+        self._proposal("qa", revision)
+        kwargs = dict(revision=revision, passed=passed, checks_json=checks_json, findings=findings,
+                      dry_run_rows_in=dry_run_rows_in, dry_run_rows_out=dry_run_rows_out, command_id=command_id)
+        if passed:
+            self._qa_passed(**kwargs)
+        else:
+            self._qa_failed(**kwargs)
+
+    @event("QaPassed")
+    def _qa_passed(self, revision, passed, checks_json, findings, dry_run_rows_in, dry_run_rows_out, command_id):
+        self.status = "qa_passed"
+        self.current["checks_json"] = checks_json
+        self._seen(command_id)
+
+    @event("QaFailed")
+    def _qa_failed(self, revision, passed, checks_json, findings, dry_run_rows_in, dry_run_rows_out, command_id):
+        self.status = "qa_failed"
+        self.current.update(checks_json=checks_json, findings=list(findings))
+        self._seen(command_id)
+
+    def reflect(self, revision: int, round: int, instructions: list, llm: Optional[dict], command_id: str) -> None:
+        self._proposal("reflection", revision)
+        if round != self.repair_round + 1:
+            raise StageError(f"repair round {round} is out of order: the next one is {self.repair_round + 1}")
+        if round > MAX_REPAIR_ROUNDS:
+            raise RepairLimitError(f"at most {MAX_REPAIR_ROUNDS} repair rounds per revision")
+        self._reflection_issued(revision=revision, round=round, instructions=instructions, llm=llm,
+                                command_id=command_id)
+
+    @event("ReflectionIssued")
+    def _reflection_issued(self, revision, round, instructions, llm, command_id):
+        self.status = "repairing"
+        self.repair_round = round
+        self.current["instructions"] = list(instructions)
+        self._seen(command_id)
+
+    def complete_draft(self, revision: int, quality_score: float, checks_passed: list, passed_qa: bool,
+                       command_id: str) -> None:
+        self._proposal("draft", revision)
+        if passed_qa != (self.status == "qa_passed"):
+            raise StageError("a draft's QA verdict must match the revision's last QA result")
+        self._draft_completed(revision=revision, draft_version=len(self.drafts) + 1,
+                              quality_score=quality_score, checks_passed=checks_passed, passed_qa=passed_qa,
+                              command_id=command_id)
+
+    @event("DraftCompleted")
+    def _draft_completed(self, revision, draft_version, quality_score, checks_passed, passed_qa, command_id):
+        self.status = "draft_ready" if passed_qa else "draft_failed"
+        self.drafts.append({**self.current, "revision": revision, "draft_version": draft_version,
+                            "quality_score": quality_score, "checks_passed": list(checks_passed),
+                            "passed_qa": passed_qa})
+        self._seen(command_id)
+
+    # -- user commands -----------------------------------------------------------------------------
+    def revise(self, instructions: str, command_id: str) -> None:
+        check_description(instructions)
+        self.check_stage("revise")
+        self._revision_requested(revision=self.revision + 1, instructions=instructions, command_id=command_id)
+
+    @event("RevisionRequested")
+    def _revision_requested(self, revision, instructions, command_id):
+        self.status = "revising"
+        self.revision = revision
+        self.repair_round = 0
+        self.current = {"instructions": [instructions]}
+        self._seen(command_id)

@@ -439,8 +439,8 @@ def spec_json_schema() -> dict[str, Any]:
 # --- artifacts --------------------------------------------------------------------------------------
 
 def _mm(text: str) -> str:
-    """Mermaid label text: quotes and brackets would end the label early."""
-    return re.sub(r'["\[\]{}<>|]', "'", text)
+    """Mermaid label text: a quote would end the label, < and > read as HTML; use entity codes."""
+    return text.replace('"', "#34;").replace("<", "#60;").replace(">", "#62;")
 
 
 def _endpoint_label(e: _Endpoint) -> str:
@@ -474,7 +474,8 @@ def render_mermaid(spec: Union[PipelineSpec, dict]) -> str:
         spec = PipelineSpec.model_validate(spec)
     lines = ["flowchart LR"]
     lines.append(f'  trigger(["{_mm(_trigger_label(spec))}"])')
-    lines.append(f'  source[("{_endpoint_label(spec.source)}")]')
+    incremental = f" incremental by {spec.incremental.cursor_column}" if spec.incremental else ""
+    lines.append(f'  source[("{_endpoint_label(spec.source)}{_mm(incremental)}")]')
     prev = "source"
     lines.append(f"  trigger -.-> source")
     for i, label in enumerate(_transform_labels(spec), 1):

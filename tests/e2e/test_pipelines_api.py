@@ -56,6 +56,15 @@ def test_invalid_requests_get_problem_json_and_change_nothing(system, payload, f
         assert c.get("/api/v1/pipelines").json()["items"] == before
 
 
+def test_a_json_body_sent_as_curl_sends_it_without_content_type_is_accepted(system):
+    with system.client() as c:
+        resp = c.post("/api/v1/pipelines", content=b'{"description":"copy orders to ClickHouse"}',
+                      headers={"content-type": "application/x-www-form-urlencoded"})
+        assert resp.status_code == 202, resp.text
+        pid = resp.json()["pipeline_id"]
+        assert wait_for(lambda: c.get(f"/api/v1/pipelines/{pid}").status_code == 200, what="projection")
+
+
 def test_malformed_json_is_a_problem_too(system):
     with system.client() as c:
         resp = c.post("/api/v1/pipelines", content=b"{not json", headers={"content-type": "application/json"})

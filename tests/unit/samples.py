@@ -7,3 +7,48 @@ SAMPLES = {
     "aietl.pipelines.v1.CommandRejected": {"command_id": "c1", "command_type": "aietl.pipelines.v1.CreatePipeline",
                                            "error_code": "pipeline_exists", "reason": "pipeline p1 already exists"},
 }
+
+_LLM = {"provider": "builtin", "model": "builtin-etl-1", "tokens_in": 120, "tokens_out": 300, "cost_usd": 0.0,
+        "latency_ms": 4, "cache": "miss"}
+_PLAN = {"revision": 1, "spec_json": '{"spec_version": "1"}', "understood": ["from PostgreSQL shop.orders"],
+         "confidence": 0.9, "recalled_ids": ["p-123"], "llm": _LLM}
+_CLARIFY = {"revision": 1, "question": "Which table should be loaded?", "missing": ["source"], "llm": None}
+_REFUSE = {"revision": 1, "reason": "deleting rows of a source is not something aietl does", "llm": None}
+_SQL = {"revision": 1, "extract_sql": "SELECT * FROM shop.orders", "transform_sql": None,
+        "target_ddl": "CREATE TABLE IF NOT EXISTS analytics.orders (order_id Int64) ENGINE = MergeTree() ORDER BY order_id",
+        "source_dialect": "postgres", "target_dialect": "clickhouse", "llm": _LLM}
+_TRANSFORM = {"revision": 1, "python_code": "def transform(batch):\n    return batch\n", "llm": None}
+_SCHEMA = {"revision": 1, "source_columns_json": '[["order_id", "bigint"]]',
+           "target_columns_json": '[["order_id", "Int64"]]', "pii_json": "[]", "issues": [],
+           "sample_rows_json": "[]"}
+_QA = {"revision": 1, "passed": True, "checks_json": '[{"name": "parse", "passed": true}]', "findings": [],
+       "dry_run_rows_in": 100, "dry_run_rows_out": 100}
+_REFLECT = {"revision": 1, "round": 1, "instructions": ["quote the column name"], "llm": None}
+_DRAFT = {"revision": 1, "quality_score": 0.93, "checks_passed": ["parse", "read_only", "dry_run"], "passed_qa": True}
+
+SAMPLES.update({
+    "aietl.pipelines.v1.RevisePipeline": {"instructions": "only orders from RU"},
+    "aietl.pipelines.v1.RevisionRequested": {"revision": 2, "instructions": "only orders from RU"},
+    "aietl.pipelines.v1.RecordPlan": _PLAN, "aietl.pipelines.v1.PlanProposed": _PLAN,
+    "aietl.pipelines.v1.RecordClarification": _CLARIFY, "aietl.pipelines.v1.ClarificationRequested": _CLARIFY,
+    "aietl.pipelines.v1.RecordRefusal": _REFUSE, "aietl.pipelines.v1.RequestRefused": _REFUSE,
+    "aietl.pipelines.v1.RecordSql": _SQL, "aietl.pipelines.v1.SqlProposed": _SQL,
+    "aietl.pipelines.v1.RecordTransform": _TRANSFORM, "aietl.pipelines.v1.TransformProposed": _TRANSFORM,
+    "aietl.pipelines.v1.RecordSchemaCheck": _SCHEMA, "aietl.pipelines.v1.SchemaChecked": _SCHEMA,
+    "aietl.pipelines.v1.RecordQaResult": _QA, "aietl.pipelines.v1.QaPassed": _QA,
+    "aietl.pipelines.v1.QaFailed": {**_QA, "passed": False, "findings": ["statement 2 of 2: only one statement"]},
+    "aietl.pipelines.v1.RecordReflection": _REFLECT, "aietl.pipelines.v1.ReflectionIssued": _REFLECT,
+    "aietl.pipelines.v1.CompleteDraft": _DRAFT,
+    "aietl.pipelines.v1.DraftCompleted": {**_DRAFT, "draft_version": 1},
+    "aietl.llm.v1.CompleteLlmTask": {
+        "task": "plan", "requester": "planner", "prompt_version": "plan-v1", "complexity": "medium",
+        "messages": [{"role": "system", "content": "You plan ETL pipelines."}, {"role": "user", "content": "copy"}],
+        "input_json": '{"text": "copy orders"}', "context_json": '{"revision": 1}', "repair_round": 0,
+        "max_tokens": 2048, "preferred_provider": None},
+    "aietl.llm.v1.LlmTaskCompleted": {"task": "plan", "requester": "planner", "output_json": '{"outcome": "plan"}',
+                                      "context_json": '{"revision": 1}', "usage": _LLM, "attempts": 1,
+                                      "fallbacks": []},
+    "aietl.llm.v1.LlmTaskFailed": {"task": "plan", "requester": "planner", "error_code": "budget_exceeded",
+                                   "message": "tenant acme spent 5.00 of its 5.00 USD daily budget",
+                                   "retryable": False, "context_json": "{}"},
+})

@@ -54,3 +54,86 @@ def test_unknown_command_type_is_rejected():
     cmd.name = "aietl.pipelines.v1.LaunchRocket"
     [rejected] = apply_command([], cmd)
     assert rejected.payload["error_code"] == "unknown_command"
+
+
+def proposal(pid, short, **payload):
+    name = f"aietl.pipelines.v1.{short}"
+    return Message(name, new_envelope(name, tenant_id="acme", actor="service:test", pipeline_id=pid), payload)
+
+
+def drive(history, cmd):
+    events = apply_command(history, cmd)
+    return history + events, events
+
+
+PLAN = dict(revision=1, spec_json="{}", understood=["copy"], confidence=1.0, recalled_ids=[], llm=None)
+SQL = dict(revision=1, extract_sql="SELECT 1", transform_sql=None, target_ddl=None, source_dialect="postgres",
+           target_dialect="clickhouse", llm=None)
+SCHEMA = dict(revision=1, source_columns_json="[]", target_columns_json="[]", pii_json="[]", issues=[],
+              sample_rows_json="[]")
+
+
+def qa(passed):
+    return dict(revision=1, passed=passed, checks_json="[]", findings=[] if passed else ["bad"],
+                dry_run_rows_in=1, dry_run_rows_out=1)
+
+
+def test_the_agent_chain_moves_a_revision_to_a_numbered_draft():
+    cmd = create_cmd()
+    pid = cmd.pipeline_id
+    h, _ = drive([], cmd)
+    for short, payload, expected in [("RecordPlan", PLAN, "PlanProposed"), ("RecordSql", SQL, "SqlProposed"),
+                                     ("RecordSchemaCheck", SCHEMA, "SchemaChecked"),
+                                     ("RecordQaResult", qa(True), "QaPassed"),
+                                     ("CompleteDraft", dict(revision=1, quality_score=0.9, checks_passed=["parse"],
+                                                            passed_qa=True), "DraftCompleted")]:
+        h, [ev] = drive(h, proposal(pid, short, **payload))
+        assert ev.short_name == expected, ev.payload
+    p = replay(h)
+    assert p.status == "draft_ready" and p.version == 6
+    assert p.drafts[0]["draft_version"] == 1 and p.drafts[0]["extract_sql"] == "SELECT 1"
+    assert h[-1].payload["draft_version"] == 1
+
+
+def test_a_proposal_from_an_older_revision_is_rejected_as_stale():
+    cmd = create_cmd()
+    pid = cmd.pipeline_id
+    h, _ = drive([], cmd)
+    h, _ = drive(h, proposal(pid, "RecordClarification", revision=1, question="which table?", missing=["source"],
+                             llm=None))
+    h, [rev] = drive(h, proposal(pid, "RevisePipeline", instructions="the table is shop.orders"))
+    assert rev.short_name == "RevisionRequested" and rev.payload["revision"] == 2
+    _, [rejected] = drive(h, proposal(pid, "RecordPlan", **PLAN))
+    assert rejected.payload["error_code"] == "stale_proposal"
+    assert "revision 1 is stale" in rejected.payload["reason"]
+    _, [ok] = drive(h, proposal(pid, "RecordPlan", **{**PLAN, "revision": 2}))
+    assert ok.short_name == "PlanProposed"
+
+
+def test_sql_before_a_plan_is_rejected_and_repairs_are_bounded():
+    cmd = create_cmd()
+    pid = cmd.pipeline_id
+    h, _ = drive([], cmd)
+    _, [early] = drive(h, proposal(pid, "RecordSql", **SQL))
+    assert early.payload["error_code"] == "wrong_stage"
+    h, _ = drive(h, proposal(pid, "RecordPlan", **PLAN))
+    for rnd in (1, 2, 3):
+        h, _ = drive(h, proposal(pid, "RecordSql", **SQL))
+        h, _ = drive(h, proposal(pid, "RecordSchemaCheck", **SCHEMA))
+        h, [failed] = drive(h, proposal(pid, "RecordQaResult", **qa(False)))
+        assert failed.short_name == "QaFailed"
+        h, [refl] = drive(h, proposal(pid, "RecordReflection", revision=1, round=rnd, instructions=["fix"], llm=None))
+        assert refl.short_name == "ReflectionIssued"
+    h, _ = drive(h, proposal(pid, "RecordSql", **SQL))
+    h, _ = drive(h, proposal(pid, "RecordSchemaCheck", **SCHEMA))
+    h, _ = drive(h, proposal(pid, "RecordQaResult", **qa(False)))
+    _, [limit] = drive(h, proposal(pid, "RecordReflection", revision=1, round=4, instructions=["x"], llm=None))
+    assert limit.payload["error_code"] == "repair_limit"
+    h, [draft] = drive(h, proposal(pid, "CompleteDraft", revision=1, quality_score=0.2, checks_passed=[],
+                                   passed_qa=False))
+    assert replay(h).status == "draft_failed"
+
+
+def test_proposal_for_an_unknown_pipeline_is_rejected():
+    [rejected] = apply_command([], proposal(str(uuid.uuid4()), "RecordPlan", **PLAN))
+    assert rejected.payload["error_code"] == "pipeline_not_found"
