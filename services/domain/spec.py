@@ -477,7 +477,7 @@ def render_mermaid(spec: Union[PipelineSpec, dict]) -> str:
     incremental = f" incremental by {spec.incremental.cursor_column}" if spec.incremental else ""
     lines.append(f'  source[("{_endpoint_label(spec.source)}{_mm(incremental)}")]')
     prev = "source"
-    lines.append(f"  trigger -.-> source")
+    lines.append("  trigger -.-> source")
     for i, label in enumerate(_transform_labels(spec), 1):
         lines.append(f'  t{i}["{_mm(label)}"]')
         lines.append(f"  {prev} --> t{i}")

@@ -23,6 +23,8 @@ from .rules import destructive_word, scan_incremental, scan_load_mode, scan_stre
 from .scanner import Scanner, is_russian, normalize
 from .schedule import scan_cron_literals, scan_schedules_en, scan_schedules_ru, scan_timezone
 
+# The grammar describes a sentence or two; a cap also bounds the regex work per request.
+MAX_REQUEST_CHARS = 2000
 # Order matters: a rule consumes its phrase so later, looser rules cannot misread it (streaming bounds
 # before schedules: "every 10 seconds"; aggregates before schedules: "monthly revenue"; incremental
 # before aggregates: "(by updated_at)").
@@ -35,6 +37,8 @@ def compile_request(text: str, *, default_connections: Optional[dict[str, str]] 
     """Compile an English or Russian ETL request (see docs/builtin-provider.md for the grammar)."""
     text = normalize(text or "")
     russian = is_russian(text)
+    if len(text) > MAX_REQUEST_CHARS:
+        return _too_long(russian)
     word = destructive_word(text)
     if word:
         return _refuse(word, russian)
@@ -50,6 +54,14 @@ def compile_request(text: str, *, default_connections: Optional[dict[str, str]] 
     if d.problems:
         return _clarify(d)
     return _plan(sc, d)
+
+
+def _too_long(russian: bool) -> dict[str, Any]:
+    question = (f"Запрос длиннее {MAX_REQUEST_CHARS} символов; офлайн-планировщик понимает одно-два предложения. "
+                f"Сократите его или подключите LLM-провайдера.") if russian else (
+        f"The request is longer than {MAX_REQUEST_CHARS} characters; the offline planner reads a sentence or "
+        f"two. Please shorten it or configure an LLM provider.")
+    return {"outcome": "clarify", "question": question, "missing": ["request"]}
 
 
 def _refuse(word: str, russian: bool) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def find_mentions(sc: Scanner) -> list[Mention]:
             sc.take(m, f"Kafka topic {m.group('topic')}")
     found += _find_files(sc)
     found += _find_engines_and_tables(sc)
-    for m in list(sc.finditer(r"\b(?:from|of|into|to|onto|из|в|во)\b")):
+    prepositions = "|".join(sorted(SOURCE_PREPOSITIONS | TARGET_PREPOSITIONS, key=len, reverse=True))
+    for m in list(sc.finditer(rf"\b(?:{prepositions})\b")):
         found.append(Mention(m.start(), "prep", m.group(0).lower()))
         sc.take(m)
     return sorted(found, key=lambda x: x.pos)
@@ -57,8 +58,8 @@ def _find_files(sc: Scanner) -> list[Mention]:
     found = []
     fmt = r"(?P<fw>csv|jsonl|json\s+lines|ndjson|xml|parquet)"
     prefix = rf"(?:\b(?:the\s+|a\s+|an\s+)?(?:{fmt}\s+)?(?:file|файл\w*)\s+(?:named\s+|called\s+)?)?"
-    path = (r"[`'\"]?(?P<path>(?:[\w\-]+/)*[\w\-]+(?:\.[\w\-]+)*\.(?P<ext>csv|jsonl|ndjson|xml|parquet|json|tsv|"
-            r"txt|xlsx?|gz|zip))[`'\"]?(?![\w.])")
+    path = (r"[`'\"]?(?<![\w\-/.])(?P<path>(?:[\w\-]+/)*[\w\-]+(?:\.[\w\-]+)*\.(?P<ext>csv|jsonl|ndjson|xml|parquet|json|tsv|"
+            r"txt|xlsx?|gz|zip))[`'\"]?(?!\w|\.\w)")
     for m in list(sc.finditer(prefix + path)):
         found.append(Mention(m.start(), "file", m.group("path"), m.group("ext").lower()))
         sc.take(m, f"file {m.group('path')}")
@@ -76,8 +77,8 @@ def _find_engines_and_tables(sc: Scanner) -> list[Mention]:
         found.append(Mention(m.start(), "engine", kind))
         sc.take(m, ENGINE_NAMES[kind])
     quoted = rf"[`'\"]?(?P<t>{IDENT}(?:\.{IDENT})?)[`'\"]?"
-    for pattern in (rf"\b(?:the\s+)?(?:table|таблиц\w*)\s+{NOT_A_COLUMN}{quoted}(?![\w.@/])",
-                    rf"(?<![\w.@/])[`'\"]?(?P<t>{IDENT}\.{IDENT})[`'\"]?(?![\w.@/])"):
+    for pattern in (rf"\b(?:the\s+)?(?:table|таблиц\w*)\s+{NOT_A_COLUMN}{quoted}(?![\w@/]|\.\w)",
+                    rf"(?<![\w.@/])[`'\"]?(?P<t>{IDENT}\.{IDENT})[`'\"]?(?![\w@/]|\.\w)"):
         for m in list(sc.finditer(pattern)):
             found.append(Mention(m.start(), "table", m.group("t")))
             sc.take(m, f"table {m.group('t')}")

@@ -5,15 +5,17 @@ Everything here is a constant; the grammar itself (which phrase means what) live
 """
 from __future__ import annotations
 
-# Words that may be left over after every rule ran without making the request ambiguous.
+# Words that may be left over after every rule ran without making the request ambiguous. Words that
+# usually start an instruction ("with", "new", "join", "except") are deliberately absent: left over,
+# they mean a rule did not understand something, and the compiler asks.
 STOPWORDS_EN = frozenset("""
-a an the all any some every each of and then also please with as its it their them this that these those
+a an the all any some every each of and then also please as its it their them this that these those
 table tables database db data row rows record records event events message messages file files
-new existing on by for at in into to from via using there here whole entire full complete both
+on by for at in into to from via there here whole entire both only
 """.split())
 STOPWORDS_RU = frozenset("""
 и а также все всё всех весь данные данных таблицу таблицы таблица таблице таблицей файл файла файлы
-строки строк записи записей событий события сообщения сообщений с со по на это их его её пожалуйста затем
+строки строк записи записей событий события сообщения сообщений с со по на это их его её пожалуйста затем только
 """.split())
 
 # Nouns that name what is moved ("Load orders from ..."); they carry no instruction.

@@ -121,22 +121,23 @@ _MEASURE_EN = (rf"(?:(?:total\s+)?(?:revenue|sales|turnover)|(?:total|sum\s+of|s
 _MEASURE_RU = (rf"(?:(?:общ\w+\s+)?(?:выручк\w*|продаж\w*)|(?:сумм\w*|суммируя|итог\w*)\s+(?:по\s+полю\s+)?{IDENT}"
                rf"|(?:средн\w+)\s+{IDENT}|(?:количество|число)\s+\w+)")
 _GROUP_WORD = rf"(?:calendar\s+day|(?!\w+ing\b){NOT_A_COLUMN}{IDENT})"
-_GROUPS_EN = rf"{_GROUP_WORD}(?:\s*(?:,|and|per|by|for\s+each)\s*{_GROUP_WORD})*"
+_GROUPS_EN = rf"{_GROUP_WORD}(?:(?:\s*,\s*|\s+(?:and|per|by|for\s+each)\s+){_GROUP_WORD})*"
 _GROUP_WORD_RU = rf"(?:дням|неделям|месяцам|часам|странам|городам|статусам|{IDENT})"
-_GROUPS_RU = rf"{_GROUP_WORD_RU}(?:\s*(?:,|и)\s*{_GROUP_WORD_RU})*"
+_GROUPS_RU = rf"{_GROUP_WORD_RU}(?:(?:\s*,\s*|\s+и\s+){_GROUP_WORD_RU})*"
 _ADJ_EN = r"(?P<adj>daily|weekly|monthly|hourly)"
 _ADJ_RU = r"(?P<adj>ежедневн|еженедельн|ежемесячн|ежечасн)\w*"
 
 
 def scan_aggregates(sc: Scanner, d: Draft) -> None:
-    measures = rf"(?P<measures>{_MEASURE_EN}(?:\s*(?:,|and)\s*{_MEASURE_EN})*)"
+    measures = rf"(?P<measures>{_MEASURE_EN}(?:(?:\s*,\s*|\s+and\s+){_MEASURE_EN})*)"
     per = r"(?:per|by|for\s+each|for\s+every|grouped\s+by)"
-    time_col = rf"(?:\s+of\s+(?P<timecol>{IDENT})(?![.\w]))?"
+    time_col = (rf"(?:\s+of\s+(?P<timecol>{IDENT})(?![.\w])(?:(?:\s*,\s*|\s+and\s+|\s+per\s+)"
+                rf"(?P<more>{_GROUPS_EN}))?)?")  # "per day of ts and page"
     patterns = (rf"\b{_ADJ_EN}\s+{measures}(?:\s+{per}\s+(?P<groups>{_GROUPS_EN}))?{time_col}",
                 rf"\b{measures}\s+{per}\s+(?P<groups>{_GROUPS_EN}){time_col}",
                 rf"\b(?P<passive>summed|totall?ed|aggregated|averaged|counted)\s+(?:up\s+)?{per}\s+"
                 rf"(?P<groups>{_GROUPS_EN}){time_col}")
-    measures_ru = rf"(?P<measures>{_MEASURE_RU}(?:\s*(?:,|и)\s*{_MEASURE_RU})*)"
+    measures_ru = rf"(?P<measures>{_MEASURE_RU}(?:(?:\s*,\s*|\s+и\s+){_MEASURE_RU})*)"
     patterns_ru = (rf"\b{_ADJ_RU}\s+{measures_ru}(?:\s+по\s+(?P<groups>{_GROUPS_RU}))?",
                    rf"\b{measures_ru}\s+по\s+(?P<groups>{_GROUPS_RU})")
     for pattern in patterns + patterns_ru:
@@ -150,7 +151,8 @@ def _aggregate(sc: Scanner, d: Draft, m: re.Match) -> None:
                 else [_measure(p) for p in re.split(r"\s*(?:,|\band\b|\bи\b)\s*", g["measures"]) if p])
     periods = [PERIODS[g["adj"].lower()]] if g.get("adj") else []
     dims: list[str] = []
-    for word in re.split(r"\s*(?:,|\band\b|\bper\b|\bby\b|\bfor\s+each\b|\bи\b)\s*", g.get("groups") or ""):
+    words = f"{g.get('groups') or ''}, {g.get('more') or ''}"
+    for word in re.split(r"\s*(?:,|\band\b|\bper\b|\bby\b|\bfor\s+each\b|\bи\b)\s*", words):
         if word:
             key = " ".join(word.lower().split())
             (periods if key in PERIODS else dims).append(PERIODS.get(key) or column_name(word))
@@ -286,8 +288,10 @@ def scan_pii(sc: Scanner, d: Draft) -> None:
             sc.take(m, f"{action} columns " + ", ".join(_add_pii(d, item, action) for item in items))
     drop = rf"\b(?:dropping|drop|excluding|exclude|without|removing|remove)\s+(?:the\s+)?(?P<col>{IDENT})\s+column\b"
     for m in list(sc.finditer(drop)):
-        _add_pii(d, m.group("col"), "drop")
-        sc.take(m, f"drop column {m.group('col')}")
+        col = column_name(m.group("col"))  # a named column is that column, not a pattern
+        if {"column": col, "action": "drop"} not in d.pii:
+            d.pii.append({"column": col, "action": "drop"})
+        sc.take(m, f"drop column {col}")
 
 
 def _add_pii(d: Draft, item: str, action: str) -> str:

@@ -156,7 +156,7 @@ def _scan_folder(sc: Scanner, d: Draft) -> None:
 def scan_incremental(sc: Scanner, d: Draft) -> None:
     flag = (r"\bincremental(?:ly)?\b|\bинкрементальн\w*\b|"
             r"\b(?:only\s+)?new\s+(?:or|and)\s+(?:changed|updated|modified)(?:\s+(?:rows|records|data|\w+s))?\b|"
-            r"\bonly\s+new\s+(?:rows|records)\b|\bновые\s+и\s+изменённые(?:\s+(?:строки|записи|\w+))?|"
+            r"\bonly\s+new\s+\w+|\bновые\s+и\s+изменённые(?:\s+(?:строки|записи|\w+))?|"
             r"\bновые\s+и\s+измененные(?:\s+(?:строки|записи|\w+))?")
     col = rf"(?P<col>{IDENT})"
     with_flag = (rf"\bincremental(?:ly)?\s+(?:by|on|using)\s+{col}", rf"\bинкрементальн\w*\s+по\s+{col}")

@@ -45,21 +45,34 @@ class Scanner:
         self.masked = self.text
 
     def finditer(self, pattern: str) -> Iterator[re.Match]:
-        """Matches in the not yet consumed text (case-insensitive, Unicode)."""
-        return re.finditer(pattern, self.masked, re.IGNORECASE)
+        """Matches in the not yet consumed text (case-insensitive, Unicode), never cutting a name apart.
 
-    def search(self, pattern: str) -> Optional[re.Match]:
-        return re.search(pattern, self.masked, re.IGNORECASE)
+        "analytics.daily" and "weekly.csv" are names: a match may not start or end inside one, so
+        "daily" there is not a schedule.
+        """
+        regex, pos = re.compile(pattern, re.IGNORECASE), 0
+        while pos <= len(self.masked):
+            m = regex.search(self.masked, pos)
+            if m is None:
+                return
+            if self._inside_name(m.start(), -1) or self._inside_name(m.end(), 1):
+                pos = m.start() + 1  # retry just after: a valid match may start inside this one
+                continue
+            yield m
+            pos = max(m.end(), m.start() + 1)
 
-    def take(self, m: re.Match, meaning: Optional[str] = None, group: int = 0) -> None:
-        """Consume a match (or one of its groups); record what it meant when ``meaning`` is given."""
-        start, end = m.span(group)
+    def _inside_name(self, pos: int, direction: int) -> bool:
+        t = self.masked
+        if direction < 0:
+            return pos >= 2 and t[pos - 1] in "./" and (t[pos - 2].isalnum() or t[pos - 2] == "_")
+        return pos + 1 < len(t) and t[pos] in "./" and (t[pos + 1].isalnum() or t[pos + 1] == "_")
+
+    def take(self, m: re.Match, meaning: Optional[str] = None) -> None:
+        """Consume a match; record what it meant when ``meaning`` is given."""
+        start, end = m.span()
         self.masked = self.masked[:start] + MASK * (end - start) + self.masked[end:]
         if meaning is not None:
             self.hits.append(Hit(start, end, self.text[start:end], meaning))
-
-    def take_span(self, start: int, end: int) -> None:
-        self.masked = self.masked[:start] + MASK * (end - start) + self.masked[end:]
 
     def leftover_words(self) -> list[tuple[int, str]]:
         return [(m.start(), m.group(0)) for m in re.finditer(r"\w+(?:[-'’]\w+)*", self.masked)]
