@@ -32,6 +32,33 @@ class Settings(BaseSettings):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
 
+    # Qdrant: a server URL when set; otherwise qdrant-client's local mode, on disk under qdrant_path or in
+    # memory when that is unset too.
+    qdrant_url: Optional[str] = None
+    qdrant_path: Optional[Path] = None
+    qdrant_api_key: Optional[str] = None
+
+    # LLM router (services.llm_router). Providers: a JSON list of ProviderConfig objects
+    # ([{"name", "kind", "model", "base_url", "api_key_env", "strengths", "cost_in_per_1k", ...}]);
+    # unset means the offline builtin provider alone.
+    llm_providers_json: Optional[str] = None
+    llm_key_prefix: str = "aietl:llm:"
+    llm_max_attempts: int = 3
+    llm_backoff_base_s: float = 0.5
+    llm_backoff_max_s: float = 8.0
+    llm_retry_after_cap_s: float = 30.0
+    llm_breaker_failures: int = 5
+    llm_breaker_cooldown_s: float = 30.0
+    llm_exact_cache_ttl_s: int = 7 * 86400
+    llm_semantic_cache: bool = True
+    llm_semantic_cache_ttl_s: int = 7 * 86400
+    # Per-tenant limits (unset = unlimited); llm_tenant_limits_json overrides per tenant:
+    # {"acme": {"rpm": 60, "tpm": 100000, "daily_usd": 5.0}}.
+    llm_tenant_rpm: Optional[int] = None
+    llm_tenant_tpm: Optional[int] = None
+    llm_tenant_daily_usd: Optional[float] = None
+    llm_tenant_limits_json: Optional[str] = None
+
     clickhouse_host: str = "127.0.0.1"
     clickhouse_port: int = 9000
     clickhouse_http_port: int = 8123

@@ -1,0 +1,156 @@
+"""Static rules for a generated ``transform(batch)`` function (DESIGN.md §8).
+
+The checks here are advisory for the reflector (precise, line-numbered messages);
+the sandbox enforces the same policy at run time, so a rule missed here is still
+not exploitable there.
+"""
+from __future__ import annotations
+
+import ast
+import re
+
+from services.agents.qa import Finding
+
+# Modules the sandbox pre-imports and injects; nothing else can be imported.
+ALLOWED_MODULES = frozenset({
+    "math", "re", "datetime", "decimal", "hashlib", "json", "statistics",
+    "string", "itertools", "collections", "functools",
+})
+
+# Builtins that execute code, reach files or introspect/mutate namespaces.
+FORBIDDEN_NAMES = frozenset({
+    "exec", "eval", "compile", "open", "__import__", "globals", "locals", "vars",
+    "breakpoint", "input", "help", "exit", "quit", "setattr", "delattr", "memoryview",
+})
+
+# Module-level statements that define things rather than do work.
+_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.Assign, ast.AnnAssign,
+                ast.ClassDef)
+
+FILENAME = "<transform>"
+
+
+def check_transform_code(code: str) -> list[Finding]:
+    """All findings for ``code``; an empty list means it may be run in the sandbox."""
+    try:
+        tree = ast.parse(code or "", filename=FILENAME)
+    except SyntaxError as e:
+        return [_syntax_finding(e)]
+    findings = _entry_point_findings(tree) + _module_level_findings(tree)
+    for node in ast.walk(tree):
+        findings += _node_findings(node)
+    return findings + _restricted_findings(code, _flagged_lines(findings))
+
+
+def _syntax_finding(e: SyntaxError) -> Finding:
+    text = (e.text or "").strip()
+    near = f" near {text!r}" if text else ""
+    return Finding("python-syntax", "error", f"syntax error at line {e.lineno}, col {e.offset}: {e.msg}{near}")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _entry_point_findings(tree: ast.Module) -> list[Finding]:
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == "transform"]
+    if not defs:
+        return [Finding("entry-point", "error", "no top-level `def transform(batch)`: define exactly one")]
+    out = [
+        Finding("entry-point", "error", f"line {d.lineno}: `transform` is defined again; define it exactly once")
+        for d in defs[1:]
+    ]
+    return out + _signature_findings(defs[0])
+
+
+def _signature_findings(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[Finding]:
+    where = f"line {fn.lineno}"
+    if isinstance(fn, ast.AsyncFunctionDef):
+        return [Finding("entry-point", "error", f"{where}: `transform` must be a plain `def`, not `async def`")]
+    a = fn.args
+    params = [p.arg for p in a.posonlyargs + a.args]
+    extra = a.vararg or a.kwarg or a.kwonlyargs or a.defaults
+    if params != ["batch"] or extra:
+        return [Finding("entry-point", "error",
+                        f"{where}: signature must be exactly `def transform(batch)`, got `def transform({ast.unparse(a)})`")]
+    return []
+
+
+def _module_level_findings(tree: ast.Module) -> list[Finding]:
+    out = []
+    for i, node in enumerate(tree.body):
+        is_docstring = i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        if not isinstance(node, _DEFINITIONS) and not is_docstring:
+            out.append(Finding("module-level", "warning",
+                               f"line {node.lineno}: module-level `{type(node).__name__}` statement; "
+                               "keep module level to imports, constants and functions"))
+    return out
+
+
+# ---------------------------------------------------------------- forbidden constructs
+
+
+def _node_findings(node: ast.AST) -> list[Finding]:
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return _import_findings(node)
+    if isinstance(node, ast.Attribute) and _is_dunder(node.attr):
+        return [_err("dunder", node, f"access to `.{node.attr}` is not allowed (no dunder attributes)")]
+    if isinstance(node, ast.Name) and (node.id in FORBIDDEN_NAMES or _is_dunder(node.id)):
+        return [_err("forbidden-name", node, f"`{node.id}` is not allowed in a transform")]
+    if isinstance(node, ast.Call):
+        return _getattr_findings(node)
+    if isinstance(node, (ast.Global, ast.Nonlocal)):
+        kw = "global" if isinstance(node, ast.Global) else "nonlocal"
+        return [_err("scope", node, f"`{kw}` is not allowed; return values instead")]
+    return []
+
+
+def _import_findings(node: ast.Import | ast.ImportFrom) -> list[Finding]:
+    if isinstance(node, ast.ImportFrom):
+        if node.level:
+            return [_err("import", node, "relative imports are not allowed")]
+        names = [node.module or ""]
+    else:
+        names = [alias.name for alias in node.names]
+    allowed = ", ".join(sorted(ALLOWED_MODULES))
+    return [
+        _err("import", node, f"import of `{name}` is not allowed; allowed modules: {allowed}")
+        for name in names if name.split(".")[0] not in ALLOWED_MODULES
+    ]
+
+
+def _getattr_findings(call: ast.Call) -> list[Finding]:
+    if not (isinstance(call.func, ast.Name) and call.func.id in ("getattr", "hasattr")) or len(call.args) < 2:
+        return []
+    attr = call.args[1]
+    if isinstance(attr, ast.Constant) and isinstance(attr.value, str):
+        if attr.value.startswith("_"):
+            return [_err("dunder", call, f"{call.func.id}(..., {attr.value!r}) reaches a private attribute")]
+        return []
+    return [Finding("dynamic-getattr", "warning",
+                    f"line {call.lineno}: {call.func.id}() with a computed name; the sandbox refuses names starting with '_'")]
+
+
+def _restricted_findings(code: str, flagged: set[int]) -> list[Finding]:
+    """What RestrictedPython itself refuses (the sandbox compiles with it), minus lines already reported."""
+    from RestrictedPython import compile_restricted_exec  # heavy; only when checking
+
+    result = compile_restricted_exec(code, filename=FILENAME)
+    return [Finding("restricted-python", "error", str(msg)) for msg in result.errors
+            if _line_of(str(msg), r"^Line (\d+):") not in flagged]
+
+
+def _flagged_lines(findings: list[Finding]) -> set[int]:
+    return {n for f in findings if f.is_error and (n := _line_of(f.message, r"^line (\d+)")) is not None}
+
+
+def _line_of(message: str, pattern: str) -> int | None:
+    m = re.match(pattern, message)
+    return int(m.group(1)) if m else None
+
+
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
+def _err(rule: str, node: ast.AST, message: str) -> Finding:
+    return Finding(rule, "error", f"line {node.lineno}, col {node.col_offset + 1}: {message}")

@@ -1,0 +1,94 @@
+"""llm-router: answers ``CompleteLlmTask`` on ``llm.requests.v1`` with ``LlmTaskCompleted`` or
+``LlmTaskFailed`` on ``llm.replies.v1`` (keyed by correlation id, like the request)."""
+from __future__ import annotations
+
+import json
+import logging
+
+from services.core.avro import AvroCodec
+from services.core.dlq import dlq_headers
+from services.core.faust_app import make_app, topic
+from services.core.messages import Message, new_envelope
+from services.core.settings import Settings
+
+log = logging.getLogger("aietl.llm_router")
+PROCESSOR = "llm-router"
+COMPLETED = "aietl.llm.v1.LlmTaskCompleted"
+FAILED = "aietl.llm.v1.LlmTaskFailed"
+
+
+def to_llm_request(msg: Message):
+    from services.llm_router.providers import LlmRequest
+
+    p = msg.payload
+    return LlmRequest(task=p["task"], tenant_id=msg.envelope["tenant_id"], prompt_version=p["prompt_version"],
+                      complexity=p.get("complexity") or "medium", messages=list(p.get("messages") or []),
+                      input=json.loads(p.get("input_json") or "{}"), repair_round=int(p.get("repair_round") or 0),
+                      max_tokens=p.get("max_tokens"), correlation_id=msg.envelope["correlation_id"],
+                      preferred_provider=p.get("preferred_provider"))
+
+
+def _reply_envelope(name: str, request: Message) -> dict:
+    return new_envelope(name, tenant_id=request.envelope["tenant_id"], pipeline_id=request.pipeline_id,
+                        correlation_id=request.envelope["correlation_id"], causation_id=request.message_id,
+                        actor="service:llm-router")
+
+
+def completed(request: Message, result) -> Message:
+    usage = {"provider": result.provider, "model": result.model, "tokens_in": int(result.tokens_in),
+             "tokens_out": int(result.tokens_out), "cost_usd": float(result.cost_usd),
+             "latency_ms": int(result.latency_ms), "cache": result.cache}
+    return Message(COMPLETED, _reply_envelope(COMPLETED, request), {
+        "task": request.payload["task"], "requester": request.payload["requester"],
+        "output_json": json.dumps(result.output, sort_keys=True, ensure_ascii=False),
+        "context_json": request.payload.get("context_json") or "{}", "usage": usage,
+        "attempts": int(result.attempts), "fallbacks": list(result.fallbacks)})
+
+
+def failed(request: Message, exc: Exception) -> Message:
+    from services.llm_router.providers import BudgetExceededError
+
+    code = "budget_exceeded" if isinstance(exc, BudgetExceededError) else type(exc).__name__
+    return Message(FAILED, _reply_envelope(FAILED, request), {
+        "task": request.payload["task"], "requester": request.payload["requester"], "error_code": code,
+        "message": str(exc)[:2000], "retryable": bool(getattr(exc, "retryable", False)),
+        "context_json": request.payload.get("context_json") or "{}"})
+
+
+async def answer(router, request: Message) -> Message:
+    from services.llm_router.providers import LlmError
+
+    try:
+        return completed(request, await router.complete(to_llm_request(request)))
+    except LlmError as exc:
+        log.warning("no answer for %s (%s): %s", request.message_id, request.payload["task"], exc)
+        return failed(request, exc)
+
+
+def build(settings: Settings, codec: AvroCodec, router_factory):
+    app = make_app(settings, PROCESSOR)
+    requests = topic(app, settings, "llm.requests.v1")
+    replies_topic = settings.topic("llm.replies.v1")
+    dlq_topic = settings.topic("llm.requests.v1.dlq")
+    state: dict = {}
+
+    @app.agent(requests)
+    async def process(stream):
+        async for event in stream.events():
+            if "router" not in state:
+                state["router"] = router_factory()  # built in the worker's loop: it owns async clients
+            msg = event.message
+            try:
+                name, record = codec.decode(event.value)
+                request = Message.from_record(name, record)
+                reply = await answer(state["router"], request)
+            except (ValueError, KeyError, TypeError) as exc:  # undecodable or malformed: poison
+                log.warning("poison LLM request at %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc)
+                await app.producer.send_and_wait(dlq_topic, event.key, event.value, partition=None, timestamp=None,
+                                                 headers=dlq_headers(exc, msg.topic, msg.partition, msg.offset))
+                continue
+            await app.producer.send_and_wait(replies_topic, request.envelope["correlation_id"].encode(),
+                                             codec.encode(reply.name, reply.to_record()), partition=None,
+                                             timestamp=None, headers=[("type", reply.name.encode())])
+
+    return app
