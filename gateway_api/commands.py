@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import uuid
 
-from gateway_api.models import CreatePipelineRequest
+from gateway_api.models import CreatePipelineRequest, ReviseRequest
 from services.core.messages import Message, new_envelope
 
 CREATE_PIPELINE = "aietl.pipelines.v1.CreatePipeline"
+REVISE_PIPELINE = "aietl.pipelines.v1.RevisePipeline"
 
 
 def create_pipeline(req: CreatePipelineRequest, *, tenant_id: str, actor: str) -> Message:
@@ -14,3 +15,8 @@ def create_pipeline(req: CreatePipelineRequest, *, tenant_id: str, actor: str) -
     env = new_envelope(CREATE_PIPELINE, tenant_id=tenant_id, actor=actor, pipeline_id=pipeline_id)
     return Message(CREATE_PIPELINE, env, {"description": req.description, "name": req.name,
                                           "labels": dict(req.labels)})
+
+
+def revise_pipeline(pipeline_id: str, req: ReviseRequest, *, tenant_id: str, actor: str) -> Message:
+    env = new_envelope(REVISE_PIPELINE, tenant_id=tenant_id, actor=actor, pipeline_id=pipeline_id)
+    return Message(REVISE_PIPELINE, env, {"instructions": req.instructions})

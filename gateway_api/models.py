@@ -38,3 +38,18 @@ class Accepted(BaseModel):
     command_id: str
     status: str = "accepted"
     links: Links
+
+
+class ReviseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"instructions": "only orders from RU, and load into analytics.daily_revenue_ru"}]})
+
+    instructions: str = Field(..., min_length=1, max_length=MAX_DESCRIPTION,
+                              description="What to change, in English or Russian.")
+
+    @field_validator("instructions")
+    @classmethod
+    def not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("instructions must not be blank")
+        return v

@@ -6,26 +6,89 @@ from typing import Callable
 from services.core.settings import Settings
 
 
-def _pipeline_aggregate(settings: Settings):
+def _codec(settings: Settings):
     from services.core.avro import build_codec
+
+    return build_codec(settings.schema_registry_url)
+
+
+def _pipeline_aggregate(settings: Settings):
     from services.pipeline_aggregate.app import build
 
-    return build(settings, build_codec(settings.schema_registry_url))
+    return build(settings, _codec(settings))
 
 
 def _projector(settings: Settings):
     import redis
 
-    from services.core.avro import build_codec
     from services.projector.app import build
 
-    return build(settings, build_codec(settings.schema_registry_url), redis.Redis.from_url(settings.redis_url))
+    return build(settings, _codec(settings), redis.Redis.from_url(settings.redis_url))
+
+
+def _llm_router(settings: Settings):
+    from services.llm_router.app import build
+
+    def router_factory():
+        import redis.asyncio as aioredis
+
+        from services.llm_router.router import Router
+
+        # Router state (breakers, budgets, caches) is namespaced like the topics of its deployment.
+        scoped = settings.model_copy(update={"llm_key_prefix": f"{settings.topic_prefix}llm:"})
+        return Router.from_settings(scoped, aioredis.from_url(settings.redis_url))
+
+    return build(settings, _codec(settings), router_factory)
+
+
+def _memory(settings: Settings):
+    from services.agents.memory import DraftMemory
+
+    name = f"{settings.topic_prefix}drafts"
+    return DraftMemory.local(settings.state_dir / "qdrant" / name, name, url=getattr(settings, "qdrant_url", None))
+
+
+def _agent(build_spec: Callable[[Settings], object]) -> Callable[[Settings], object]:
+    def factory(settings: Settings):
+        from services.agents.runtime import build_agent_app
+
+        return build_agent_app(settings, _codec(settings), build_spec(settings))
+    return factory
+
+
+def _planner_spec(settings: Settings):
+    from services.agents import planner
+
+    return planner.build(memory=_memory(settings))
+
+
+def _sql_expert_spec(settings: Settings):
+    from services.agents import sql_expert
+
+    return sql_expert.build()
+
+
+def _python_coder_spec(settings: Settings):
+    from services.agents import python_coder
+
+    return python_coder.build()
+
+
+def _reflector_spec(settings: Settings):
+    from services.agents import reflector
+
+    return reflector.build()
 
 
 # Every stream processor `aietl worker NAME` can run; names match topology/topology.yaml.
 WORKERS: dict[str, Callable[[Settings], object]] = {
     "pipeline-aggregate": _pipeline_aggregate,
     "projector": _projector,
+    "llm-router": _llm_router,
+    "planner": _agent(_planner_spec),
+    "sql-expert": _agent(_sql_expert_spec),
+    "python-coder": _agent(_python_coder_spec),
+    "reflector": _agent(_reflector_spec),
 }
 
 

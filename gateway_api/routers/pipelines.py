@@ -5,13 +5,15 @@ import json
 import uuid
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from gateway_api import commands
-from gateway_api.models import Accepted, CreatePipelineRequest
+from gateway_api.models import Accepted, CreatePipelineRequest, ReviseRequest
+from gateway_api.artifacts import artifact_names
 from gateway_api.problems import PROBLEM_JSON, Problem
 
 router = APIRouter(prefix="/api/v1/pipelines", tags=["pipelines"])
+REVISABLE = {"draft_ready", "draft_failed", "needs_clarification"}
 NOT_FOUND = {"description": "No such pipeline", "content": {PROBLEM_JSON: {}}}
 
 
@@ -52,15 +54,64 @@ async def list_pipelines(request: Request, limit: int = 50) -> dict:
 @router.get("/{pipeline_id}", summary="Current state of a pipeline (from the read model)",
             responses={404: NOT_FOUND})
 async def get_pipeline(pipeline_id: str, request: Request) -> dict:
+    state = await _state(request, pipeline_id)
+    return {**state, "links": _links(state["pipeline_id"])}
+
+
+async def _state(request: Request, pipeline_id: str) -> dict:
     deps = request.app.state.deps
     pid = _check_id(pipeline_id)
     raw = await deps.redis.get(deps.keys.pipeline(pid))
-    if not raw:
-        raise Problem(404, "Pipeline not found", f"no pipeline {pid} (yet): it may still be in flight")
-    state = json.loads(raw)
-    if state.get("tenant_id") != deps.settings.tenant_id:
+    state = json.loads(raw) if raw else None
+    if not state or state.get("tenant_id") != deps.settings.tenant_id:
         raise Problem(404, "Pipeline not found", f"no pipeline {pid}")
-    return {**state, "links": _links(pid)}
+    return state
+
+
+@router.post("/{pipeline_id}/revise", status_code=202, response_model=Accepted,
+             summary="Start a new draft revision following your instructions",
+             responses={404: NOT_FOUND, 409: {"description": "Not revisable now", "content": {PROBLEM_JSON: {}}}})
+async def revise_pipeline(pipeline_id: str, body: ReviseRequest, request: Request):
+    deps = request.app.state.deps
+    state = await _state(request, pipeline_id)
+    if state["status"] not in REVISABLE:
+        raise Problem(409, "Pipeline cannot be revised now",
+                      f"the pipeline is {state['status']}; revise it once its draft is ready, failed or "
+                      "waiting for clarification")
+    cmd = commands.revise_pipeline(state["pipeline_id"], body, tenant_id=deps.settings.tenant_id,
+                                   actor="user:anonymous")
+    await deps.send_command(cmd)
+    return JSONResponse(Accepted(pipeline_id=cmd.pipeline_id, command_id=cmd.message_id,
+                                 links=_links(cmd.pipeline_id)).model_dump(), status_code=202)
+
+
+@router.get("/{pipeline_id}/versions", summary="The numbered draft versions of a pipeline",
+            responses={404: NOT_FOUND})
+async def list_versions(pipeline_id: str, request: Request) -> dict:
+    state = await _state(request, pipeline_id)
+    return {"pipeline_id": state["pipeline_id"], "versions": [
+        {k: v for k, v in ver.items() if k != "artifacts"} | {"artifacts": sorted(artifact_names(ver["artifacts"]))}
+        for ver in state.get("versions") or []]}
+
+
+@router.get("/{pipeline_id}/artifacts/{name}", summary="One generated artifact (spec, SQL, DDL, code, diagram)",
+            responses={404: NOT_FOUND, 200: {"content": {"text/plain": {}, "application/json": {}}}})
+async def get_artifact(pipeline_id: str, name: str, request: Request, version: int | None = None):
+    state = await _state(request, pipeline_id)
+    versions = state.get("versions") or []
+    if version is None:
+        artifacts = versions[-1]["artifacts"] if versions else state.get("working") or {}
+    else:
+        match = [v for v in versions if v["draft_version"] == version]
+        if not match:
+            raise Problem(404, "Version not found", f"pipeline {state['pipeline_id']} has no draft version {version}")
+        artifacts = match[0]["artifacts"]
+    available = artifact_names(artifacts)
+    if name not in available:
+        raise Problem(404, "Artifact not found",
+                      f"no artifact {name!r}; available: {', '.join(sorted(available)) or 'none yet'}")
+    body, media = available[name]
+    return PlainTextResponse(body, media_type=media)
 
 
 @router.get("/{pipeline_id}/events", summary="Event history; a live SSE stream with Accept: text/event-stream",

@@ -14,7 +14,8 @@ PARTITIONER = "murmur2_random"
 def admin_client(settings: Settings):
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    # log_level 3: short-lived admin clients otherwise log "purging unserved events" at exit.
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 3})
 
 
 def producer(settings: Settings, **extra):

@@ -61,7 +61,8 @@ def _requested(state: dict, msg: Message) -> dict:
     return {**state, "pipeline_id": msg.pipeline_id, "tenant_id": msg.envelope["tenant_id"],
             "status": "requested", "description": msg.payload["description"],
             "name": msg.payload.get("name"), "labels": msg.payload.get("labels") or {},
-            "created_at": _jsonable(msg.envelope["occurred_at"])}
+            "created_at": _jsonable(msg.envelope["occurred_at"]), "revision": 1, "working": {},
+            "versions": []}
 
 
 def _rejected(state: dict, msg: Message) -> dict:
@@ -70,7 +71,48 @@ def _rejected(state: dict, msg: Message) -> dict:
                                         "reason": msg.payload["reason"]}}
 
 
-REDUCERS = {"PipelineRequested": _requested, "CommandRejected": _rejected}
+def _stage(status: str, *fields: str, reset: bool = False):
+    """A reducer that sets the status and copies payload fields into the working draft."""
+    def reducer(state: dict, msg: Message) -> dict:
+        working = {} if reset else dict(state.get("working") or {})
+        working.update({f: _jsonable(msg.payload.get(f)) for f in fields})
+        return {**state, "status": status, "revision": msg.payload.get("revision", state.get("revision")),
+                "working": working}
+    return reducer
+
+
+def _reflected(state: dict, msg: Message) -> dict:
+    new = _stage("repairing", "instructions")(state, msg)
+    new["repair_round"] = msg.payload["round"]
+    return new
+
+
+def _draft(state: dict, msg: Message) -> dict:
+    version = {"draft_version": msg.payload["draft_version"], "revision": msg.payload["revision"],
+               "quality_score": msg.payload["quality_score"], "checks_passed": list(msg.payload["checks_passed"]),
+               "passed_qa": msg.payload["passed_qa"], "completed_at": _jsonable(msg.envelope["occurred_at"]),
+               "artifacts": dict(state.get("working") or {})}
+    return {**state, "status": "draft_ready" if msg.payload["passed_qa"] else "draft_failed",
+            "versions": list(state.get("versions") or []) + [version],
+            "latest_version": msg.payload["draft_version"]}
+
+
+REDUCERS = {
+    "PipelineRequested": _requested,
+    "CommandRejected": _rejected,
+    "RevisionRequested": _stage("revising", "instructions", reset=True),
+    "PlanProposed": _stage("planned", "spec_json", "understood", "confidence", "recalled_ids"),
+    "ClarificationRequested": _stage("needs_clarification", "question", "missing"),
+    "RequestRefused": _stage("refused", "reason"),
+    "SqlProposed": _stage("sql_proposed", "extract_sql", "extract_sql_initial", "transform_sql", "target_ddl",
+                          "target_setup_sql", "source_dialect", "target_dialect", "notes"),
+    "TransformProposed": _stage("transform_proposed", "python_code"),
+    "SchemaChecked": _stage("schema_checked", "source_columns_json", "target_columns_json", "pii_json", "issues"),
+    "QaPassed": _stage("qa_passed", "checks_json", "findings", "dry_run_rows_in", "dry_run_rows_out"),
+    "QaFailed": _stage("qa_failed", "checks_json", "findings", "dry_run_rows_in", "dry_run_rows_out"),
+    "ReflectionIssued": _reflected,
+    "DraftCompleted": _draft,
+}
 
 
 def reduce(state: dict, msg: Message) -> dict:

@@ -21,12 +21,13 @@ def test_check_reports_missing_schema_orphan_consumer_and_broken_copartitioning(
     t = topics["runs.events.v1"]
     topics["runs.events.v1"] = Topic(t.name, 4, t.key, ("aietl.runs.v1.Nope",), -1, "delete",
                                      copartition="pipelines")
+    topics["orphan.v1"] = Topic("orphan.v1", 1, "k", (), -1, "delete")
     bad = Topology(topics, dict(topo.processors))
     from topology.model import Processor
-    bad.processors["reader"] = Processor("reader", ("llm.replies.v1",), ())
+    bad.processors["reader"] = Processor("reader", ("orphan.v1",), ())
     problems = check(bad, set(SchemaCatalog().by_name))
     assert any("aietl.runs.v1.Nope has no .avsc" in p for p in problems)
-    assert any("llm.replies.v1 is consumed" in p for p in problems)
+    assert any("orphan.v1 is consumed" in p for p in problems)
     assert any("partition counts differ" in p for p in problems)
 
 

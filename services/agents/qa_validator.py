@@ -1,0 +1,74 @@
+"""qa-validator: parse and safety checks on every generated statement and the code, then a dry run of
+extract + transform on a sample in the sandbox. Each failure carries a precise message for the reflector."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from services.agents.common import current_spec
+from services.agents.qa import Finding, has_errors
+from services.agents.runtime import AgentContext, AgentSpec
+from services.core.messages import Message
+from services.domain.pipeline import Pipeline
+
+SAMPLE_ROWS = 100
+
+
+def _target_table(spec: dict) -> str:
+    target = spec.get("target") or {}
+    return str(target.get("table") or target.get("path") or target.get("topic") or "")
+
+
+def static_checks(spec: dict, cur: dict) -> list[tuple[str, list[Finding]]]:
+    from services.agents.qa.python_rules import check_transform_code
+    from services.agents.qa.sql_rules import check_source_sql, check_target_sql, check_transform_sql
+
+    out: list[tuple[str, list[Finding]]] = []
+    for key in ("extract_sql", "extract_sql_initial"):
+        if cur.get(key):
+            out.append((key, check_source_sql(cur[key], cur.get("source_dialect") or "postgres")))
+    target_sql = list(cur.get("target_setup_sql") or []) + ([cur["target_ddl"]] if cur.get("target_ddl") else [])
+    for i, sql in enumerate(target_sql):
+        out.append((f"target_sql[{i}]", check_target_sql(sql, cur.get("target_dialect") or "postgres",
+                                                          _target_table(spec))))
+    if cur.get("transform_sql"):
+        out.append(("transform_sql", check_transform_sql(cur["transform_sql"])))
+    if cur.get("python_code"):
+        out.append(("python", check_transform_code(cur["python_code"])))
+    return out
+
+
+def _check(name: str, findings: list[Finding]) -> dict:
+    errors = [str(f) for f in findings if f.severity == "error"]
+    return {"name": name, "passed": not errors, "message": "; ".join(errors) or "ok",
+            "warnings": [str(f) for f in findings if f.severity != "error"]}
+
+
+def build(sources) -> AgentSpec:
+    async def on_schema(ctx: AgentContext, event: Message, pipeline: Pipeline) -> None:
+        from services.agents.qa.dry_run import dry_run
+
+        spec, cur = current_spec(pipeline), pipeline.current
+        checks = [_check(name, f) for name, f in await asyncio.to_thread(static_checks, spec, cur)]
+        issues = list(event.payload.get("issues") or [])
+        checks.append({"name": "schema", "passed": not issues, "message": "; ".join(issues) or "ok", "warnings": []})
+        rows_in = rows_out = 0
+        if all(c["passed"] for c in checks):
+            try:
+                rows = await asyncio.to_thread(sources.sample, pipeline.tenant_id, spec, cur, SAMPLE_ROWS)
+                result = await asyncio.to_thread(dry_run, rows, cur.get("transform_sql"), cur.get("python_code"),
+                                                 SAMPLE_ROWS)
+                rows_in, rows_out = result.rows_in, result.rows_out
+                checks.append(_check("dry_run", result.findings) if has_errors(result.findings) or not result.ok
+                              else {"name": "dry_run", "passed": True, "warnings": [],
+                                    "message": f"{rows_in} sample rows in, {rows_out} out"})
+            except Exception as exc:  # the dry run failing to run is itself the finding
+                checks.append({"name": "dry_run", "passed": False, "message": f"dry run failed: {exc}",
+                               "warnings": []})
+        passed = all(c["passed"] for c in checks)
+        await ctx.propose(event, "RecordQaResult", {
+            "revision": pipeline.revision, "passed": passed, "checks_json": json.dumps(checks),
+            "findings": [f"{c['name']}: {c['message']}" for c in checks if not c["passed"]],
+            "dry_run_rows_in": rows_in, "dry_run_rows_out": rows_out})
+
+    return AgentSpec("qa-validator", {"SchemaChecked": on_schema})

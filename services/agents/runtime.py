@@ -1,0 +1,160 @@
+"""What every agent shares: a Faust app that folds pipeline events, asks the router over Kafka and sends
+proposal commands back.
+
+An agent is a name plus handlers: ``on_event[EventName](ctx, event, pipeline)`` for pipeline events and
+``on_reply(ctx, reply, pipeline, context)`` for the router's answers to its own requests. Agents keep no
+state of their own: they fold ``pipelines.events.v1`` (the same fold the aggregate uses), and whatever a
+reply needs travels with the request as ``context_json`` and comes back with the reply.
+
+Idempotency: command and request ids are derived from the message that caused them (uuid5), so a
+redelivered event produces the same command id (skipped by the aggregate's dedupe) and the same
+request (answered from the router's exact cache, not paid twice).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Optional
+
+from services.core.avro import AvroCodec
+from services.core.eventlog import LogReader
+from services.core.faust_app import make_app, topic
+from services.core.histories import PipelineHistories
+from services.core.messages import Message, new_envelope
+from services.core.settings import Settings
+from services.domain.events import replay
+from services.domain.pipeline import Pipeline
+
+log = logging.getLogger("aietl.agents")
+ID_NAMESPACE = uuid.UUID("6f1c63a2-4d0e-4c55-9a57-6f3f1f0d7a11")
+LLM_REQUEST = "aietl.llm.v1.CompleteLlmTask"
+
+EventHandler = Callable[["AgentContext", Message, Pipeline], Awaitable[None]]
+ReplyHandler = Callable[["AgentContext", Message, Pipeline, dict], Awaitable[None]]
+
+
+def derived_id(*parts: str) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, "|".join(parts)))
+
+
+@dataclass
+class AgentSpec:
+    name: str
+    on_event: dict[str, EventHandler]
+    on_reply: Optional[ReplyHandler] = None
+    extra: dict[str, Any] = field(default_factory=dict)  # per-agent collaborators (memory, registry, ...)
+
+
+class AgentContext:
+    """The agent's way out: commands to the aggregate, tasks to the LLM router."""
+
+    def __init__(self, settings: Settings, codec: AvroCodec, agent: AgentSpec, produce):
+        self.settings = settings
+        self.codec = codec
+        self.agent = agent
+        self._produce = produce  # async (topic, key, value, headers)
+
+    async def propose(self, cause: Message, command: str, payload: dict) -> Message:
+        """Send a proposal command for the pipeline ``cause`` is about."""
+        name = f"aietl.pipelines.v1.{command}"
+        env = new_envelope(name, tenant_id=cause.envelope["tenant_id"], pipeline_id=cause.pipeline_id,
+                           correlation_id=cause.envelope["correlation_id"], causation_id=cause.message_id,
+                           actor=f"agent:{self.agent.name}",
+                           message_id=derived_id(self.agent.name, command, cause.message_id))
+        msg = Message(name, env, payload)
+        await self._produce(self.settings.topic("pipelines.commands.v1"), cause.pipeline_id.encode(),
+                            self.codec.encode(name, msg.to_record()),
+                            [("type", name.encode()), ("message_id", msg.message_id.encode())])
+        log.info("%s proposed %s for %s", self.agent.name, command, cause.pipeline_id)
+        return msg
+
+    async def ask(self, cause: Message, pipeline: Pipeline, *, task: str, prompt_version: str,
+                  messages: list[dict], input: dict, complexity: str = "medium", repair_round: int = 0,
+                  context: Optional[dict] = None) -> Message:
+        """Send a task to the LLM router; the answer comes back to this agent's ``on_reply``."""
+        ctx = {"pipeline_id": cause.pipeline_id, "event_version": pipeline.version,
+               "revision": pipeline.revision, "cause_id": cause.message_id, **(context or {})}
+        env = new_envelope(LLM_REQUEST, tenant_id=cause.envelope["tenant_id"], pipeline_id=cause.pipeline_id,
+                           correlation_id=cause.envelope["correlation_id"], causation_id=cause.message_id,
+                           actor=f"agent:{self.agent.name}",
+                           message_id=derived_id(self.agent.name, task, cause.message_id))
+        payload = {"task": task, "requester": self.agent.name, "prompt_version": prompt_version,
+                   "complexity": complexity, "messages": messages,
+                   "input_json": json.dumps(input, sort_keys=True, default=str),
+                   "context_json": json.dumps(ctx, sort_keys=True), "repair_round": repair_round,
+                   "max_tokens": 2048, "preferred_provider": None}
+        msg = Message(LLM_REQUEST, env, payload)
+        key = env["correlation_id"].encode()
+        await self._produce(self.settings.topic("llm.requests.v1"), key,
+                            self.codec.encode(LLM_REQUEST, msg.to_record()),
+                            [("type", LLM_REQUEST.encode()), ("message_id", msg.message_id.encode())])
+        return msg
+
+
+def is_current(pipeline: Optional[Pipeline], event: Message) -> bool:
+    """React only to a pipeline's latest state: replays of old events after a restart are ignored."""
+    return pipeline is not None and pipeline.version == event.envelope.get("aggregate_version")
+
+
+def build_agent_app(settings: Settings, codec: AvroCodec, agent: AgentSpec):
+    app = make_app(settings, agent.name)
+    events = topic(app, settings, "pipelines.events.v1")
+    replies = topic(app, settings, "llm.replies.v1")
+    ready = asyncio.Event()
+    state: dict = {}
+
+    async def produce(topic_name: str, key: bytes, value: bytes, headers: list) -> None:
+        await app.producer.send_and_wait(topic_name, key, value, partition=None, timestamp=None, headers=headers)
+
+    ctx = AgentContext(settings, codec, agent, produce)
+
+    @app.task
+    async def load_log() -> None:
+        reader = await asyncio.to_thread(LogReader, settings, settings.topic("pipelines.events.v1"))
+        state["histories"] = PipelineHistories(reader, codec)
+        n = await asyncio.to_thread(state["histories"].catch_up)
+        log.info("%s folded %d events", agent.name, n)
+        ready.set()
+
+    @app.agent(events)
+    async def on_events(stream):
+        async for event in stream.events():
+            await ready.wait()
+            name, record = codec.decode(event.value)
+            msg = Message.from_record(name, record)
+            state["histories"].observe(event.message.partition, event.message.offset, msg)
+            handler = agent.on_event.get(msg.short_name)
+            if handler is None or not msg.pipeline_id:
+                continue
+            pipeline = replay(state["histories"].history(msg.pipeline_id))
+            if is_current(pipeline, msg):
+                await _guarded(agent, handler(ctx, msg, pipeline), msg)
+
+    if agent.on_reply is not None:
+        @app.agent(replies)
+        async def on_replies(stream):
+            async for event in stream.events():
+                await ready.wait()
+                name, record = codec.decode(event.value)
+                reply = Message.from_record(name, record)
+                if reply.payload.get("requester") != agent.name:
+                    continue
+                context = json.loads(reply.payload.get("context_json") or "{}")
+                pipeline = replay(state["histories"].history(context.get("pipeline_id", "")))
+                if pipeline is None or pipeline.version != context.get("event_version"):
+                    log.info("%s dropped a stale reply for %s", agent.name, context.get("pipeline_id"))
+                    continue
+                await _guarded(agent, agent.on_reply(ctx, reply, pipeline, context), reply)
+
+    return app
+
+
+async def _guarded(agent: AgentSpec, work: Awaitable[None], msg: Message) -> None:
+    """A bug in one agent's handling of one message must not stop the agent: log it and go on."""
+    try:
+        await work
+    except (ValueError, KeyError, TypeError, LookupError) as exc:
+        log.exception("%s failed on %s %s: %s", agent.name, msg.short_name, msg.message_id, exc)
