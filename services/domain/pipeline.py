@@ -151,18 +151,22 @@ class Pipeline(Aggregate):
         self._seen(command_id)
 
     def propose_sql(self, revision: int, extract_sql, transform_sql, target_ddl, source_dialect: str,
-                    target_dialect: str, llm: Optional[dict], command_id: str) -> None:
+                    target_dialect: str, llm: Optional[dict], command_id: str, extract_sql_initial=None,
+                    target_setup_sql=(), notes=()) -> None:
         self._proposal("sql", revision)
         self._sql_proposed(revision=revision, extract_sql=extract_sql, transform_sql=transform_sql,
-                           target_ddl=target_ddl, source_dialect=source_dialect,
-                           target_dialect=target_dialect, llm=llm, command_id=command_id)
+                           target_ddl=target_ddl, source_dialect=source_dialect, target_dialect=target_dialect,
+                           extract_sql_initial=extract_sql_initial, target_setup_sql=list(target_setup_sql),
+                           notes=list(notes), llm=llm, command_id=command_id)
 
     @event("SqlProposed")
     def _sql_proposed(self, revision, extract_sql, transform_sql, target_ddl, source_dialect, target_dialect,
-                      llm, command_id):
+                      extract_sql_initial, target_setup_sql, notes, llm, command_id):
         self.status = "sql_proposed"
         self.current.update(extract_sql=extract_sql, transform_sql=transform_sql, target_ddl=target_ddl,
-                            source_dialect=source_dialect, target_dialect=target_dialect)
+                            source_dialect=source_dialect, target_dialect=target_dialect,
+                            extract_sql_initial=extract_sql_initial, target_setup_sql=list(target_setup_sql),
+                            sql_notes=list(notes))
         self._seen(command_id)
 
     def propose_transform(self, revision: int, python_code: str, llm: Optional[dict], command_id: str) -> None:

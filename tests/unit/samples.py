@@ -16,7 +16,8 @@ _CLARIFY = {"revision": 1, "question": "Which table should be loaded?", "missing
 _REFUSE = {"revision": 1, "reason": "deleting rows of a source is not something aietl does", "llm": None}
 _SQL = {"revision": 1, "extract_sql": "SELECT * FROM shop.orders", "transform_sql": None,
         "target_ddl": "CREATE TABLE IF NOT EXISTS analytics.orders (order_id Int64) ENGINE = MergeTree() ORDER BY order_id",
-        "source_dialect": "postgres", "target_dialect": "clickhouse", "llm": _LLM}
+        "source_dialect": "postgres", "target_dialect": "clickhouse", "extract_sql_initial": None,
+        "target_setup_sql": ["CREATE DATABASE IF NOT EXISTS analytics"], "notes": [], "llm": _LLM}
 _TRANSFORM = {"revision": 1, "python_code": "def transform(batch):\n    return batch\n", "llm": None}
 _SCHEMA = {"revision": 1, "source_columns_json": '[["order_id", "bigint"]]',
            "target_columns_json": '[["order_id", "Int64"]]', "pii_json": "[]", "issues": [],
