@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from gateway_api import problems
 from gateway_api.kafka_producer import AsyncProducer
 from gateway_api.middleware import JsonBodyByDefault
-from gateway_api.routers import health, pipelines
+from gateway_api.routers import connections, health, llm, pipelines
 from services.core.avro import AvroCodec
 from services.core.messages import Message
 from services.core.settings import Settings
@@ -58,4 +58,6 @@ def create_app(settings: Settings, codec: Optional[AvroCodec] = None) -> FastAPI
     problems.install(app)
     app.include_router(health.router)
     app.include_router(pipelines.router)
+    app.include_router(llm.router)
+    app.include_router(connections.router)
     return app

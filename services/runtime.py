@@ -34,9 +34,7 @@ def _llm_router(settings: Settings):
 
         from services.llm_router.router import Router
 
-        # Router state (breakers, budgets, caches) is namespaced like the topics of its deployment.
-        scoped = settings.model_copy(update={"llm_key_prefix": f"{settings.topic_prefix}llm:"})
-        return Router.from_settings(scoped, aioredis.from_url(settings.redis_url))
+        return Router.from_settings(settings.llm_scoped(), aioredis.from_url(settings.redis_url))
 
     return build(settings, _codec(settings), router_factory)
 
@@ -56,16 +54,35 @@ def _agent(build_spec: Callable[[Settings], object]) -> Callable[[Settings], obj
     return factory
 
 
+def _sources(settings: Settings):
+    from services.agents.sources import SourceAccess
+    from services.connectors.registry import build_registry
+
+    return SourceAccess(build_registry(settings))
+
+
 def _planner_spec(settings: Settings):
     from services.agents import planner
 
-    return planner.build(memory=_memory(settings))
+    return planner.build(memory=_memory(settings), connections=_sources(settings).default_connections)
 
 
 def _sql_expert_spec(settings: Settings):
     from services.agents import sql_expert
 
-    return sql_expert.build()
+    return sql_expert.build(source_columns=_sources(settings).columns_or_none)
+
+
+def _schema_analyst_spec(settings: Settings):
+    from services.agents import schema_analyst
+
+    return schema_analyst.build(_sources(settings))
+
+
+def _qa_validator_spec(settings: Settings):
+    from services.agents import qa_validator
+
+    return qa_validator.build(_sources(settings))
 
 
 def _python_coder_spec(settings: Settings):
@@ -88,6 +105,8 @@ WORKERS: dict[str, Callable[[Settings], object]] = {
     "planner": _agent(_planner_spec),
     "sql-expert": _agent(_sql_expert_spec),
     "python-coder": _agent(_python_coder_spec),
+    "schema-analyst": _agent(_schema_analyst_spec),
+    "qa-validator": _agent(_qa_validator_spec),
     "reflector": _agent(_reflector_spec),
 }
 

@@ -78,7 +78,10 @@ class Deployment:
 
 
 def new_deployment(base: Settings, tag: str, workers: list[str]) -> Deployment:
-    settings = base.model_copy(update={"topic_prefix": unique_prefix(tag), "gateway_port": free_port()})
+    prefix = unique_prefix(tag)
+    # Its own tenant too: connections and other per-tenant state cannot collide across deployments.
+    settings = base.model_copy(update={"topic_prefix": prefix, "gateway_port": free_port(),
+                                       "tenant_id": prefix.rstrip(".")})
     return Deployment(settings, workers)
 
 

@@ -50,10 +50,14 @@ def build(sources) -> AgentSpec:
 
         spec, cur = current_spec(pipeline), pipeline.current
         checks = [_check(name, f) for name, f in await asyncio.to_thread(static_checks, spec, cur)]
-        issues = list(event.payload.get("issues") or [])
-        checks.append({"name": "schema", "passed": not issues, "message": "; ".join(issues) or "ok", "warnings": []})
+        from services.agents.schema_analyst import WARNING
+
+        issues = [i for i in event.payload.get("issues") or [] if not i.startswith(WARNING)]
+        warnings = [i for i in event.payload.get("issues") or [] if i.startswith(WARNING)]
+        checks.append({"name": "schema", "passed": not issues, "message": "; ".join(issues) or "ok",
+                       "warnings": warnings})
         rows_in = rows_out = 0
-        if all(c["passed"] for c in checks):
+        if all(c["passed"] for c in checks) and not warnings:
             try:
                 rows = await asyncio.to_thread(sources.sample, pipeline.tenant_id, spec, cur, SAMPLE_ROWS)
                 result = await asyncio.to_thread(dry_run, rows, cur.get("transform_sql"), cur.get("python_code"),
@@ -65,6 +69,9 @@ def build(sources) -> AgentSpec:
             except Exception as exc:  # the dry run failing to run is itself the finding
                 checks.append({"name": "dry_run", "passed": False, "message": f"dry run failed: {exc}",
                                "warnings": []})
+        elif all(c["passed"] for c in checks):
+            checks.append({"name": "dry_run", "passed": True, "warnings": warnings,
+                           "message": "skipped: the source has nothing to sample yet"})
         passed = all(c["passed"] for c in checks)
         await ctx.propose(event, "RecordQaResult", {
             "revision": pipeline.revision, "passed": passed, "checks_json": json.dumps(checks),

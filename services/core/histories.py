@@ -1,4 +1,9 @@
-"""The aggregate processor's view of the event log: every pipeline's history, caught up from Kafka."""
+"""A processor's own fold of ``pipelines.events.v1``: every pipeline's history, caught up from Kafka.
+
+The aggregate processor reads it before deciding a command; the agents read it to know a pipeline's
+current draft. Records seen twice (the start-up catch-up, then Faust redelivering from its committed
+offset) are folded once, by offset.
+"""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -22,15 +27,20 @@ class PipelineHistories:
         """Read whatever was appended since the last call (by us or a previous incarnation)."""
         n = 0
         for rec in self._reader.read(self._positions):
-            self._positions[rec.partition] = rec.offset + 1
             name, record = self._codec.decode(rec.value)
-            msg = Message.from_record(name, record)
-            if msg.pipeline_id:
-                self._histories[msg.pipeline_id].append(msg)
-            if msg.envelope.get("causation_id"):
-                self._answered.add(msg.envelope["causation_id"])
-            n += 1
+            n += self.observe(rec.partition, rec.offset, Message.from_record(name, record))
         return n
+
+    def observe(self, partition: int, offset: int, msg: Message) -> bool:
+        """Fold one record read elsewhere (e.g. by a Faust agent); False if it was already folded."""
+        if offset < self._positions.get(partition, 0):
+            return False
+        self._positions[partition] = offset + 1
+        if msg.pipeline_id:
+            self._histories[msg.pipeline_id].append(msg)
+        if msg.envelope.get("causation_id"):
+            self._answered.add(msg.envelope["causation_id"])
+        return True
 
     def history(self, pipeline_id: str) -> list[Message]:
         return list(self._histories.get(pipeline_id, ()))

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     postgres_user: str = "aietl"
     postgres_password: str = "aietl"
     postgres_db: str = "aietl"
+    # Fernet key(s) for connection secrets at rest (comma-separated: the first encrypts, all decrypt);
+    # unset: a key generated once into <state_dir>/secret.key (0600). See services.connectors.secrets.
+    secret_key: Optional[str] = Field(default=None, repr=False)  # repr=False: keep it out of logs
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
@@ -86,6 +89,10 @@ class Settings(BaseSettings):
     def postgres_dsn(self) -> str:
         return (f"postgresql://{self.postgres_user}:{self.postgres_password}@{self.postgres_host}:"
                 f"{self.postgres_port}/{self.postgres_db}")
+
+    def llm_scoped(self) -> "Settings":
+        """Router state (breakers, budgets, caches, stats) is namespaced like this deployment's topics."""
+        return self.model_copy(update={"llm_key_prefix": f"{self.topic_prefix}llm:"})
 
     def topic(self, name: str) -> str:
         """Full topic name for a logical name such as ``pipelines.events.v1``."""

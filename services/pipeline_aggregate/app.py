@@ -18,7 +18,7 @@ from services.core.faust_app import make_app, topic
 from services.core.messages import Message
 from services.core.settings import Settings
 from services.domain.commands import apply_command
-from services.pipeline_aggregate.store import PipelineHistories
+from services.core.histories import PipelineHistories
 
 log = logging.getLogger("aietl.pipeline_aggregate")
 PROCESSOR = "pipeline-aggregate"
