@@ -7,6 +7,21 @@ from services.core.settings import load_settings
 from tests.harness import new_deployment
 
 
+_FIGURES: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def figures():
+    """Tests hand measured figures here; they are printed in the run's summary (also without -s)."""
+    return lambda title, text: _FIGURES.append((title, text))
+
+
+def pytest_terminal_summary(terminalreporter):
+    for title, text in _FIGURES:
+        terminalreporter.write_sep("-", title)
+        terminalreporter.write_line(text)
+
+
 @pytest.fixture(scope="session")
 def stack_settings():
     """Settings of the local stack; `aietl up` (idempotent) makes sure it is running."""

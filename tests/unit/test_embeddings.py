@@ -27,7 +27,7 @@ def reference() -> list[dict]:
     return json.loads(FIXTURE.read_text(encoding="utf-8"))["items"]
 
 
-def test_matches_sentence_transformers_reference(embedder: MiniLMEmbedder, reference: list[dict]) -> None:
+def test_matches_sentence_transformers_reference(embedder: MiniLMEmbedder, reference: list[dict], figures) -> None:
     texts = [item["text"] for item in reference]
     expected = np.array([item["embedding"] for item in reference], dtype=np.float64)
 
@@ -42,7 +42,7 @@ def test_matches_sentence_transformers_reference(embedder: MiniLMEmbedder, refer
         for sim, text in zip(sims, texts)
     ]
     table = "\n".join(["cosine        1-cosine   status  text", *rows, f"min={sims.min():.10f} (1-min={1.0 - sims.min():.2e})  n={len(texts)}  {elapsed * 1000:.0f} ms"])
-    print("\n" + table)
+    figures("MiniLM embeddings vs the sentence-transformers reference", table)
 
     assert got.shape == (len(texts), DIM)
     assert all(sim >= MIN_COSINE for sim in sims), f"cosine below {MIN_COSINE}:\n{table}"

@@ -1,6 +1,6 @@
 """Semantic-cache threshold: a cached pipeline may only be reused when precision stays >= 0.99.
 
-Run with ``-s`` to see every pair, its cosine and the figures.
+The figures (and every pair with its cosine) are printed in the run summary.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_fixture_is_large_and_has_hard_negatives(scored: tuple[list[dict], np.nd
     assert any(any("\u0400" <= ch <= "\u04ff" for ch in p["a"] + p["b"]) for p in pairs), "no Russian pairs"
 
 
-def test_semantic_cache_threshold_precision(scored: tuple[list[dict], np.ndarray, np.ndarray]) -> None:
+def test_semantic_cache_threshold_precision(scored: tuple[list[dict], np.ndarray, np.ndarray], figures) -> None:
     pairs, scores, labels = scored
     threshold, precision, recall = choose_threshold(scores, labels, min_precision=MIN_PRECISION)
 
@@ -76,7 +76,7 @@ def test_semantic_cache_threshold_precision(scored: tuple[list[dict], np.ndarray
         *sweep,
     ]
     report = "\n".join(lines)
-    print("\n" + report)
+    figures("semantic-cache threshold on labelled request pairs", report)
 
     assert math.isfinite(threshold), f"no threshold reaches precision {MIN_PRECISION}:\n{report}"
     assert precision >= MIN_PRECISION, report
