@@ -153,29 +153,82 @@ def replay() -> None:
     typer.echo(f"replayed {n} events into the read model")
 
 
+DEMO_REQUEST = ("Load only paid orders with a positive amount from PostgreSQL shop.orders into ClickHouse "
+                "analytics.daily_revenue, summing amount per day")
+
+
+def demo_connections(settings, data_dir) -> list[dict]:
+    """The tenant's default connections for the demo: the local stack's servers and the demo files."""
+    return [
+        {"name": "warehouse-pg", "kind": "postgres", "params": {
+            "host": settings.postgres_host, "port": settings.postgres_port, "database": settings.postgres_db,
+            "user": settings.postgres_user}, "secrets": {"password": settings.postgres_password}},
+        {"name": "analytics-ch", "kind": "clickhouse", "params": {
+            "host": settings.clickhouse_host, "port": settings.clickhouse_port, "user": settings.clickhouse_user},
+         "secrets": {"password": settings.clickhouse_password}},
+        {"name": "shop-files", "kind": "file", "params": {"folder": str(data_dir)}, "secrets": {}},
+        {"name": "events", "kind": "kafka", "params": {"bootstrap": settings.kafka_bootstrap}, "secrets": {}},
+    ]
+
+
 @app.command()
-def demo(description: str = typer.Option("copy orders to ClickHouse", help="What to ask for.")) -> None:
-    """Post a pipeline request to the running gateway and follow it until it is projected."""
+def demo(description: str = typer.Option(DEMO_REQUEST, help="What to ask for.")) -> None:
+    """Load the demo shop data, register connections, then ask the running system for a pipeline and
+    follow the agents until the draft is ready (offline: the builtin provider)."""
     import httpx
+
+    from services.demo.load import ensure_demo_data
 
     settings = _settings()
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
-    resp = httpx.post(f"{base}/api/v1/pipelines", json={"description": description}, timeout=10)
-    resp.raise_for_status()
-    pid = resp.json()["pipeline_id"]
-    typer.echo(f"POST /api/v1/pipelines -> {resp.status_code} pipeline {pid}")
-    deadline = time.monotonic() + 30
+    data_dir = ensure_demo_data(settings)
+    typer.echo(f"demo data: {data_dir} (PostgreSQL schema shop)")
+    with httpx.Client(base_url=base, timeout=10) as c:
+        for conn in demo_connections(settings, data_dir):
+            resp = c.post("/api/v1/connections", json=conn)
+            if resp.status_code not in (201, 409):
+                typer.echo(f"connection {conn['name']}: {resp.status_code} {resp.text}", err=True)
+                raise typer.Exit(1)
+        resp = c.post("/api/v1/pipelines", json={"description": description})
+        resp.raise_for_status()
+        pid = resp.json()["pipeline_id"]
+        typer.echo(f"\nPOST /api/v1/pipelines {description!r}\n  -> 202 pipeline {pid}")
+        state = _follow(c, pid)
+    _show_draft(state, base, pid)
+
+
+def _follow(client, pid: str, timeout: float = 60.0) -> dict:
+    seen, last = 0, None
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        got = httpx.get(f"{base}/api/v1/pipelines/{pid}", timeout=5)
+        got = client.get(f"/api/v1/pipelines/{pid}/events")
         if got.status_code == 200:
-            typer.echo(json.dumps(got.json(), indent=2))
-            events = httpx.get(f"{base}/api/v1/pipelines/{pid}/events", timeout=5).json()["events"]
-            typer.echo("events: " + ", ".join(e["type"] for e in events))
-            typer.echo(f"\nlook further: {base}/api/v1/pipelines/{pid}  ·  {base}/docs")
-            return
+            for ev in got.json()["events"][seen:]:
+                actor = ev["envelope"]["actor"]
+                typer.echo(f"  {ev['type']:<24} (from {actor})")
+            seen = len(got.json()["events"])
+            last = client.get(f"/api/v1/pipelines/{pid}").json()
+            if last["status"] in ("draft_ready", "draft_failed", "needs_clarification", "refused"):
+                return last
         time.sleep(0.2)
-    typer.echo("the pipeline did not appear in the read model within 30 s", err=True)
+    typer.echo(f"no draft within {timeout:.0f} s (last status: {last and last['status']})", err=True)
     raise typer.Exit(1)
+
+
+def _show_draft(state: dict, base: str, pid: str) -> None:
+    typer.echo(f"\nstatus: {state['status']}")
+    if state.get("versions"):
+        v = state["versions"][-1]
+        a = v["artifacts"]
+        typer.echo(f"draft version {v['draft_version']}: quality {v['quality_score']}, "
+                   f"checks passed {', '.join(v['checks_passed'])}")
+        typer.echo(f"\nextract SQL ({a.get('source_dialect')}):\n{a.get('extract_sql')}")
+        if a.get("target_ddl"):
+            typer.echo(f"\ntarget DDL ({a.get('target_dialect')}):\n{a['target_ddl']}")
+    else:
+        typer.echo(json.dumps(state.get("working"), indent=2, ensure_ascii=False))
+    typer.echo(f"\nlook further: {base}/api/v1/pipelines/{pid}  ·  {base}/api/v1/pipelines/{pid}/versions  "
+               f"·  {base}/api/v1/pipelines/{pid}/artifacts/flow.mmd  ·  {base}/docs")
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ def to_message(domain_event: Aggregate.Event, *, context: str, cause: Message) -
     envelope = new_envelope(
         name, tenant_id=cause.envelope["tenant_id"], pipeline_id=str(domain_event.originator_id),
         aggregate_version=domain_event.originator_version, correlation_id=cause.envelope["correlation_id"],
-        causation_id=cause.envelope["message_id"], actor="service:pipeline-aggregate",
+        causation_id=cause.envelope["message_id"], actor=cause.envelope["actor"],
         occurred_at=domain_event.timestamp)
     return Message(name, envelope, payload)
 

