@@ -1,0 +1,64 @@
+"""The agent chain with an HTTP LLM provider configured: the OpenAI wire protocol through Kafka, a 429
+with Retry-After on the way, and the usage of each call visible on the proposals.
+
+The provider is a local server speaking OpenAI's real HTTP protocol (a paid API cannot run here); its
+answers are scripted with what a model would answer for this request."""
+import json
+
+import pytest
+
+from services.llm_router.builtin import compile_request, generate_sql
+from services.llm_router.fake_servers import FakeLlmServer, ok, rate_limited
+from services.runtime import WORKERS
+from tests.harness import new_deployment, wait_for
+
+pytestmark = pytest.mark.integration
+REQUEST = "Load orders from the PostgreSQL table shop.orders into the ClickHouse table analytics.orders_llm every day at 2 AM"
+
+
+def test_a_draft_made_by_an_openai_compatible_provider(stack_settings, shop):
+    from services.cli import demo_connections
+
+    plan = compile_request(REQUEST, default_connections={"postgres": "warehouse-pg", "clickhouse": "analytics-ch",
+                                                         "file": "shop-files", "kafka": "events"})
+    sql = generate_sql(plan["spec"], None)
+    with FakeLlmServer(api_key="sk-test") as server:
+        server.script(rate_limited("1"), ok(plan), ok(sql))
+        providers = [{"name": "fake-openai", "kind": "openai", "model": "gpt-test", "base_url": server.openai_base_url,
+                      "api_key": "sk-test", "strengths": ["plan", "sql", "reflect"]},
+                     {"name": "builtin", "kind": "builtin"}]
+        dep = new_deployment(stack_settings, "llmhttp", list(WORKERS))
+        dep.settings = dep.settings.model_copy(update={"llm_providers_json": json.dumps(providers)})
+        dep.start()
+        try:
+            with dep.client() as c:
+                for conn in demo_connections(dep.settings, shop):
+                    assert c.post("/api/v1/connections", json=conn).status_code == 201
+                pid = c.post("/api/v1/pipelines", json={"description": REQUEST}).json()["pipeline_id"]
+                state = wait_for(lambda: (s := c.get(f"/api/v1/pipelines/{pid}").json()).get("status") in
+                                 ("draft_ready", "draft_failed", "needs_clarification") and s, timeout=60,
+                                 what="the draft")
+                events = c.get(f"/api/v1/pipelines/{pid}/events").json()["events"]
+                stats = c.get("/api/v1/llm/stats").json()
+        finally:
+            dep.stop()
+        assert state["status"] == "draft_ready", state
+        by_type = {e["type"]: e for e in events}
+        for kind in ("PlanProposed", "SqlProposed"):
+            usage = by_type[kind]["payload"]["llm"]
+            assert usage["provider"] == "fake-openai" and usage["model"] == "gpt-test" and usage["cache"] == "miss"
+            assert usage["tokens_in"] > 0 and usage["tokens_out"] > 0
+        # The wire: bearer auth, JSON mode, the versioned prompt with the request in it; 429 retried once.
+        chat = [r for r in server.requests if r.path.endswith("/chat/completions")]
+        assert len(chat) == 3
+        assert chat[0].headers["authorization"] == "Bearer sk-test"
+        assert chat[1].body["response_format"] == {"type": "json_object"}
+        assert REQUEST in json.dumps(chat[1].body["messages"])
+        assert stats["providers"]["fake-openai"]["errors"] == 1 and stats["providers"]["fake-openai"]["successes"] == 2
+
+
+@pytest.fixture(scope="module")
+def shop(stack_settings):
+    from services.demo.load import ensure_demo_data
+
+    return ensure_demo_data(stack_settings)
