@@ -63,6 +63,12 @@ for _command, _method in {
     "RecordQaResult": "record_qa",
     "RecordReflection": "reflect",
     "CompleteDraft": "complete_draft",
+    "DeployPipeline": "deploy",
+    "RollbackPipeline": "rollback",
+    "PausePipeline": "pause",
+    "ResumePipeline": "resume",
+    "DeletePipeline": "delete",
+    "TriggerRun": "trigger_run",
 }.items():
     HANDLERS[_command] = _calls(_method)
 

@@ -45,6 +45,20 @@ class RepairLimitError(PipelineError):
     code = "repair_limit"
 
 
+class DeployError(PipelineError):
+    code = "not_deployable"
+
+
+class LifecycleError(PipelineError):
+    """Pause, resume, run or change a pipeline in a lifecycle state that does not allow it."""
+
+    code = "wrong_lifecycle"
+
+
+class PipelineDeletedError(PipelineError):
+    code = "pipeline_deleted"
+
+
 MAX_REPAIR_ROUNDS = 3
 # Stages in which each kind of proposal is accepted for the current revision.
 ACCEPTS = {
@@ -90,6 +104,10 @@ class Pipeline(Aggregate):
         self.repair_round = 0
         self.drafts: list[dict] = []
         self.current: dict = {}  # artifacts of the revision being drafted
+        self.lifecycle = "draft"  # draft -> deployed <-> paused; deleted is final
+        self.deployed_version: Optional[int] = None
+        self.deployed_history: list[int] = []
+        self.runs: dict[str, dict] = {}  # run id -> {version, trigger_kind, slot}
 
     @classmethod
     def request(cls, pipeline_id: UUID, tenant_id: str, description: str, name: Optional[str],
@@ -109,6 +127,7 @@ class Pipeline(Aggregate):
             raise StageError(f"a {kind} proposal is not accepted while the pipeline is {self.status}")
 
     def _proposal(self, kind: str, revision: int) -> None:
+        self.check_not_deleted()
         self.check_revision(revision)
         self.check_stage(kind)
 
@@ -251,6 +270,7 @@ class Pipeline(Aggregate):
 
     # -- user commands -----------------------------------------------------------------------------
     def revise(self, instructions: str, command_id: str) -> None:
+        self.check_not_deleted()
         check_description(instructions)
         self.check_stage("revise")
         self._revision_requested(revision=self.revision + 1, instructions=instructions, command_id=command_id)
@@ -262,3 +282,108 @@ class Pipeline(Aggregate):
         self.repair_round = 0
         self.current = {"instructions": [instructions]}
         self._seen(command_id)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def check_not_deleted(self) -> None:
+        if self.lifecycle == "deleted":
+            raise PipelineDeletedError("the pipeline was deleted")
+
+    def _draft(self, version: int) -> dict:
+        for d in self.drafts:
+            if d["draft_version"] == version:
+                return d
+        raise DeployError(f"there is no draft version {version}; versions: "
+                          f"{[d['draft_version'] for d in self.drafts] or 'none yet'}")
+
+    def check_deployable(self, version: int) -> dict:
+        draft = self._draft(version)
+        if not draft.get("passed_qa"):
+            raise DeployError(f"draft version {version} did not pass QA and cannot be deployed")
+        return draft
+
+    def deploy(self, version: Optional[int], command_id: str) -> None:
+        self.check_not_deleted()
+        if version is None:
+            if not self.drafts:
+                raise DeployError("there is no draft to deploy yet")
+            version = self.drafts[-1]["draft_version"]
+        draft = self.check_deployable(version)
+        self._pipeline_deployed(version=version, previous_version=self.deployed_version,
+                                artifacts_json=_artifacts_json(draft), command_id=command_id)
+
+    @event("PipelineDeployed")
+    def _pipeline_deployed(self, version, previous_version, artifacts_json, command_id):
+        self.deployed_version = version
+        self.deployed_history.append(version)
+        if self.lifecycle == "draft":
+            self.lifecycle = "deployed"
+        self._seen(command_id)
+
+    def rollback(self, version: int, command_id: str) -> None:
+        self.check_not_deleted()
+        if self.deployed_version is None:
+            raise LifecycleError("nothing is deployed: there is nothing to roll back")
+        if version not in self.deployed_history or version == self.deployed_version:
+            raise DeployError(f"version {version} is not an earlier deployed version; deployed so far: "
+                              f"{self.deployed_history}")
+        draft = self.check_deployable(version)
+        self._pipeline_rolled_back(version=version, from_version=self.deployed_version,
+                                   artifacts_json=_artifacts_json(draft), command_id=command_id)
+
+    @event("PipelineRolledBack")
+    def _pipeline_rolled_back(self, version, from_version, artifacts_json, command_id):
+        self.deployed_version = version
+        self.deployed_history.append(version)
+        self._seen(command_id)
+
+    def pause(self, command_id: str) -> None:
+        self.check_not_deleted()
+        if self.lifecycle != "deployed":
+            raise LifecycleError(f"only a deployed pipeline can be paused; it is {self.lifecycle}")
+        self._pipeline_paused(command_id=command_id)
+
+    @event("PipelinePaused")
+    def _pipeline_paused(self, command_id):
+        self.lifecycle = "paused"
+        self._seen(command_id)
+
+    def resume(self, command_id: str) -> None:
+        self.check_not_deleted()
+        if self.lifecycle != "paused":
+            raise LifecycleError(f"only a paused pipeline can be resumed; it is {self.lifecycle}")
+        self._pipeline_resumed(command_id=command_id)
+
+    @event("PipelineResumed")
+    def _pipeline_resumed(self, command_id):
+        self.lifecycle = "deployed"
+        self._seen(command_id)
+
+    def delete(self, command_id: str) -> None:
+        self.check_not_deleted()
+        self._pipeline_deleted(command_id=command_id)
+
+    @event("PipelineDeleted")
+    def _pipeline_deleted(self, command_id):
+        self.lifecycle = "deleted"
+        self._seen(command_id)
+
+    def trigger_run(self, run_id: str, trigger_kind: str, params_json: str, slot: Optional[str],
+                    command_id: str) -> None:
+        self.check_not_deleted()
+        if self.lifecycle != "deployed":
+            raise LifecycleError(f"runs need a deployed, unpaused pipeline; it is {self.lifecycle}")
+        if run_id in self.runs:
+            raise LifecycleError(f"run {run_id} was already requested")
+        self._run_requested(run_id=run_id, version=self.deployed_version, trigger_kind=trigger_kind,
+                            params_json=params_json, slot=slot, command_id=command_id)
+
+    @event("RunRequested")
+    def _run_requested(self, run_id, version, trigger_kind, params_json, slot, command_id):
+        self.runs[run_id] = {"version": version, "trigger_kind": trigger_kind, "slot": slot}
+        self._seen(command_id)
+
+
+def _artifacts_json(draft: dict) -> str:
+    import json
+
+    return json.dumps(draft, sort_keys=True, default=str)

@@ -53,3 +53,29 @@ SAMPLES.update({
                                    "message": "tenant acme spent 5.00 of its 5.00 USD daily budget",
                                    "retryable": False, "context_json": "{}"},
 })
+
+_ARTIFACTS = '{"draft_version": 1, "spec_json": "{}", "extract_sql": "SELECT 1"}'
+SAMPLES.update({
+    "aietl.pipelines.v1.DeployPipeline": {"version": 1},
+    "aietl.pipelines.v1.RollbackPipeline": {"version": 1},
+    "aietl.pipelines.v1.PausePipeline": {},
+    "aietl.pipelines.v1.ResumePipeline": {},
+    "aietl.pipelines.v1.DeletePipeline": {},
+    "aietl.pipelines.v1.TriggerRun": {"run_id": "r1", "trigger_kind": "manual", "params_json": '{"file": "a.csv"}',
+                                      "slot": None},
+    "aietl.pipelines.v1.PipelineDeployed": {"version": 2, "previous_version": 1, "artifacts_json": _ARTIFACTS},
+    "aietl.pipelines.v1.PipelineRolledBack": {"version": 1, "from_version": 2, "artifacts_json": _ARTIFACTS},
+    "aietl.pipelines.v1.PipelinePaused": {},
+    "aietl.pipelines.v1.PipelineResumed": {},
+    "aietl.pipelines.v1.PipelineDeleted": {},
+    "aietl.pipelines.v1.RunRequested": {"run_id": "r1", "version": 1, "trigger_kind": "cron", "params_json": "{}",
+                                        "slot": "2026-11-24T02:00:00+00:00"},
+    "aietl.runs.v1.RunStarted": {"run_id": "r1", "version": 1, "attempt": 1, "cursor_from": None},
+    "aietl.runs.v1.BatchLoaded": {"run_id": "r1", "batch_no": 0, "rows": 1000, "bytes": 52000,
+                                  "cursor": "2026-11-01 10:00:00"},
+    "aietl.runs.v1.RunSucceeded": {"run_id": "r1", "rows_read": 1000, "rows_written": 1000, "bytes": 52000,
+                                   "batches": 1, "high_water_mark": "2026-11-01 10:00:00", "duration_ms": 120},
+    "aietl.runs.v1.RunFailed": {"run_id": "r1", "error_class": "OperationalError", "message": "connection refused",
+                                "retryable": True, "attempt": 1, "final": False},
+    "aietl.runs.v1.RunCancelled": {"run_id": "r1", "reason": "cancelled by user:anonymous"},
+})

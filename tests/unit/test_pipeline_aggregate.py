@@ -137,3 +137,65 @@ def test_sql_before_a_plan_is_rejected_and_repairs_are_bounded():
 def test_proposal_for_an_unknown_pipeline_is_rejected():
     [rejected] = apply_command([], proposal(str(uuid.uuid4()), "RecordPlan", **PLAN))
     assert rejected.payload["error_code"] == "pipeline_not_found"
+
+
+def ready_pipeline(passed=True):
+    cmd = create_cmd()
+    pid = cmd.pipeline_id
+    h, _ = drive([], cmd)
+    for short, payload in [("RecordPlan", PLAN), ("RecordSql", SQL), ("RecordSchemaCheck", SCHEMA),
+                           ("RecordQaResult", qa(passed)),
+                           ("CompleteDraft", dict(revision=1, quality_score=0.9, checks_passed=[], passed_qa=passed))]:
+        h, _ = drive(h, proposal(pid, short, **payload))
+    return pid, h
+
+
+def test_deploy_needs_a_qa_passed_version_and_carries_its_artifacts():
+    pid, h = ready_pipeline(passed=False)
+    _, [rejected] = drive(h, proposal(pid, "DeployPipeline", version=None))
+    assert rejected.payload["error_code"] == "not_deployable" and "did not pass QA" in rejected.payload["reason"]
+    pid, h = ready_pipeline()
+    _, [missing] = drive(h, proposal(pid, "DeployPipeline", version=7))
+    assert "no draft version 7" in missing.payload["reason"]
+    h, [deployed] = drive(h, proposal(pid, "DeployPipeline", version=None))
+    assert deployed.short_name == "PipelineDeployed" and deployed.payload["version"] == 1
+    assert '"extract_sql": "SELECT 1"' in deployed.payload["artifacts_json"]
+    assert replay(h).lifecycle == "deployed"
+
+
+def test_runs_only_when_deployed_and_not_paused_and_nothing_after_delete():
+    pid, h = ready_pipeline()
+    run = lambda rid: proposal(pid, "TriggerRun", run_id=rid, trigger_kind="manual", params_json="{}", slot=None)  # noqa: E731
+    _, [early] = drive(h, run("r0"))
+    assert early.payload["error_code"] == "wrong_lifecycle"
+    h, _ = drive(h, proposal(pid, "DeployPipeline", version=1))
+    h, [requested] = drive(h, run("r1"))
+    assert requested.short_name == "RunRequested" and requested.payload["version"] == 1
+    _, [dup] = drive(h, run("r1"))
+    assert "already requested" in dup.payload["reason"]
+    h, [paused] = drive(h, proposal(pid, "PausePipeline"))
+    _, [blocked] = drive(h, run("r2"))
+    assert paused.short_name == "PipelinePaused" and blocked.payload["error_code"] == "wrong_lifecycle"
+    h, _ = drive(h, proposal(pid, "ResumePipeline"))
+    h, [ok] = drive(h, run("r2"))
+    assert ok.short_name == "RunRequested"
+    h, [deleted] = drive(h, proposal(pid, "DeletePipeline"))
+    _, [gone] = drive(h, run("r3"))
+    assert deleted.short_name == "PipelineDeleted" and gone.payload["error_code"] == "pipeline_deleted"
+
+
+def test_rollback_to_an_earlier_deployed_version():
+    pid, h = ready_pipeline()
+    h, _ = drive(h, proposal(pid, "DeployPipeline", version=1))
+    h, _ = drive(h, proposal(pid, "RevisePipeline", instructions="only paid orders"))
+    for short, payload in [("RecordPlan", {**PLAN, "revision": 2}), ("RecordSql", {**SQL, "revision": 2}),
+                           ("RecordSchemaCheck", {**SCHEMA, "revision": 2}),
+                           ("RecordQaResult", {**qa(True), "revision": 2}),
+                           ("CompleteDraft", dict(revision=2, quality_score=0.9, checks_passed=[], passed_qa=True))]:
+        h, _ = drive(h, proposal(pid, short, **payload))
+    _, [never] = drive(h, proposal(pid, "RollbackPipeline", version=2))
+    assert never.payload["error_code"] == "not_deployable"
+    h, _ = drive(h, proposal(pid, "DeployPipeline", version=2))
+    h, [back] = drive(h, proposal(pid, "RollbackPipeline", version=1))
+    assert back.short_name == "PipelineRolledBack" and back.payload["from_version"] == 2
+    assert replay(h).deployed_version == 1
