@@ -97,6 +97,31 @@ def _reflector_spec(settings: Settings):
     return reflector.build()
 
 
+def _executor(settings: Settings):
+    from services.connectors.registry import build_registry
+    from services.executor.app import build
+
+    return build(settings, _codec(settings), build_registry(settings))
+
+
+def _scheduler(settings: Settings):
+    from services.scheduler.app import build
+
+    return build(settings, _codec(settings))
+
+
+def _kafka_trigger(settings: Settings):
+    from services.kafka_trigger.app import build
+
+    return build(settings, _codec(settings))
+
+
+def _metrics_sink(settings: Settings):
+    from services.metrics_sink.app import build
+
+    return build(settings, _codec(settings))
+
+
 # Every stream processor `aietl worker NAME` can run; names match topology/topology.yaml.
 WORKERS: dict[str, Callable[[Settings], object]] = {
     "pipeline-aggregate": _pipeline_aggregate,
@@ -108,6 +133,10 @@ WORKERS: dict[str, Callable[[Settings], object]] = {
     "schema-analyst": _agent(_schema_analyst_spec),
     "qa-validator": _agent(_qa_validator_spec),
     "reflector": _agent(_reflector_spec),
+    "executor": _executor,
+    "scheduler": _scheduler,
+    "kafka-trigger": _kafka_trigger,
+    "metrics-sink": _metrics_sink,
 }
 
 

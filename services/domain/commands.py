@@ -69,6 +69,7 @@ for _command, _method in {
     "ResumePipeline": "resume",
     "DeletePipeline": "delete",
     "TriggerRun": "trigger_run",
+    "CancelRun": "cancel_run",
 }.items():
     HANDLERS[_command] = _calls(_method)
 

@@ -59,6 +59,10 @@ class PipelineDeletedError(PipelineError):
     code = "pipeline_deleted"
 
 
+class RunNotFoundError(PipelineError):
+    code = "run_not_found"
+
+
 MAX_REPAIR_ROUNDS = 3
 # Stages in which each kind of proposal is accepted for the current revision.
 ACCEPTS = {
@@ -380,6 +384,21 @@ class Pipeline(Aggregate):
     @event("RunRequested")
     def _run_requested(self, run_id, version, trigger_kind, params_json, slot, command_id):
         self.runs[run_id] = {"version": version, "trigger_kind": trigger_kind, "slot": slot}
+        self._seen(command_id)
+
+
+    def cancel_run(self, run_id: str, reason: str, command_id: str) -> None:
+        if run_id not in self.runs:
+            raise RunNotFoundError(f"pipeline {self.id} has no run {run_id}")
+        if self.runs[run_id].get("cancel_requested"):
+            raise LifecycleError(f"run {run_id} was already asked to stop")
+        self._run_cancel_requested(run_id=run_id, reason=reason, command_id=command_id)
+
+    @event("RunCancelRequested")
+    def _run_cancel_requested(self, run_id, reason, command_id):
+        # Whether the run already finished is the executor's knowledge (runs.events.v1), not ours:
+        # it answers a finished run's cancellation by doing nothing.
+        self.runs[run_id] = {**self.runs[run_id], "cancel_requested": True}
         self._seen(command_id)
 
 

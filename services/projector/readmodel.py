@@ -7,6 +7,10 @@ Keys (``ns`` is the topic prefix + ``rm:``, so deployments sharing a Redis never
   {ns}offsets                hash "topic:partition" -> next offset to apply
   {ns}pipeline:{id}:live     pub/sub channel for live event streams (SSE)
   {ns}replaying              present while `aietl replay` rebuilds; the live projector waits
+  {ns}run:{run_id}           JSON state of one run (status, attempt, totals, progress, error)
+  {ns}run:{run_id}:events    list of JSON run events, in log order
+  {ns}run:{run_id}:live      pub/sub channel for live run progress (SSE)
+  {ns}pipeline:{id}:runs     sorted set of run ids by request time
 """
 from __future__ import annotations
 
@@ -39,6 +43,18 @@ class Keys:
 
     def tenant_index(self, tenant: str) -> str:
         return f"{self.ns}tenant:{tenant}:pipelines"
+
+    def run(self, run_id: str) -> str:
+        return f"{self.ns}run:{run_id}"
+
+    def run_events(self, run_id: str) -> str:
+        return f"{self.ns}run:{run_id}:events"
+
+    def run_live(self, run_id: str) -> str:
+        return f"{self.ns}run:{run_id}:live"
+
+    def pipeline_runs(self, pid: str) -> str:
+        return f"{self.ns}pipeline:{pid}:runs"
 
 
 def _jsonable(value):

@@ -71,11 +71,22 @@ SAMPLES.update({
     "aietl.pipelines.v1.RunRequested": {"run_id": "r1", "version": 1, "trigger_kind": "cron", "params_json": "{}",
                                         "slot": "2026-11-24T02:00:00+00:00"},
     "aietl.runs.v1.RunStarted": {"run_id": "r1", "version": 1, "attempt": 1, "cursor_from": None},
-    "aietl.runs.v1.BatchLoaded": {"run_id": "r1", "batch_no": 0, "rows": 1000, "bytes": 52000,
-                                  "cursor": "2026-11-01 10:00:00"},
+    "aietl.runs.v1.BatchLoaded": {"run_id": "r1", "batch_no": 0, "rows": 1000, "rows_written": 1000,
+                                  "bytes": 52000, "cursor": "2026-11-01 10:00:00"},
     "aietl.runs.v1.RunSucceeded": {"run_id": "r1", "rows_read": 1000, "rows_written": 1000, "bytes": 52000,
                                    "batches": 1, "high_water_mark": "2026-11-01 10:00:00", "duration_ms": 120},
     "aietl.runs.v1.RunFailed": {"run_id": "r1", "error_class": "OperationalError", "message": "connection refused",
                                 "retryable": True, "attempt": 1, "final": False},
     "aietl.runs.v1.RunCancelled": {"run_id": "r1", "reason": "cancelled by user:anonymous"},
+})
+
+SAMPLES.update({
+    "aietl.pipelines.v1.CancelRun": {"run_id": "r1", "reason": "cancelled by user:anonymous"},
+    "aietl.pipelines.v1.RunCancelRequested": {"run_id": "r1", "reason": "cancelled by user:anonymous"},
+    "aietl.metrics.v1.BatchMeasured": {"run_id": "r1", "batch_no": 0, "rows_in": 1000, "rows_out": 990,
+                                       "bytes": 52000, "extract_ms": 12, "transform_ms": 3, "load_ms": 40,
+                                       "cursor": "2026-11-01 10:00:00"},
+    "aietl.metrics.v1.StreamLagMeasured": {"run_id": "r1", "topic": "shop.clicks", "lag": 250, "loaded_total": 19750},
+    "aietl.metrics.v1.RunLogged": {"run_id": "r1", "seq": 3, "level": "INFO", "message": "batch 2 loaded: 1000 rows",
+                                   "batch_no": 2},
 })
