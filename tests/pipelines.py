@@ -33,21 +33,29 @@ def request_draft(dep: Deployment, description: str, timeout: float = 90) -> dic
 def send_command(dep: Deployment, short_name: str, pipeline_id: str, payload: dict,
                  message_id: Optional[str] = None) -> str:
     """Produce one command as the gateway would; returns its message id."""
+    return send_commands(dep, [(short_name, pipeline_id, payload, message_id)])[0]
+
+
+def send_commands(dep: Deployment, commands: list[tuple]) -> list[str]:
+    """Produce (short name, pipeline id, payload[, message id]) commands in one flush, in order."""
     from services.core.avro import build_codec
     from services.core.kafka import producer
 
-    name = f"aietl.pipelines.v1.{short_name}"
     s = dep.settings
-    env = new_envelope(name, tenant_id=s.tenant_id, actor="user:test", pipeline_id=pipeline_id,
-                       message_id=message_id)
-    msg = Message(name, env, payload)
     codec = build_codec(s.schema_registry_url)
     p = producer(s)
-    p.produce(s.topic("pipelines.commands.v1"), key=pipeline_id.encode(),
-              value=codec.encode(name, msg.to_record()),
-              headers=[("type", name.encode()), ("message_id", msg.message_id.encode())])
+    ids = []
+    for short_name, pipeline_id, payload, *rest in commands:
+        name = f"aietl.pipelines.v1.{short_name}"
+        env = new_envelope(name, tenant_id=s.tenant_id, actor="user:test", pipeline_id=pipeline_id,
+                           message_id=rest[0] if rest else None)
+        msg = Message(name, env, payload)
+        p.produce(s.topic("pipelines.commands.v1"), key=pipeline_id.encode(),
+                  value=codec.encode(name, msg.to_record()),
+                  headers=[("type", name.encode()), ("message_id", msg.message_id.encode())])
+        ids.append(msg.message_id)
     p.flush(30)
-    return msg.message_id
+    return ids
 
 
 def events(dep: Deployment, pipeline_id: str) -> list[dict]:

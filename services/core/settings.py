@@ -77,6 +77,18 @@ class Settings(BaseSettings):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
+    # How long a lifecycle/run endpoint waits for the aggregate's verdict before answering 202 instead.
+    command_wait_s: float = 10.0
+    # Signed webhooks: accepted clock skew of X-Aietl-Timestamp (replays are remembered for twice this).
+    webhook_window_s: int = 300
+
+    # Executor: runs of different pipelines in parallel (one pipeline's runs always go one at a time, since
+    # each starts from the previous one's high-water mark), attempts per run for retryable errors with
+    # exponential backoff, and the rows per Arrow batch (bounds memory).
+    executor_concurrency: int = 4
+    executor_max_attempts: int = 3
+    executor_retry_base_s: float = 1.0
+    executor_batch_rows: int = 10_000
 
     # Which stack components `aietl up` manages; an empty value skips a component.
     manage_os_services: bool = True

@@ -10,6 +10,7 @@ is the JSON of the next offsets per partition, and ``cursor`` takes the same JSO
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
@@ -21,6 +22,24 @@ from services.executor.transform import Transformer
 from services.executor.writers import open_writer
 
 OnBatch = Callable[[int, int, int, Optional[str]], None]
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """One loaded batch, as the executor records it (``BatchLoaded`` and ``BatchMeasured``)."""
+
+    batch_no: int
+    rows_in: int
+    rows_out: int
+    rows_written: int  # 0 when the batch key had landed before (a resumed run)
+    bytes: int
+    cursor: Optional[str]
+    extract_ms: int
+    transform_ms: int
+    load_ms: int
+
+
+OnReport = Callable[[BatchReport], None]
 
 
 @dataclass(frozen=True)
@@ -38,7 +57,9 @@ class PlanError(ValueError):
 
 def run_pipeline(spec: dict, artifacts: dict, registry, tenant_id: str, *, run_id: str, params: Optional[dict] = None,
                  cursor: Optional[str] = None, batch_rows: int = DEFAULT_BATCH_ROWS,
-                 on_batch: Optional[OnBatch] = None) -> RunTotals:
+                 on_batch: Optional[OnBatch] = None, on_report: Optional[OnReport] = None) -> RunTotals:
+    """Run one batch pipeline; ``on_report`` sees every batch after it landed and may raise to stop the run
+    (the executor's cancellation), leaving the target as after the last landed batch."""
     if hasattr(spec, "model_dump"):  # a PipelineSpec is accepted too
         spec = spec.model_dump()
     source, target = spec["source"], spec["target"]
@@ -48,23 +69,61 @@ def run_pipeline(spec: dict, artifacts: dict, registry, tenant_id: str, *, run_i
     src_conn = registry.resolve(tenant_id, kind=source["kind"], name=source.get("connection"))
     dst_conn = registry.resolve(tenant_id, kind=target["kind"], name=target.get("connection"))
     batches = open_reader(spec, artifacts, src_conn, params or {}, cursor, batch_rows, stats)
-    transform = Transformer(artifacts.get("transform_sql") or (spec.get("transform") or {}).get("sql"),
-                            (spec.get("transform") or {}).get("python"))
+    transform = transformer_for(spec, artifacts)
     written = _load(batches, transform, open_writer(dst_conn, target, run_id=run_id, artifacts=artifacts),
-                    run_id, stats, cursor, on_batch)
+                    run_id, stats, cursor, on_batch, on_report)
     return RunTotals(stats.rows, written, stats.bytes, stats.batches, _high_water_mark(source, stats, cursor))
 
 
+def transformer_for(spec: dict, artifacts: dict) -> Transformer:
+    """The deployed transform: the SQL expert's DuckDB SQL and/or the Python coder's ``transform(batch)``."""
+    declared = spec.get("transform") or {}
+    return Transformer(artifacts.get("transform_sql") or declared.get("sql"),
+                       artifacts.get("python_code") or declared.get("python"))
+
+
 def _load(batches: Iterator, transform: Transformer, writer, run_id: str, stats: ReadStats,
-          cursor: Optional[str], on_batch: Optional[OnBatch]) -> int:
-    with transform, writer:
-        for batch_no, batch in enumerate(batches):
+          cursor: Optional[str], on_batch: Optional[OnBatch], on_report: Optional[OnReport] = None) -> int:
+    with transform, writer, _closing(batches):
+        batch_no = 0
+        while True:
+            t0 = time.perf_counter()
+            batch = next(batches, None)  # pulling the next batch is where the extract happens
+            if batch is None:
+                break
+            t1 = time.perf_counter()
             out = to_record_batch(transform(batch))
-            writer.write(out, f"{run_id}:{batch_no}")
+            t2 = time.perf_counter()
+            loaded = writer.write(out, f"{run_id}:{batch_no}")
+            t3 = time.perf_counter()
+            at = cursor_text(stats.high_water_mark) or cursor
             if on_batch:
-                on_batch(batch_no, batch.num_rows, batch_nbytes(batch), cursor_text(stats.high_water_mark) or cursor)
+                on_batch(batch_no, batch.num_rows, batch_nbytes(batch), at)
+            if on_report:
+                on_report(BatchReport(batch_no, batch.num_rows, out.num_rows, loaded, batch_nbytes(batch), at,
+                                      _ms(t1 - t0), _ms(t2 - t1), _ms(t3 - t2)))
+            batch_no += 1
         writer.finish()
         return writer.rows_written
+
+
+class _closing:
+    """Closes a reader generator when the run stops early (cancel, error): its cursor and connection go now."""
+
+    def __init__(self, it):
+        self.it = it
+
+    def __enter__(self):
+        return self.it
+
+    def __exit__(self, *exc):
+        close = getattr(self.it, "close", None)
+        if close:
+            close()
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
 
 
 def _high_water_mark(source: dict, stats: ReadStats, cursor: Optional[str]) -> Optional[str]:
