@@ -31,7 +31,7 @@ class BatchReport:
     batch_no: int
     rows_in: int
     rows_out: int
-    rows_written: int  # 0 when the batch key had landed before (a resumed run)
+    rows_written: int  # rows of this batch in the target (also when an earlier, crashed attempt loaded it)
     bytes: int
     cursor: Optional[str]
     extract_ms: int
@@ -95,6 +95,8 @@ def _load(batches: Iterator, transform: Transformer, writer, run_id: str, stats:
             out = to_record_batch(transform(batch))
             t2 = time.perf_counter()
             loaded = writer.write(out, f"{run_id}:{batch_no}")
+            if writer.landed_before:  # loaded by an attempt that crashed before reporting it
+                loaded = out.num_rows
             t3 = time.perf_counter()
             at = cursor_text(stats.high_water_mark) or cursor
             if on_batch:

@@ -55,19 +55,26 @@ class Writer:
         self._seen: set[str] = set()  # keys of this attempt (replace, files, Kafka)
         self._ready = False
         self._done = False  # the run already landed (replace swapped / file committed)
+        self.landed_before = False  # the last write's key had landed earlier (a resumed run)
 
     def write(self, batch, key: str) -> int:
         """Loads ``batch`` unless ``key`` was loaded; returns the rows loaded (0 for a duplicate)."""
-        if batch.num_rows == 0 or key in self._seen:
+        self.landed_before = False
+        if batch.num_rows == 0:
+            return 0
+        if key in self._seen:
+            self.landed_before = True
             return 0
         if not self._ready:
             self._prepare(batch.schema)
             self._ready = True
         if self._done:
+            self.landed_before = True
             return 0
         loaded = self._write(batch, key)
         self._seen.add(key)
         self.rows_written += loaded
+        self.landed_before = loaded == 0
         return loaded
 
     def finish(self) -> None:
