@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from gateway_api import problems
 from gateway_api.kafka_producer import AsyncProducer
 from gateway_api.middleware import JsonBodyByDefault
-from gateway_api.routers import connections, health, llm, pipelines
+from gateway_api.routers import connections, health, hooks, lifecycle, llm, pipelines, runs
 from services.core.avro import AvroCodec
 from services.core.messages import Message
 from services.core.settings import Settings
@@ -53,11 +53,17 @@ def create_app(settings: Settings, codec: Optional[AvroCodec] = None) -> FastAPI
     app = FastAPI(title="aietl", version="0.1.0", lifespan=lifespan,
                   description="Turn a sentence into a validated, versioned, event-sourced data pipeline. "
                               "Commands are accepted with 202 and applied asynchronously; read state "
-                              "and follow events under /api/v1/pipelines/{id}.")
+                              "and follow events under /api/v1/pipelines/{id}. Lifecycle commands (deploy, "
+                              "rollback, pause, resume, delete), run requests and cancellations wait briefly "
+                              "for the pipeline's verdict: 200/202 when accepted, 409 with the reason when "
+                              "refused. Deployed webhook pipelines run on signed POSTs to /api/v1/hooks/{id}.")
     app.add_middleware(JsonBodyByDefault)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(pipelines.router)
+    app.include_router(lifecycle.router)
+    app.include_router(runs.router)
+    app.include_router(hooks.router)
     app.include_router(llm.router)
     app.include_router(connections.router)
     return app

@@ -1,6 +1,7 @@
 """The command mapper: HTTP requests become Avro commands on ``pipelines.commands.v1``."""
 from __future__ import annotations
 
+import json
 import uuid
 
 from gateway_api.models import CreatePipelineRequest, ReviseRequest
@@ -20,3 +21,17 @@ def create_pipeline(req: CreatePipelineRequest, *, tenant_id: str, actor: str) -
 def revise_pipeline(pipeline_id: str, req: ReviseRequest, *, tenant_id: str, actor: str) -> Message:
     env = new_envelope(REVISE_PIPELINE, tenant_id=tenant_id, actor=actor, pipeline_id=pipeline_id)
     return Message(REVISE_PIPELINE, env, {"instructions": req.instructions})
+
+
+def pipeline_command(short_name: str, pipeline_id: str, payload: dict, *, tenant_id: str, actor: str) -> Message:
+    """Any other command on an existing pipeline: lifecycle (deploy, pause, ...), runs and cancellations."""
+    name = f"aietl.pipelines.v1.{short_name}"
+    env = new_envelope(name, tenant_id=tenant_id, actor=actor, pipeline_id=pipeline_id)
+    return Message(name, env, dict(payload))
+
+
+def trigger_run(pipeline_id: str, *, run_id: str, trigger_kind: str, params: dict, tenant_id: str,
+                actor: str) -> Message:
+    return pipeline_command("TriggerRun", pipeline_id, {"run_id": run_id, "trigger_kind": trigger_kind,
+                                                        "params_json": json.dumps(params), "slot": None},
+                            tenant_id=tenant_id, actor=actor)

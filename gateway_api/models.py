@@ -1,7 +1,7 @@
 """Request and response bodies of the HTTP command API."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -53,3 +53,27 @@ class ReviseRequest(BaseModel):
         if not v.strip():
             raise ValueError("instructions must not be blank")
         return v
+
+
+class DeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"version": 2}]})
+
+    version: Optional[int] = Field(None, ge=1, description="Draft version to deploy; the latest when omitted.")
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 1}]})
+
+    version: int = Field(..., ge=1, description="An earlier deployed version to make current again.")
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"params": {"file": "a.csv"}}]})
+
+    params: dict[str, Any] = Field(default_factory=dict, description="Run parameters, e.g. a file name.")
+
+
+class CancelRunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "wrong input file"}]})
+
+    reason: Optional[str] = Field(None, min_length=1, max_length=500, description="Why the run should stop.")

@@ -172,9 +172,11 @@ def demo_connections(settings, data_dir) -> list[dict]:
 
 
 @app.command()
-def demo(description: str = typer.Option(DEMO_REQUEST, help="What to ask for.")) -> None:
-    """Load the demo shop data, register connections, then ask the running system for a pipeline and
-    follow the agents until the draft is ready (offline: the builtin provider)."""
+def demo(description: str = typer.Option(DEMO_REQUEST, help="What to ask for."),
+         run: bool = typer.Option(True, help="Deploy the draft, run it once and print the target's rows.")) -> None:
+    """Load the demo shop data, register connections, ask the running system for a pipeline, follow the
+    agents until the draft is ready (offline: the builtin provider), then deploy it, run it and show the
+    rows it loaded."""
     import httpx
 
     from services.demo.load import ensure_demo_data
@@ -194,7 +196,72 @@ def demo(description: str = typer.Option(DEMO_REQUEST, help="What to ask for."))
         pid = resp.json()["pipeline_id"]
         typer.echo(f"\nPOST /api/v1/pipelines {description!r}\n  -> 202 pipeline {pid}")
         state = _follow(c, pid)
-    _show_draft(state, base, pid)
+        _show_draft(state, base, pid)
+        if run and state["status"] == "draft_ready":
+            spec = json.loads(state["versions"][-1]["artifacts"]["spec_json"])
+            if description == DEMO_REQUEST:  # never drop a table named by someone else's request
+                _fresh_demo_target(settings, spec)
+            run_state = _deploy_and_run(c, pid)
+            _show_rows(settings, spec, run_state)
+            typer.echo(f"\nlook further: {base}/api/v1/runs/{run_state['run_id']}  ·  "
+                       f"{base}/api/v1/pipelines/{pid}/runs  ·  {base}/api/v1/pipelines/{pid}/events")
+
+
+def _deploy_and_run(client, pid: str, timeout: float = 120.0) -> dict:
+    resp = client.post(f"/api/v1/pipelines/{pid}/deploy", json={}, timeout=30)
+    if resp.status_code not in (200, 202):
+        typer.echo(f"deploy: {resp.status_code} {resp.text}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"\nPOST /api/v1/pipelines/{pid}/deploy -> {resp.status_code}")
+    resp = client.post(f"/api/v1/pipelines/{pid}/runs", json={"params": {}}, timeout=30)
+    if resp.status_code != 202:
+        typer.echo(f"run: {resp.status_code} {resp.text}", err=True)
+        raise typer.Exit(1)
+    run_id = resp.json()["run_id"]
+    typer.echo(f"POST /api/v1/pipelines/{pid}/runs -> 202 run {run_id}")
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        got = client.get(f"/api/v1/runs/{run_id}")
+        if got.status_code == 200:
+            last = got.json()
+            if last["status"] in ("succeeded", "failed", "cancelled"):
+                break
+        time.sleep(0.3)
+    if not last or last["status"] != "succeeded":
+        typer.echo(f"the run did not succeed: {json.dumps(last, indent=2)}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"run {last['status']}: {last['rows_read']} rows read, {last['rows_written']} written in "
+               f"{last['batches']} batch(es), {last['duration_ms']} ms")
+    return last
+
+
+def _ch_client(settings):
+    from clickhouse_driver import Client
+
+    return Client(host=settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
+                  password=settings.clickhouse_password)
+
+
+def _fresh_demo_target(settings, spec: dict) -> None:
+    """The demo appends per-day sums; a second `make run` would add them again, so its table starts afresh."""
+    target = spec["target"]
+    if target["kind"] == "clickhouse" and target["table"].startswith("analytics."):
+        _ch_client(settings).execute(f"DROP TABLE IF EXISTS {target['table']}")
+        typer.echo(f"(the demo starts its target {target['table']} afresh)")
+
+
+def _show_rows(settings, spec: dict, run_state: dict, limit: int = 15) -> None:
+    target = spec["target"]
+    if target["kind"] != "clickhouse":
+        typer.echo(f"target: {target}")
+        return
+    client = _ch_client(settings)
+    rows, cols = client.execute(f"SELECT * FROM {target['table']} ORDER BY 1 LIMIT {limit}", with_column_types=True)
+    (total,), = client.execute(f"SELECT count() FROM {target['table']}")
+    typer.echo(f"\n{target['table']} in ClickHouse ({total} rows; the first {len(rows)}):")
+    typer.echo("  " + " | ".join(c[0] for c in cols))
+    for row in rows:
+        typer.echo("  " + " | ".join(str(v) for v in row))
 
 
 def _follow(client, pid: str, timeout: float = 60.0) -> dict:
@@ -227,7 +294,7 @@ def _show_draft(state: dict, base: str, pid: str) -> None:
             typer.echo(f"\ntarget DDL ({a.get('target_dialect')}):\n{a['target_ddl']}")
     else:
         typer.echo(json.dumps(state.get("working"), indent=2, ensure_ascii=False))
-    typer.echo(f"\nlook further: {base}/api/v1/pipelines/{pid}  ·  {base}/api/v1/pipelines/{pid}/versions  "
+    typer.echo(f"\ndraft: {base}/api/v1/pipelines/{pid}  ·  {base}/api/v1/pipelines/{pid}/versions  "
                f"·  {base}/api/v1/pipelines/{pid}/artifacts/flow.mmd  ·  {base}/docs")
 
 

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
-from gateway_api import commands
+from gateway_api import commands, sse
 from gateway_api.models import Accepted, CreatePipelineRequest, ReviseRequest
 from gateway_api.artifacts import artifact_names
+from gateway_api.lookups import check_uuid, pipeline_state
+from gateway_api.outcomes import pipeline_links
 from gateway_api.problems import PROBLEM_JSON, Problem
 
 router = APIRouter(prefix="/api/v1/pipelines", tags=["pipelines"])
@@ -18,14 +18,7 @@ NOT_FOUND = {"description": "No such pipeline", "content": {PROBLEM_JSON: {}}}
 
 
 def _check_id(pipeline_id: str) -> str:
-    try:
-        return str(uuid.UUID(pipeline_id))
-    except ValueError:
-        raise Problem(404, "Pipeline not found", f"{pipeline_id!r} is not a pipeline id") from None
-
-
-def _links(pid: str) -> dict:
-    return {"self": f"/api/v1/pipelines/{pid}", "events": f"/api/v1/pipelines/{pid}/events"}
+    return check_uuid(pipeline_id, "pipeline")
 
 
 @router.post("", status_code=202, response_model=Accepted,
@@ -36,8 +29,8 @@ async def create_pipeline(body: CreatePipelineRequest, request: Request):
     cmd = commands.create_pipeline(body, tenant_id=deps.settings.tenant_id, actor="user:anonymous")
     await deps.send_command(cmd)
     pid = cmd.pipeline_id
-    return JSONResponse(Accepted(pipeline_id=pid, command_id=cmd.message_id, links=_links(pid)).model_dump(),
-                        status_code=202, headers={"Location": f"/api/v1/pipelines/{pid}"})
+    accepted = Accepted(pipeline_id=pid, command_id=cmd.message_id, links=pipeline_links(pid))
+    return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": f"/api/v1/pipelines/{pid}"})
 
 
 @router.get("", summary="List the tenant's pipelines, newest first")
@@ -55,17 +48,11 @@ async def list_pipelines(request: Request, limit: int = 50) -> dict:
             responses={404: NOT_FOUND})
 async def get_pipeline(pipeline_id: str, request: Request) -> dict:
     state = await _state(request, pipeline_id)
-    return {**state, "links": _links(state["pipeline_id"])}
+    return {**state, "links": pipeline_links(state["pipeline_id"])}
 
 
 async def _state(request: Request, pipeline_id: str) -> dict:
-    deps = request.app.state.deps
-    pid = _check_id(pipeline_id)
-    raw = await deps.redis.get(deps.keys.pipeline(pid))
-    state = json.loads(raw) if raw else None
-    if not state or state.get("tenant_id") != deps.settings.tenant_id:
-        raise Problem(404, "Pipeline not found", f"no pipeline {pid}")
-    return state
+    return await pipeline_state(request.app.state.deps, pipeline_id)
 
 
 @router.post("/{pipeline_id}/revise", status_code=202, response_model=Accepted,
@@ -82,7 +69,7 @@ async def revise_pipeline(pipeline_id: str, body: ReviseRequest, request: Reques
                                    actor="user:anonymous")
     await deps.send_command(cmd)
     return JSONResponse(Accepted(pipeline_id=cmd.pipeline_id, command_id=cmd.message_id,
-                                 links=_links(cmd.pipeline_id)).model_dump(), status_code=202)
+                                 links=pipeline_links(cmd.pipeline_id)).model_dump(), status_code=202)
 
 
 @router.get("/{pipeline_id}/versions", summary="The numbered draft versions of a pipeline",
@@ -119,44 +106,9 @@ async def get_artifact(pipeline_id: str, name: str, request: Request, version: i
 async def pipeline_events(pipeline_id: str, request: Request):
     deps = request.app.state.deps
     pid = _check_id(pipeline_id)
-    if "text/event-stream" in request.headers.get("accept", ""):
-        return StreamingResponse(_sse(deps, pid, request), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    if sse.wants_stream(request):
+        return sse.response(sse.events(deps, request, deps.keys.events(pid), deps.keys.live(pid)))
     events = [json.loads(e) for e in await deps.redis.lrange(deps.keys.events(pid), 0, -1)]
     if not events:
         raise Problem(404, "Pipeline not found", f"no events for pipeline {pid}")
     return {"pipeline_id": pid, "events": events}
-
-
-def _sse_frame(raw: bytes | str) -> str:
-    ev = json.loads(raw)
-    return f"id: {ev['partition']}-{ev['offset']}\nevent: {ev['type']}\ndata: {json.dumps(ev)}\n\n"
-
-
-async def _sse(deps, pid: str, request: Request):
-    """History first, then live events; subscribing before reading the history means none is missed."""
-    pubsub = deps.redis.pubsub()
-    await pubsub.subscribe(deps.keys.live(pid))
-    seen: set[int] = set()
-    try:
-        for raw in await deps.redis.lrange(deps.keys.events(pid), 0, -1):
-            seen.add(json.loads(raw)["offset"])
-            yield _sse_frame(raw)
-        idle = 0.0
-        while not await request.is_disconnected():
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if msg is None:
-                idle += 1.0
-                if idle >= 15:  # comment frames keep proxies from closing an idle stream
-                    idle = 0.0
-                    yield ": keep-alive\n\n"
-                continue
-            idle = 0.0
-            offset = json.loads(msg["data"])["offset"]
-            if offset not in seen:
-                seen.add(offset)
-                yield _sse_frame(msg["data"])
-            await asyncio.sleep(0)
-    finally:
-        await pubsub.unsubscribe()
-        await pubsub.aclose()

@@ -1,0 +1,177 @@
+"""Signed webhooks: a pipeline deployed with a webhook trigger runs when its hook is called.
+
+The hook id is the pipeline id; its secret is derived from the server's secret key (never stored). A
+delivery is verified before anything else happens, and an accepted delivery's signature is remembered for
+twice the timestamp window, so a replay inside the window is refused. Its run id is derived from the
+signature too: even if Redis forgot, the aggregate refuses a second run with that id.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from typing import Optional
+
+from fastapi import APIRouter, Request
+
+from gateway_api.lookups import pipeline_state
+from gateway_api.problems import PROBLEM_JSON, Problem
+from gateway_api.routers.runs import request_run
+from services.triggers import webhooks
+
+router = APIRouter(prefix="/api/v1", tags=["webhooks"])
+_PROBLEM = {"content": {PROBLEM_JSON: {}}}
+TRIGGER_EVENTS = ("PipelineDeployed", "PipelineRolledBack")
+_LOG_CHUNK = 200
+
+
+# ---------------------------------------------------------------- secrets
+
+def _load_server_keys(settings) -> list[str]:
+    """The server's secret key(s): AIETL_SECRET_KEY, else the generated key file (as for connections)."""
+    from services.connectors.secrets import load_or_create_key_file, parse_keys
+
+    configured = settings.secret_key or os.environ.get("AIETL_SECRET_KEY")
+    keys = parse_keys(configured) if configured else [load_or_create_key_file(settings.state_dir)]
+    return [k.decode() for k in keys]
+
+
+async def _server_keys(request: Request) -> list[str]:
+    state = request.app.state
+    keys = getattr(state, "hook_server_keys", None)
+    if keys is None:
+        from services.connectors.secrets import SecretsError
+
+        try:
+            keys = await asyncio.to_thread(_load_server_keys, state.deps.settings)
+        except SecretsError as exc:
+            raise Problem(500, "Webhook secrets unavailable", str(exc)) from None
+        state.hook_server_keys = keys
+    return keys
+
+
+async def hook_secrets(request: Request, hook_id: str) -> list[str]:
+    """The hook's current secret first, then those of older server keys (still accepted during a rotation)."""
+    return [webhooks.hook_secret(k, hook_id) for k in await _server_keys(request)]
+
+
+# ---------------------------------------------------------------- what is deployed
+
+def _spec_trigger(spec_json) -> str:
+    spec = json.loads(spec_json) if isinstance(spec_json, str) else (spec_json or {})
+    return (spec.get("trigger") or {}).get("kind") or "manual"
+
+
+async def _trigger_from_log(deps, pid: str) -> Optional[str]:
+    """The last deploy or rollback in the pipeline's events, read backwards in chunks."""
+    key, end = deps.keys.events(pid), -1
+    while True:
+        chunk = await deps.redis.lrange(key, end - _LOG_CHUNK + 1, end)
+        for raw in reversed(chunk):
+            ev = json.loads(raw)
+            if ev["type"] in TRIGGER_EVENTS:
+                return _spec_trigger(json.loads(ev["payload"]["artifacts_json"]).get("spec_json"))
+        if len(chunk) < _LOG_CHUNK:
+            return None
+        end -= _LOG_CHUNK
+
+
+async def deployed_trigger(deps, state: dict) -> Optional[str]:
+    """The trigger kind of the deployed version, or None when nothing is deployed."""
+    deployed = state.get("deployed")
+    if deployed:
+        return (deployed.get("trigger") or {}).get("kind") or "manual"
+    version = state.get("deployed_version")
+    if version is not None:
+        for v in state.get("versions") or []:
+            if v.get("draft_version") == version:
+                return _spec_trigger((v.get("artifacts") or {}).get("spec_json"))
+    if "lifecycle" in state:  # a read model that tracks deployments and has none for this pipeline
+        return None
+    return await _trigger_from_log(deps, state["pipeline_id"])  # a read model from before deployments
+
+
+# ---------------------------------------------------------------- routes
+
+def signing_help(window_s: int) -> dict:
+    return {
+        "algorithm": "HMAC-SHA256",
+        "timestamp_header": webhooks.TIMESTAMP_HEADER,
+        "signature_header": webhooks.SIGNATURE_HEADER,
+        "signed_payload": "<timestamp>.<raw body>",
+        "format": "sha256=<hex digest>",
+        "timestamp": f"unix seconds, within ±{window_s} s of the server's clock",
+        "body": "a JSON object; it becomes the run's parameters",
+        "example": ("ts=$(date +%s); body='{\"file\": \"batch_0001.csv\"}'; "
+                    "sig=$(printf '%s.%s' \"$ts\" \"$body\" | openssl dgst -sha256 -hmac \"$SECRET\" | "
+                    "sed 's/^.* //'); curl -X POST \"$URL\" -H \"X-Aietl-Timestamp: $ts\" "
+                    "-H \"X-Aietl-Signature: sha256=$sig\" -H 'Content-Type: application/json' -d \"$body\""),
+    }
+
+
+@router.get("/pipelines/{pipeline_id}/webhook", summary="The pipeline's webhook: URL, secret and how to sign",
+            responses={404: {"description": "No such pipeline", **_PROBLEM}})
+async def get_webhook(pipeline_id: str, request: Request) -> dict:
+    deps = request.app.state.deps
+    state = await pipeline_state(deps, pipeline_id)
+    hook_id = state["pipeline_id"]
+    return {"hook_id": hook_id, "url": f"/api/v1/hooks/{hook_id}",
+            "secret": (await hook_secrets(request, hook_id))[0],
+            "deployed_trigger": await deployed_trigger(deps, state),
+            "signature": signing_help(deps.settings.webhook_window_s)}
+
+
+def _verify(secrets: list[str], request: Request, body: bytes, window_s: int) -> str:
+    try:
+        _, signature = webhooks.verify(secrets, request.headers.get(webhooks.TIMESTAMP_HEADER),
+                                       request.headers.get(webhooks.SIGNATURE_HEADER), body, time.time(),
+                                       window_s)
+    except webhooks.StaleTimestampError as exc:
+        raise Problem(401, "Webhook timestamp out of range", str(exc)) from None
+    except webhooks.WebhookError as exc:
+        raise Problem(401, "Invalid webhook signature", str(exc)) from None
+    return signature
+
+
+def _params(body: bytes) -> dict:
+    try:
+        params = json.loads(body)
+    except ValueError:
+        params = None
+    if not isinstance(params, dict):
+        raise Problem(422, "Invalid request", "the webhook body must be a JSON object (the run's parameters)")
+    return params
+
+
+@router.post("/hooks/{hook_id}", status_code=202, summary="Call a pipeline's signed webhook: starts a run",
+             responses={401: {"description": "Missing, invalid or stale signature", **_PROBLEM},
+                        404: {"description": "No such hook", **_PROBLEM},
+                        409: {"description": "Replayed delivery, or the pipeline is not deployed with a "
+                                             "webhook trigger (or is paused)", **_PROBLEM},
+                        422: {"description": "The body is not a JSON object", **_PROBLEM}})
+async def call_hook(hook_id: str, request: Request):
+    deps = request.app.state.deps
+    body = await request.body()
+    # Nothing is read or written before the caller has proved it holds the secret.
+    signature = _verify(await hook_secrets(request, hook_id), request, body, deps.settings.webhook_window_s)
+    params = _params(body)
+    state = await pipeline_state(deps, hook_id)
+    pid = state["pipeline_id"]
+    trigger = await deployed_trigger(deps, state)
+    if trigger != "webhook":
+        raise Problem(409, "Pipeline not triggered by webhooks",
+                      "nothing is deployed yet" if trigger is None else
+                      f"the deployed version runs on a {trigger} trigger, not on its webhook")
+    seen = f"{deps.keys.ns}hook:{pid}:seen:{signature}"
+    # Timestamps older than the window are refused anyway, so remembering twice the window is enough.
+    if not await deps.redis.set(seen, int(time.time()), nx=True, ex=2 * deps.settings.webhook_window_s):
+        raise Problem(409, "Webhook delivery already accepted",
+                      "this timestamp and signature were accepted before; sign each delivery anew")
+    run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"aietl-hook:{pid}:{signature}"))
+    try:
+        return await request_run(deps, pid, run_id, "webhook", params)
+    except Problem:
+        await deps.redis.delete(seen)  # refused by the pipeline: the same delivery may be retried later
+        raise

@@ -1,0 +1,219 @@
+"""Signed webhooks over HTTP on the real stack: a correctly signed, fresh, first delivery to a deployed
+webhook pipeline starts exactly one run with the body as its parameters; anything else changes nothing."""
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+
+from services.demo.load import ensure_demo_data
+from services.triggers.webhooks import sign
+from tests.harness import new_deployment
+from tests.pipelines import events, request_draft
+
+pytestmark = pytest.mark.integration
+WORKERS = ["pipeline-aggregate", "projector", "llm-router", "planner", "sql-expert", "python-coder",
+           "schema-analyst", "qa-validator", "reflector"]
+PROBLEM = "application/problem+json"
+PAYLOAD = {"file": "batch_0001.csv"}
+
+
+@pytest.fixture(scope="module")
+def dep(stack_settings):
+    d = new_deployment(stack_settings, "hook", WORKERS).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="module")
+def connections(dep, stack_settings):
+    shop = ensure_demo_data(stack_settings)
+    s = dep.settings
+    conns = [
+        {"name": "warehouse-pg", "kind": "postgres", "params": {"host": s.postgres_host, "port": s.postgres_port,
+         "database": s.postgres_db, "user": s.postgres_user}, "secrets": {"password": s.postgres_password}},
+        {"name": "analytics-ch", "kind": "clickhouse", "params": {"host": s.clickhouse_host,
+         "port": s.clickhouse_port, "user": s.clickhouse_user}, "secrets": {"password": s.clickhouse_password}},
+        {"name": "shop-files", "kind": "file", "params": {"folder": str(shop)}, "secrets": {}},
+    ]
+    with dep.client() as c:
+        for conn in conns:
+            resp = c.post("/api/v1/connections", json=conn)
+            assert resp.status_code in (201, 409), resp.text
+
+
+@pytest.fixture
+def http(dep):
+    with httpx.Client(base_url=dep.base_url, timeout=30) as c:
+        yield c
+
+
+def deployed(dep, description: str) -> str:
+    state = request_draft(dep, description)
+    assert state["status"] == "draft_ready", state
+    pid = state["pipeline_id"]
+    with dep.client() as c:
+        resp = c.post(f"/api/v1/pipelines/{pid}/deploy", timeout=30)
+        assert resp.status_code == 200 and resp.json()["event"] == "PipelineDeployed", resp.text
+    return pid
+
+
+@pytest.fixture(scope="module")
+def hook_pipeline(dep, connections) -> str:
+    return deployed(dep, "When the webhook is called, load the CSV file named in its payload from the landing "
+                         f"folder into ClickHouse analytics.landing_{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="module")
+def cron_pipeline(dep, connections) -> str:
+    return deployed(dep, "Load orders from the PostgreSQL table shop.orders into the ClickHouse table "
+                         f"analytics.orders_{uuid.uuid4().hex[:8]} every day at 2 AM")
+
+
+def webhook(http, pid) -> dict:
+    resp = http.get(f"/api/v1/pipelines/{pid}/webhook")
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def deliver(http, hook: dict, payload=PAYLOAD, *, ts: int | None = None, secret: str | None = None,
+            body: bytes | None = None, headers: dict | None = None):
+    raw = body if body is not None else json.dumps(payload).encode()
+    ts = int(time.time()) if ts is None else ts
+    signed = {"X-Aietl-Timestamp": str(ts), "X-Aietl-Signature": sign(secret or hook["secret"], ts, raw),
+              "Content-Type": "application/json"}
+    return http.post(hook["url"], content=raw, headers=signed if headers is None else headers)
+
+
+def runs_requested(dep, pid) -> list[dict]:
+    return [e for e in events(dep, pid) if e["type"] == "RunRequested"]
+
+
+def problem(resp, status: int) -> dict:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith(PROBLEM)
+    return resp.json()
+
+
+def unchanged(dep, pid, before: list[dict]) -> None:
+    time.sleep(0.5)  # anything sent would be decided and projected by now
+    assert events(dep, pid) == before
+
+
+def test_the_webhook_endpoint_tells_how_to_sign(http, hook_pipeline):
+    hook = webhook(http, hook_pipeline)
+    assert hook["hook_id"] == hook_pipeline and hook["url"] == f"/api/v1/hooks/{hook_pipeline}"
+    assert len(hook["secret"]) == 64 and hook["deployed_trigger"] == "webhook"
+    assert hook["signature"]["timestamp_header"] == "X-Aietl-Timestamp"
+    assert hook["signature"]["signature_header"] == "X-Aietl-Signature"
+    assert hook["signature"]["signed_payload"] == "<timestamp>.<raw body>"
+    assert webhook(http, hook_pipeline)["secret"] == hook["secret"]  # derived, so stable
+
+
+def test_a_signed_delivery_starts_one_run_with_the_payload_and_its_replay_is_409(dep, http, hook_pipeline):
+    hook = webhook(http, hook_pipeline)
+    ts = int(time.time())
+    payload = {"file": "batch_0001.csv", "delivery": uuid.uuid4().hex}
+    resp = deliver(http, hook, payload, ts=ts)
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert body["status"] == "queued" and body["pipeline_id"] == hook_pipeline
+    assert resp.headers["location"] == body["links"]["run"] == f"/api/v1/runs/{body['run_id']}"
+    [ev] = [e for e in runs_requested(dep, hook_pipeline) if e["payload"]["run_id"] == body["run_id"]]
+    assert ev["payload"]["trigger_kind"] == "webhook" and json.loads(ev["payload"]["params_json"]) == payload
+
+    before = events(dep, hook_pipeline)
+    replay = problem(deliver(http, hook, payload, ts=ts), 409)
+    assert "accepted before" in replay["detail"]
+    unchanged(dep, hook_pipeline, before)
+
+
+def test_one_delivery_never_makes_two_runs_even_if_the_replay_memory_is_lost(dep, http, hook_pipeline):
+    import redis
+
+    from services.projector.readmodel import Keys, namespace
+
+    hook = webhook(http, hook_pipeline)
+    ts, payload = int(time.time()), {"file": "batch_0001.csv", "delivery": uuid.uuid4().hex}
+    first = deliver(http, hook, payload, ts=ts)
+    assert first.status_code == 202, first.text
+    ns = Keys(namespace(dep.settings.topic_prefix)).ns
+    r = redis.Redis.from_url(dep.settings.redis_url)
+    assert r.delete(*r.keys(f"{ns}hook:{hook_pipeline}:seen:*")) >= 1
+    again = problem(deliver(http, hook, payload, ts=ts), 409)  # the aggregate knows the run id
+    assert again["error_code"] == "wrong_lifecycle" and first.json()["run_id"] in again["detail"]
+    assert len([e for e in runs_requested(dep, hook_pipeline)
+                if e["payload"]["run_id"] == first.json()["run_id"]]) == 1
+
+
+def test_a_delivery_signed_six_minutes_ago_is_401_and_changes_nothing(dep, http, hook_pipeline):
+    hook = webhook(http, hook_pipeline)
+    before = events(dep, hook_pipeline)
+    stale = problem(deliver(http, hook, ts=int(time.time()) - 360), 401)
+    assert stale["title"] == "Webhook timestamp out of range" and "old" in stale["detail"]
+    assert "300" in stale["detail"]
+    future = problem(deliver(http, hook, ts=int(time.time()) + 360), 401)
+    assert "future" in future["detail"]
+    unchanged(dep, hook_pipeline, before)
+
+
+@pytest.mark.parametrize("case", ["wrong secret", "tampered body", "no signature", "no timestamp", "garbage"])
+def test_a_missing_or_bad_signature_is_401_and_changes_nothing(dep, http, hook_pipeline, case):
+    hook = webhook(http, hook_pipeline)
+    raw = json.dumps(PAYLOAD).encode()
+    ts = int(time.time())
+    good = {"X-Aietl-Timestamp": str(ts), "X-Aietl-Signature": sign(hook["secret"], ts, raw)}
+    headers = {
+        "wrong secret": {**good, "X-Aietl-Signature": sign("0" * 64, ts, raw)},
+        "tampered body": good,
+        "no signature": {"X-Aietl-Timestamp": str(ts)},
+        "no timestamp": {"X-Aietl-Signature": good["X-Aietl-Signature"]},
+        "garbage": {"X-Aietl-Timestamp": "now", "X-Aietl-Signature": "md5=abc"},
+    }[case]
+    body = raw.replace(b"0001", b"0002") if case == "tampered body" else raw
+    before = events(dep, hook_pipeline)
+    resp = problem(http.post(hook["url"], content=body, headers={**headers, "Content-Type": "application/json"}),
+                   401)
+    assert resp["title"] == "Invalid webhook signature" and "X-Aietl-" in resp["detail"]
+    unchanged(dep, hook_pipeline, before)
+
+
+def test_unknown_hooks_are_checked_for_a_signature_first(http):
+    resp = problem(http.post(f"/api/v1/hooks/{uuid.uuid4()}", json=PAYLOAD), 401)
+    assert "missing" in resp["detail"]
+
+
+def test_a_pipeline_not_triggered_by_webhooks_refuses_its_hook_with_409(dep, http, cron_pipeline):
+    hook = webhook(http, cron_pipeline)
+    assert hook["deployed_trigger"] == "cron"
+    before = events(dep, cron_pipeline)
+    resp = problem(deliver(http, hook), 409)
+    assert "cron" in resp["detail"]
+    unchanged(dep, cron_pipeline, before)
+
+
+@pytest.mark.parametrize("raw", [b"[1, 2]", b'"batch_0001.csv"', b"{not json", b""])
+def test_a_body_that_is_not_a_json_object_is_422_and_changes_nothing(dep, http, hook_pipeline, raw):
+    hook = webhook(http, hook_pipeline)
+    before = events(dep, hook_pipeline)
+    resp = problem(deliver(http, hook, body=raw), 422)
+    assert "JSON object" in resp["detail"]
+    unchanged(dep, hook_pipeline, before)
+
+
+def test_a_paused_pipeline_refuses_a_delivery_that_succeeds_once_resumed(dep, http, hook_pipeline):
+    hook = webhook(http, hook_pipeline)
+    base = f"/api/v1/pipelines/{hook_pipeline}"
+    assert http.post(f"{base}/pause").status_code == 200
+    try:
+        ts, payload = int(time.time()), {"file": "batch_0001.csv", "delivery": uuid.uuid4().hex}
+        refused = problem(deliver(http, hook, payload, ts=ts), 409)
+        assert refused["error_code"] == "wrong_lifecycle" and "paused" in refused["detail"]
+    finally:
+        assert http.post(f"{base}/resume").status_code == 200
+    # The refusal changed nothing: the very same delivery is accepted now.
+    accepted = deliver(http, hook, payload, ts=ts)
+    assert accepted.status_code == 202, accepted.text
+    [ev] = [e for e in runs_requested(dep, hook_pipeline) if e["payload"]["run_id"] == accepted.json()["run_id"]]
+    assert json.loads(ev["payload"]["params_json"]) == payload
