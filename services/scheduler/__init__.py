@@ -1,0 +1,1 @@
+"""Cron-triggered runs, and the deployment fold shared with the other triggers (docs/triggers.md)."""

@@ -1,0 +1,1 @@
+"""Runs triggered by messages on the users' Kafka topics (docs/triggers.md)."""
