@@ -43,6 +43,8 @@ def text_type(value: str) -> tuple:
     v = value.strip()
     if v.lower() in _TRUE_FALSE:
         return ("bool",)
+    if v.startswith("+") and len(v) > 6:
+        return ("text",)  # "+79991234567": a phone number, whose plus sign and digits must survive
     if _INT.fullmatch(v):
         digits = len(v.lstrip("+-"))
         if digits > 1 and v.lstrip("+-").startswith("0"):

@@ -227,8 +227,20 @@ def _csv_batches(path: Path, batch_rows: int) -> Iterator:
         delimiter = _dialect(fh.read(64 * 1024)).delimiter
     reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=_block_size(batch_rows)),
                            parse_options=pcsv.ParseOptions(delimiter=delimiter),
-                           convert_options=pcsv.ConvertOptions(strings_can_be_null=True))
+                           convert_options=pcsv.ConvertOptions(strings_can_be_null=True,
+                                                               column_types=_csv_text_columns(path)))
     yield from reader
+
+
+def _csv_text_columns(path: Path, sample: int = 2000) -> dict:
+    """Columns the schema analyst typed as text stay text here too: Arrow would otherwise read a phone
+    number such as +79991234567 as a float and the target would get 7.99e+10."""
+    import pyarrow as pa
+
+    from services.connectors.files import csv_rows, infer_columns, text_type
+
+    columns = infer_columns(list(csv_rows(path, sample)), text_type, empty_is_null=True)
+    return {c.name: pa.string() for c in columns if c.type == "text"}
 
 
 def _jsonl_batches(path: Path, batch_rows: int) -> Iterator:

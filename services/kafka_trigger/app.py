@@ -51,6 +51,8 @@ def watches_from(feed: DeploymentFeed, filters: FilterCache) -> Watches:
         trigger = d.trigger
         if trigger.get("kind") != "kafka" or not trigger.get("topic"):
             continue
+        if (d.spec.get("streaming") or {}).get("enabled"):
+            continue  # a streaming pipeline consumes its topic itself (executor); a run per message would double it
         compiled = filters.get(d)
         if compiled is None:
             continue

@@ -82,7 +82,8 @@ class Columns:
 
     def __init__(self, columns: ColumnList, source_kind: str):
         dialect = source_kind if source_kind in DATABASE_KINDS else "arrow"
-        self.known = columns is not None
+        # An empty list (an empty topic, a file not there yet) tells nothing: treat it as unknown.
+        self.known = bool(columns)
         self.types: dict[str, Canon] = {n: canonical(t, dialect) for n, t in (columns or [])}
 
     def resolve(self, word: str) -> str:
@@ -349,7 +350,7 @@ def build_target_ddl(spec: PipelineSpec, cols: Columns) -> tuple[Optional[str], 
     dialect = t.kind
     setup = _setup_sql(t.table, dialect)
     columns = _output_columns(spec, cols)
-    if columns is None:
+    if not columns:  # unknown yet (e.g. an empty topic): the executor infers the table from the first batch
         return None, setup, dialect
     if dialect == "clickhouse":
         return _clickhouse_ddl(spec, columns), setup, dialect
