@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 from services.core.messages import Message, new_envelope
 from tests.harness import Deployment, wait_for
@@ -104,3 +105,34 @@ def draft_and_deploy(dep: Deployment, description: str) -> tuple[str, dict]:
     ev = deploy(dep, state["pipeline_id"])
     artifacts = json.loads(ev["payload"]["artifacts_json"])
     return state["pipeline_id"], json.loads(artifacts["spec_json"])
+
+
+# The drafting workers: enough for a request to become a QA-passed draft that can be deployed.
+AGENTS = ["pipeline-aggregate", "projector", "llm-router", "planner", "sql-expert", "python-coder",
+          "schema-analyst", "qa-validator", "reflector"]
+
+
+def register_demo_connections(dep: Deployment, shop) -> None:
+    """The demo's named connections (local PostgreSQL, ClickHouse, the demo files, Kafka) for dep's tenant."""
+    from services.cli import demo_connections
+
+    with dep.client() as c:
+        for conn in demo_connections(dep.settings, shop):
+            resp = c.post("/api/v1/connections", json=conn)
+            assert resp.status_code in (201, 409), resp.text
+
+
+@contextmanager
+def drafting_deployment(stack_settings, tag: str, extra_workers: tuple = ()) -> Iterator[Deployment]:
+    """A deployment with the drafting workers (plus ``extra_workers``), demo data and its connections."""
+    from services.demo.load import ensure_demo_data
+    from tests.harness import new_deployment
+
+    shop = ensure_demo_data(stack_settings)
+    dep = new_deployment(stack_settings, tag, AGENTS + list(extra_workers)).start()
+    try:
+        register_demo_connections(dep, shop)
+        dep.shop = shop
+        yield dep
+    finally:
+        dep.stop()

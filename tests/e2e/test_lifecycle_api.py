@@ -12,39 +12,23 @@ import uuid
 import httpx
 import pytest
 
-from services.demo.load import ensure_demo_data
-from tests.harness import new_deployment, wait_for
-from tests.pipelines import events, request_draft
+from tests.harness import wait_for
+from tests.pipelines import drafting_deployment, events, request_draft
 
 pytestmark = pytest.mark.integration
-WORKERS = ["pipeline-aggregate", "projector", "llm-router", "planner", "sql-expert", "python-coder",
-           "schema-analyst", "qa-validator", "reflector"]
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(scope="module")
 def dep(stack_settings):
-    d = new_deployment(stack_settings, "life", WORKERS).start()
-    yield d
-    d.stop()
+    with drafting_deployment(stack_settings, "life") as d:
+        yield d
 
 
 @pytest.fixture(scope="module")
-def connections(dep, stack_settings):
-    shop = ensure_demo_data(stack_settings)
-    s = dep.settings
-    conns = [
-        {"name": "warehouse-pg", "kind": "postgres", "params": {"host": s.postgres_host, "port": s.postgres_port,
-         "database": s.postgres_db, "user": s.postgres_user}, "secrets": {"password": s.postgres_password}},
-        {"name": "analytics-ch", "kind": "clickhouse", "params": {"host": s.clickhouse_host,
-         "port": s.clickhouse_port, "user": s.clickhouse_user}, "secrets": {"password": s.clickhouse_password}},
-        {"name": "shop-files", "kind": "file", "params": {"folder": str(shop)}, "secrets": {}},
-    ]
-    with dep.client() as c:
-        for conn in conns:
-            resp = c.post("/api/v1/connections", json=conn)
-            assert resp.status_code in (201, 409), resp.text
-    return shop
+def connections(dep):
+    """drafting_deployment registered the demo connections; this names that precondition."""
+    return dep.shop
 
 
 @pytest.fixture

@@ -1,5 +1,4 @@
 """The executor worker on the real stack: RunRequested in, run events and rows out; retries; cancel."""
-import json
 import uuid
 from collections import defaultdict
 from decimal import Decimal
@@ -8,24 +7,14 @@ import pytest
 from clickhouse_driver import Client
 
 from services.cli import demo_connections
-from services.demo.load import ensure_demo_data
-from tests.harness import new_deployment, wait_for
-from tests.pipelines import draft_and_deploy, send_commands, trigger
-
-AGENTS = ["pipeline-aggregate", "projector", "llm-router", "planner", "sql-expert", "python-coder",
-          "schema-analyst", "qa-validator", "reflector"]
+from tests.harness import wait_for
+from tests.pipelines import draft_and_deploy, drafting_deployment, send_commands, trigger
 
 
 @pytest.fixture(scope="module")
 def dep(stack_settings):
-    shop = ensure_demo_data(stack_settings)
-    d = new_deployment(stack_settings, "exec", AGENTS + ["executor"]).start()
-    with d.client() as c:
-        for conn in demo_connections(d.settings, shop):
-            assert c.post("/api/v1/connections", json=conn).status_code in (201, 409)
-    d.shop = shop
-    yield d
-    d.stop()
+    with drafting_deployment(stack_settings, "exec", ("executor",)) as d:
+        yield d
 
 
 def ch(settings) -> Client:

@@ -11,30 +11,19 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
-from services.cli import demo_connections
 from services.core.kafka import admin_client
-from services.demo.load import ensure_demo_data
 from services.processes import running
 from services.scheduler.commands import kafka_ids
-from tests.harness import new_deployment, wait_for
-from tests.pipelines import draft_and_deploy, events, send_command
+from tests.harness import wait_for
+from tests.pipelines import draft_and_deploy, drafting_deployment, events, send_command
 
 pytestmark = pytest.mark.integration
-AGENTS = ["pipeline-aggregate", "projector", "llm-router", "planner", "sql-expert", "python-coder",
-          "schema-analyst", "qa-validator", "reflector"]
 
 
 @pytest.fixture(scope="module")
 def dep(stack_settings):
-    shop = ensure_demo_data(stack_settings)
-    d = new_deployment(stack_settings, "ktrig", AGENTS + ["kafka-trigger"]).start()
-    try:
-        with d.client() as c:
-            for conn in demo_connections(d.settings, shop):
-                assert c.post("/api/v1/connections", json=conn).status_code in (201, 409)
+    with drafting_deployment(stack_settings, "ktrig", ("kafka-trigger",)) as d:
         yield d
-    finally:
-        d.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,17 +12,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from services.cli import demo_connections
-from services.demo.load import ensure_demo_data
 from services.processes import group_assignments, running, spawn
 from services.scheduler.commands import cron_ids
 from services.scheduler.slots import next_slot, parse_instant, slot_iso
-from tests.harness import new_deployment, wait_for
-from tests.pipelines import draft_and_deploy, events, send_command, wait_event
+from tests.harness import wait_for
+from tests.pipelines import draft_and_deploy, drafting_deployment, events, send_command, wait_event
 
 pytestmark = pytest.mark.integration
-AGENTS = ["pipeline-aggregate", "projector", "llm-router", "planner", "sql-expert", "python-coder",
-          "schema-analyst", "qa-validator", "reflector"]
 SECOND = "scheduler-b"  # pid/log file name of the second scheduler process
 CRON = "* * * * *"
 SLOT_WAIT_S = 100       # a minute boundary plus generous margin on a busy machine
@@ -37,17 +33,10 @@ def scheduler_members(dep) -> int:
 
 @pytest.fixture(scope="module")
 def dep(stack_settings):
-    shop = ensure_demo_data(stack_settings)
-    d = new_deployment(stack_settings, "sched", AGENTS + ["scheduler"]).start()
-    try:
-        with d.client() as c:
-            for conn in demo_connections(d.settings, shop):
-                assert c.post("/api/v1/connections", json=conn).status_code in (201, 409)
+    with drafting_deployment(stack_settings, "sched", ("scheduler",)) as d:
         spawn(d.settings, SECOND, ["worker", "scheduler"])
         wait_for(lambda: scheduler_members(d) == 2, timeout=90, interval=0.5, what="two scheduler members")
         yield d
-    finally:
-        d.stop()
 
 
 @pytest.fixture(scope="module")

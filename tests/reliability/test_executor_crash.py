@@ -12,12 +12,10 @@ import psycopg
 import pytest
 from clickhouse_driver import Client
 
-from services.cli import demo_connections
-from services.demo.load import ensure_demo_data
 from services.processes import running
-from tests.harness import new_deployment, wait_for
-from tests.integration.test_executor_runs import AGENTS, finished, run_events
-from tests.pipelines import draft_and_deploy, trigger
+from tests.harness import wait_for
+from tests.integration.test_executor_runs import finished, run_events
+from tests.pipelines import draft_and_deploy, drafting_deployment, trigger
 
 pytestmark = pytest.mark.integration
 BATCH_ROWS = 400  # small batches: every run has several, so crashes can land between them
@@ -25,13 +23,8 @@ BATCH_ROWS = 400  # small batches: every run has several, so crashes can land be
 
 @pytest.fixture(scope="module")
 def dep(stack_settings):
-    shop = ensure_demo_data(stack_settings)
-    d = new_deployment(stack_settings, "crash", AGENTS).start()
-    with d.client() as c:
-        for conn in demo_connections(d.settings, shop):
-            assert c.post("/api/v1/connections", json=conn).status_code in (201, 409)
-    yield d
-    d.stop()
+    with drafting_deployment(stack_settings, "crash") as d:  # the executor is started per crash below
+        yield d
 
 
 def ch(s) -> Client:
