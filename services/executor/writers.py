@@ -6,9 +6,13 @@ not loaded twice:
 * PostgreSQL and SQLite record the key in a bookkeeping table in the *same transaction* as the load, so
   there is no window: either the batch and its key commit, or neither does.
 * ClickHouse has no transactions: the key is checked in ``aietl_loaded_batches`` before the insert and
-  recorded right after it. A crash between the two leaves a window in which a re-delivered *append* batch
-  is loaded twice. Merge targets are safe anyway (ReplacingMergeTree keeps one row per key, read with
-  FINAL) and replace targets too (see below).
+  recorded right after it. For *append* targets an intent (the key, the table's row count before the
+  insert and the batch's rows) is recorded first in ``aietl_batch_intents``, so after a crash between the
+  insert and the key record the next attempt can tell: the count grew by exactly the batch (it landed:
+  record the key, skip it) or did not grow (load it). One INSERT of a batch (far below
+  ``max_insert_block_size``) is one block and lands whole or not at all. Anything else means another
+  writer appended to the same table meanwhile, and the run fails rather than guess. Merge targets are
+  safe anyway (ReplacingMergeTree keeps one row per key, read with FINAL) and replace targets too (below).
 * Replace loads into a staging table started afresh by each attempt of a run and swapped in at
   ``finish()``; batch keys only guard re-delivery within the attempt (a retried run reloads everything
   into a new staging table, so nothing doubles). The swap records ``<run_id>:replace``: a re-delivered
@@ -29,11 +33,13 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from services.core.faults import crash_point_from_env
 from services.executor.batches import dumps_row, jsonable, nested_to_json
 
 META_SCHEMA = "aietl_meta"
 PG_BOOKKEEPING = "loaded_batches"
 CH_BOOKKEEPING = "aietl_loaded_batches"
+CH_INTENTS = "aietl_batch_intents"
 
 
 class WriterError(Exception):
@@ -340,6 +346,10 @@ class ClickHouseWriter(Writer):
         self._exec(f"CREATE DATABASE IF NOT EXISTS {quote(self.database)}")
         self._exec(f"CREATE TABLE IF NOT EXISTS {self._ref(CH_BOOKKEEPING)} (target String, batch_key String, "
                    "rows UInt64, loaded_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY (target, batch_key)")
+        if self.mode == "append":
+            self._exec(f"CREATE TABLE IF NOT EXISTS {self._ref(CH_INTENTS)} (target String, batch_key String, "
+                       "count_before UInt64, rows UInt64, at DateTime DEFAULT now()) "
+                       "ENGINE = MergeTree ORDER BY (target, batch_key)")
         if not self._exists(self.name):
             self._create(schema)
         if self.mode == "replace":
@@ -384,9 +394,34 @@ class ClickHouseWriter(Writer):
             return batch.num_rows
         if self._recorded(key):
             return 0
+        if self.mode == "append" and self._landed_by_a_crashed_attempt(key, batch.num_rows):
+            self._record(key, batch.num_rows)
+            return 0
         self._insert(batch, self.name)
-        self._record(key, batch.num_rows)  # the window: a crash right here re-loads an append batch
+        crash_point_from_env("writer.after_clickhouse_insert")
+        self._record(key, batch.num_rows)
         return batch.num_rows
+
+    def _count(self) -> int:
+        return self._exec(f"SELECT count() FROM {self._ref()}")[0][0]
+
+    def _landed_by_a_crashed_attempt(self, key: str, rows: int) -> bool:
+        """Records the intent to load ``key``; True when an earlier attempt's insert of it had landed."""
+        found = self._exec(f"SELECT count_before, rows FROM {self._ref(CH_INTENTS)} WHERE target = %(t)s AND "
+                           "batch_key = %(k)s LIMIT 1", {"t": self.target_key, "k": key})
+        now = self._count()
+        if not found:
+            self._exec(f"INSERT INTO {self._ref(CH_INTENTS)} (target, batch_key, count_before, rows) VALUES",
+                       [(self.target_key, key, now, rows)])
+            return False
+        before, planned = found[0]
+        if now == before:
+            return False
+        if now == before + planned:
+            return True
+        raise WriterError(f"cannot tell whether batch {key} reached {self.target_key} before a crash: the table "
+                          f"went from {before} to {now} rows, not by the batch's {planned}; another writer "
+                          "appended meanwhile. Check the table, then run again.")
 
     def _insert(self, batch, table: str) -> None:
         from services.connectors.clickhouse import quote

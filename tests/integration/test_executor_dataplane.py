@@ -25,7 +25,7 @@ from services.executor.plan import run_pipeline
 from services.executor.readers import (read_clickhouse, read_file, read_http, read_kafka, read_postgres,
                                        read_sqlite)
 from services.executor.batches import ReadStats
-from services.executor.writers import open_writer
+from services.executor.writers import open_writer, WriterError
 
 pytestmark = pytest.mark.integration
 TENANT = "t-executor"
@@ -398,6 +398,34 @@ def test_clickhouse_append_twice_and_redelivery(ch, chdb):
     assert len(_ch_rows(client, f"{db}.t")) == 8
     assert _load(ch, target, "r1", [_rows([1, 2, 3])]) == 0
     assert len(_ch_rows(client, f"{db}.t")) == 8
+
+
+def test_clickhouse_append_after_a_crash_between_insert_and_key_record_loads_once(ch, chdb):
+    client, db = chdb
+    target = {"kind": "clickhouse", "table": f"{db}.t", "load_mode": "append"}
+    _load(ch, target, "r0", [_rows([10])])
+    # What a crashed attempt leaves: its intents recorded, batch 0 inserted, no key records.
+    client.execute(f"INSERT INTO {db}.aietl_batch_intents (target, batch_key, count_before, rows) VALUES",
+                   [(f"{db}.t", "r1:0", 1, 3)])
+    client.execute(f"INSERT INTO {db}.t (id, name, amount) VALUES", [(i, f"a{i}", Decimal(f"{i}.10")) for i in (1, 2, 3)])
+    client.execute(f"INSERT INTO {db}.aietl_batch_intents (target, batch_key, count_before, rows) VALUES",
+                   [(f"{db}.t", "r1:1", 4, 1)])  # batch 1's insert never happened
+    with open_writer(ch, target, run_id="r1") as w:
+        assert w.write(_rows([1, 2, 3]), "r1:0") == 0 and w.landed_before
+        assert w.write(_rows([4]), "r1:1") == 1 and not w.landed_before
+        w.finish()
+    assert [r[0] for r in _ch_rows(client, f"{db}.t")] == [1, 2, 3, 4, 10]
+
+
+def test_clickhouse_append_refuses_to_guess_when_another_writer_changed_the_table(ch, chdb):
+    client, db = chdb
+    target = {"kind": "clickhouse", "table": f"{db}.t", "load_mode": "append"}
+    _load(ch, target, "r0", [_rows([10])])
+    client.execute(f"INSERT INTO {db}.aietl_batch_intents (target, batch_key, count_before, rows) VALUES",
+                   [(f"{db}.t", "r1:0", 1, 3)])
+    client.execute(f"INSERT INTO {db}.t (id, name, amount) VALUES", [(99, "x", Decimal("1.00"))])
+    with pytest.raises(WriterError, match="another writer"):
+        _load(ch, target, "r1", [_rows([1, 2, 3])])
 
 
 def test_clickhouse_replace_renames_staging_in(ch, chdb):

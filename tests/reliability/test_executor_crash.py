@@ -1,8 +1,8 @@
 """Crash safety of the executor: SIGKILL in the middle of runs, ten times, across runs and phases.
 
 Each planned crash starts the executor with a fault point (services.core.faults) that kills it with SIGKILL
-at an exact step of a run: right after RunStarted, after a batch landed but before its BatchLoaded event,
-after the event, before RunSucceeded. The next incarnation folds the logs, resumes the unfinished run with
+at an exact step of a run: right after RunStarted, between a ClickHouse insert and its batch-key record,
+after a batch landed but before its BatchLoaded event, after the event, before RunSucceeded. The next incarnation folds the logs, resumes the unfinished run with
 the same cursor and batch keys, and in the end every target must hold exactly the source rows: none
 lost, none twice.
 """
@@ -72,7 +72,8 @@ def test_ten_sigkills_across_runs_and_phases_lose_and_duplicate_nothing(dep):
                                            f"table {tables['append_pg']}")[0],
     }
     plan = [  # (pipeline, crashes on the way, in order); ten in all
-        ("append_ch", ["executor.after_batch_write@2", "executor.after_batch_event@4",
+        # between a ClickHouse insert and its batch-key record: the intent record decides on resume
+        ("append_ch", ["writer.after_clickhouse_insert@2", "executor.after_batch_event@4",
                        "executor.before_run_succeeded"]),
         ("merge_ch", ["executor.after_run_started", "executor.after_batch_write@3"]),
         ("merge_ch", ["executor.before_run_succeeded"]),
