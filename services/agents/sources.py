@@ -80,13 +80,13 @@ class SourceAccess:
         conn = self.connection(tenant_id, source)
         extract = current.get("extract_sql_initial") or current.get("extract_sql")
         if source.get("kind") == "postgres" and extract:
-            from services.connectors.postgres import _query
+            from services.connectors.postgres import run_query
 
-            return _query(conn, _limited(extract, limit), dict_rows=True)
+            return run_query(conn, _limited(extract, limit), dict_rows=True)
         if source.get("kind") == "clickhouse" and extract:
-            from services.connectors.clickhouse import _execute
+            from services.connectors.clickhouse import ch_execute
 
-            rows, types = _execute(conn, _limited(extract, limit), with_types=True)
+            rows, types = ch_execute(conn, _limited(extract, limit), with_types=True)
             names = [t[0] for t in types]
             return [dict(zip(names, r)) for r in rows]
         return sample_rows(conn, _source_name(conn, source), limit)

@@ -15,7 +15,7 @@ READONLY = {"readonly": 1}
 UNKNOWN_TABLE_CODES = (60, 81)  # UNKNOWN_TABLE, UNKNOWN_DATABASE
 
 
-def _client(conn: Connection):
+def native_client(conn: Connection):
     from clickhouse_driver import Client  # imported here: no driver load at import time
 
     return Client(host=conn.param("host"), port=int(conn.param("port", 9000)),
@@ -25,8 +25,8 @@ def _client(conn: Connection):
                   client_name="aietl-introspect")
 
 
-def _execute(conn: Connection, query: str, params: dict | None = None, with_types: bool = False):
-    client = _client(conn)
+def ch_execute(conn: Connection, query: str, params: dict | None = None, with_types: bool = False):
+    client = native_client(conn)
     try:
         return client.execute(query, params, settings=READONLY, with_column_types=with_types)
     finally:
@@ -54,11 +54,11 @@ def unwrap(ch_type: str) -> tuple[str, bool]:
 
 
 def test(conn: Connection) -> str:
-    return f"ClickHouse {_execute(conn, 'SELECT version()')[0][0]}"
+    return f"ClickHouse {ch_execute(conn, 'SELECT version()')[0][0]}"
 
 
 def list_tables(conn: Connection) -> list[str]:
-    rows = _execute(conn, "SELECT database, name FROM system.tables WHERE database NOT IN %(hidden)s "
+    rows = ch_execute(conn, "SELECT database, name FROM system.tables WHERE database NOT IN %(hidden)s "
                           "AND name NOT LIKE '.inner.%%' ORDER BY database, name",
                     {"hidden": SYSTEM_DATABASES})
     return [f"{db}.{table}" for db, table in rows]
@@ -67,7 +67,7 @@ def list_tables(conn: Connection) -> list[str]:
 def table_schema(conn: Connection, name: str) -> list[Column]:
     database, table = split_name(conn, name)
     # system.columns lists a table's columns in definition order (18.16 has no `position` column to sort by).
-    rows = _execute(conn, "SELECT name, type FROM system.columns WHERE database = %(db)s AND table = %(t)s",
+    rows = ch_execute(conn, "SELECT name, type FROM system.columns WHERE database = %(db)s AND table = %(t)s",
                     {"db": database, "t": table})
     if not rows:
         raise TableNotFound(f"no table {database}.{table} in connection {conn.name!r}")
@@ -79,7 +79,7 @@ def sample_rows(conn: Connection, name: str, limit: int) -> list[dict]:
 
     database, table = split_name(conn, name)
     try:
-        rows, types = _execute(conn, f"SELECT * FROM {quote(database)}.{quote(table)} LIMIT {int(limit)}",
+        rows, types = ch_execute(conn, f"SELECT * FROM {quote(database)}.{quote(table)} LIMIT {int(limit)}",
                                with_types=True)
     except ServerException as exc:
         if exc.code in UNKNOWN_TABLE_CODES:

@@ -231,7 +231,7 @@ def csv_rows(path: Path, limit: int) -> Iterator[dict[str, str]]:
     with path.open(newline="", encoding="utf-8-sig") as fh:
         head = fh.read(64 * 1024)
         fh.seek(0)
-        reader = csv.reader(fh, _dialect(head))
+        reader = csv.reader(fh, sniff_dialect(head))
         header = _unique(next(reader, []))
         for i, row in enumerate(reader):
             if i >= limit:
@@ -240,7 +240,7 @@ def csv_rows(path: Path, limit: int) -> Iterator[dict[str, str]]:
                 yield dict(zip(header, row + [""] * (len(header) - len(row))))
 
 
-def _dialect(head: str):
+def sniff_dialect(head: str):
     try:
         return csv.Sniffer().sniff(head, delimiters=",;\t|")
     except csv.Error:
@@ -306,7 +306,7 @@ def _xml_children(path: Path, limit: int) -> Iterator[tuple[str, dict]]:
         for event, elem in ET.iterparse(path, events=("start", "end")):
             depth += 1 if event == "start" else -1
             if event == "end" and depth == 1:
-                yield _local(elem.tag), _xml_record(elem)
+                yield local_path(elem.tag), xml_record(elem)
                 elem.clear()
                 emitted += 1
                 if emitted >= limit * 2:  # enough to find the record tag and fill the sample
@@ -315,14 +315,14 @@ def _xml_children(path: Path, limit: int) -> Iterator[tuple[str, dict]]:
         raise IntrospectionError(f"{path.name} is not well-formed XML: {exc}") from None
 
 
-def _local(tag: str) -> str:
+def local_path(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]  # drop the {namespace}
 
 
-def _xml_record(elem) -> dict:
+def xml_record(elem) -> dict:
     rec: dict[str, Any] = dict(elem.attrib)
     for child in elem:
-        key, value = _local(child.tag), (_xml_record(child) if len(child) else _xml_text(child))
+        key, value = local_path(child.tag), (xml_record(child) if len(child) else _xml_text(child))
         if key in rec:  # a repeated child element is a list
             rec[key] = (rec[key] if isinstance(rec[key], list) else [rec[key]]) + [value]
         else:
@@ -366,7 +366,7 @@ def parquet_rows(path: Path, limit: int) -> list[dict]:
 
 # ---------------------------------------------------------------- SQLite (params.path, opened read-only)
 
-def _sqlite(conn: Connection):
+def sqlite_path(conn: Connection):
     import sqlite3
 
     path = Path(conn.param("path")).expanduser().resolve()
@@ -380,19 +380,19 @@ def _quote(name: str) -> str:
 
 
 def sqlite_test(conn: Connection) -> str:
-    with _closing(_sqlite(conn)) as db:
+    with _closing(sqlite_path(conn)) as db:
         return "SQLite " + db.execute("SELECT sqlite_version()").fetchone()[0]
 
 
 def sqlite_list_tables(conn: Connection) -> list[str]:
-    with _closing(_sqlite(conn)) as db:
+    with _closing(sqlite_path(conn)) as db:
         rows = db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
                           "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name").fetchall()
     return [r[0] for r in rows]
 
 
 def sqlite_table_schema(conn: Connection, name: str) -> list[Column]:
-    with _closing(_sqlite(conn)) as db:
+    with _closing(sqlite_path(conn)) as db:
         rows = db.execute(f"PRAGMA table_info({_quote(name)})").fetchall()
     if not rows:
         raise TableNotFound(f"no table {name!r} in connection {conn.name!r}")
@@ -403,7 +403,7 @@ def sqlite_table_schema(conn: Connection, name: str) -> list[Column]:
 
 def sqlite_sample_rows(conn: Connection, name: str, limit: int) -> list[dict]:
     sqlite_table_schema(conn, name)  # a clear "not found" before the query
-    with _closing(_sqlite(conn)) as db:
+    with _closing(sqlite_path(conn)) as db:
         cur = db.execute(f"SELECT * FROM {_quote(name)} LIMIT ?", (limit,))
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]

@@ -107,7 +107,7 @@ def _secret_values(value: Any) -> list[str]:
 # params: base_url, endpoints (the "tables"), records_path (dotted path to the record list), health_path,
 # api_key_header (default Authorization, sent as "Bearer <api_key>"); secrets: api_key, headers.
 
-def _http_headers(conn: Connection) -> dict[str, str]:
+def http_headers(conn: Connection) -> dict[str, str]:
     headers = {str(k): str(v) for k, v in (conn.secret("headers") or {}).items()}
     key = conn.secret("api_key")
     if key:
@@ -120,7 +120,7 @@ def _http_get(conn: Connection, path: str) -> Any:
     import httpx
 
     url = conn.param("base_url").rstrip("/") + ("/" + path.lstrip("/") if path else "")
-    resp = httpx.get(url, headers=_http_headers(conn), timeout=float(conn.param("timeout_s", 10)))
+    resp = httpx.get(url, headers=http_headers(conn), timeout=float(conn.param("timeout_s", 10)))
     resp.raise_for_status()
     return resp
 

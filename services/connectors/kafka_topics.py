@@ -21,7 +21,7 @@ SAMPLE_TIMEOUT_S = 10.0
 AVRO_MARKER = b"\xc3\x01"
 
 
-def _config(conn: Connection) -> dict[str, Any]:
+def client_config(conn: Connection) -> dict[str, Any]:
     conf = {"bootstrap.servers": conn.param("bootstrap"), "client.id": "aietl-introspect"}
     optional = {"security.protocol": conn.param("security_protocol"),
                 "sasl.mechanism": conn.param("sasl_mechanism"), "sasl.username": conn.param("sasl_username"),
@@ -33,7 +33,7 @@ def _config(conn: Connection) -> dict[str, Any]:
 def _metadata(conn: Connection, topic: Optional[str] = None):
     from confluent_kafka.admin import AdminClient  # imported here: no client at import time
 
-    return AdminClient(_config(conn)).list_topics(topic=topic, timeout=float(conn.param("timeout_s", 5)))
+    return AdminClient(client_config(conn)).list_topics(topic=topic, timeout=float(conn.param("timeout_s", 5)))
 
 
 def test(conn: Connection) -> str:
@@ -56,7 +56,7 @@ def sample_rows(conn: Connection, name: str, limit: int) -> list[dict]:
     return [decode_value(v) for v in _sample_values(conn, name, limit)]
 
 
-def _partitions(conn: Connection, topic: str) -> list[int]:
+def topic_partitions(conn: Connection, topic: str) -> list[int]:
     md = _metadata(conn, topic).topics.get(topic)
     if md is None or md.error is not None:
         raise TableNotFound(f"no topic {topic!r} in connection {conn.name!r}")
@@ -66,8 +66,8 @@ def _partitions(conn: Connection, topic: str) -> list[int]:
 def _sample_values(conn: Connection, topic: str, limit: int) -> list[bytes]:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    partitions = _partitions(conn, topic)
-    consumer = Consumer({**_config(conn), "group.id": f"aietl-introspect-{uuid.uuid4().hex}",
+    partitions = topic_partitions(conn, topic)
+    consumer = Consumer({**client_config(conn), "group.id": f"aietl-introspect-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "enable.partition.eof": True,
                          "auto.offset.reset": "earliest"})
     try:

@@ -16,7 +16,7 @@ STATEMENT_TIMEOUT_MS = 15_000
 HIDDEN_SCHEMAS = ("pg_catalog", "information_schema", META_SCHEMA)
 
 
-def _connect(conn: Connection):
+def pg_connect(conn: Connection):
     import psycopg  # imported here: no driver load at import time
 
     # Keyword arguments, not a DSN string: values with spaces or quotes cannot inject connection options.
@@ -30,10 +30,10 @@ def _connect(conn: Connection):
     return db
 
 
-def _query(conn: Connection, query, args: Any = None, dict_rows: bool = False) -> list:
+def run_query(conn: Connection, query, args: Any = None, dict_rows: bool = False) -> list:
     from psycopg.rows import dict_row
 
-    with _connect(conn) as db:
+    with pg_connect(conn) as db:
         with db.transaction():
             db.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
             cur = db.cursor(row_factory=dict_row) if dict_rows else db.cursor()
@@ -49,12 +49,12 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 def test(conn: Connection) -> str:
-    version = _query(conn, "SELECT current_setting('server_version')")[0][0]
+    version = run_query(conn, "SELECT current_setting('server_version')")[0][0]
     return f"PostgreSQL {version}"
 
 
 def list_tables(conn: Connection) -> list[str]:
-    rows = _query(conn, """
+    rows = run_query(conn, """
         SELECT n.nspname, c.relname
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
@@ -66,7 +66,7 @@ def list_tables(conn: Connection) -> list[str]:
 
 def table_schema(conn: Connection, name: str) -> list[Column]:
     schema, table = split_name(name)
-    rows = _query(conn, """
+    rows = run_query(conn, """
         SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull
           FROM pg_attribute a
           JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -84,6 +84,6 @@ def sample_rows(conn: Connection, name: str, limit: int) -> list[dict]:
     schema, table = split_name(name)
     query = sql.SQL("SELECT * FROM {} LIMIT %s").format(sql.Identifier(schema, table))
     try:
-        return _query(conn, query, (limit,), dict_rows=True)
+        return run_query(conn, query, (limit,), dict_rows=True)
     except (errors.UndefinedTable, errors.InvalidSchemaName):
         raise TableNotFound(f"no table {schema}.{table} in connection {conn.name!r}") from None

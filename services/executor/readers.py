@@ -44,10 +44,10 @@ def read_postgres(conn, sql: str, params: Optional[dict] = None, *, batch_rows: 
     psycopg's typing gives exact values (Decimal, datetime); the Arrow schema comes from the column OIDs so
     numeric stays decimal128 and timestamps stay timestamps even in a batch of nulls.
     """
-    from services.connectors.postgres import _connect
+    from services.connectors.postgres import pg_connect
 
     stats = stats if stats is not None else ReadStats()
-    db = _connect(conn)
+    db = pg_connect(conn)
     try:
         with db.transaction():
             cur = db.cursor(name=f"aietl_{uuid.uuid4().hex[:12]}")
@@ -117,10 +117,10 @@ def decimal_array(values: list, precision: Optional[int] = None, scale: Optional
 def read_clickhouse(conn, sql: str, params: Optional[dict] = None, *, batch_rows: int = DEFAULT_BATCH_ROWS,
                     stats: Optional[ReadStats] = None) -> Iterator:
     """``execute_iter`` streams rows block by block (``max_block_size`` = batch_rows); read-only settings."""
-    from services.connectors.clickhouse import _client
+    from services.connectors.clickhouse import native_client
 
     stats = stats if stats is not None else ReadStats()
-    client = _client(conn)
+    client = native_client(conn)
     try:
         rows = client.execute_iter(sql, params or None, with_column_types=True,
                                    settings={"max_block_size": batch_rows, "readonly": 2})
@@ -160,10 +160,10 @@ def ch_arrow_type(ch_type: str):
 def read_sqlite(conn, sql: str, params: Optional[dict] = None, *, batch_rows: int = DEFAULT_BATCH_ROWS,
                 stats: Optional[ReadStats] = None) -> Iterator:
     """sqlite3 cursor in chunks; the database is opened read-only."""
-    from services.connectors.files import _sqlite
+    from services.connectors.files import sqlite_path
 
     stats = stats if stats is not None else ReadStats()
-    db = _sqlite(conn)
+    db = sqlite_path(conn)
     try:
         cur = db.execute(sql, params or {})
         names = [d[0] for d in cur.description]
@@ -221,10 +221,10 @@ def _block_size(batch_rows: int) -> int:
 def _csv_batches(path: Path, batch_rows: int) -> Iterator:
     import pyarrow.csv as pcsv
 
-    from services.connectors.files import _dialect
+    from services.connectors.files import sniff_dialect
 
     with path.open(newline="", encoding="utf-8-sig") as fh:
-        delimiter = _dialect(fh.read(64 * 1024)).delimiter
+        delimiter = sniff_dialect(fh.read(64 * 1024)).delimiter
     reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=_block_size(batch_rows)),
                            parse_options=pcsv.ParseOptions(delimiter=delimiter),
                            convert_options=pcsv.ConvertOptions(strings_can_be_null=True,
@@ -265,15 +265,15 @@ def xml_records(path: Path) -> Iterator[dict]:
     """The root's children with the first child's tag, streamed with iterparse (elements are cleared)."""
     import xml.etree.ElementTree as ET
 
-    from services.connectors.files import _local, _xml_record
+    from services.connectors.files import local_path, xml_record
 
     depth, tag = 0, None
     for event, elem in ET.iterparse(path, events=("start", "end")):
         depth += 1 if event == "start" else -1
         if event == "end" and depth == 1:
-            tag = tag or _local(elem.tag)
-            if _local(elem.tag) == tag:
-                yield _xml_record(elem)
+            tag = tag or local_path(elem.tag)
+            if local_path(elem.tag) == tag:
+                yield xml_record(elem)
             elem.clear()
 
 
@@ -285,13 +285,13 @@ def read_kafka(conn, topic: str, offsets: Optional[dict] = None, *, batch_rows: 
     partition had when the read started; ``stats.next_offsets`` is where the next run starts."""
     from confluent_kafka import Consumer
 
-    from services.connectors.kafka_topics import _config, _partitions
+    from services.connectors.kafka_topics import client_config, topic_partitions
 
     stats = stats if stats is not None else ReadStats()
-    consumer = Consumer({**_config(conn), "group.id": f"aietl-exec-{uuid.uuid4().hex}",
+    consumer = Consumer({**client_config(conn), "group.id": f"aietl-exec-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
-        ends = _kafka_plan(consumer, topic, _partitions(conn, topic), offsets or {}, stats)
+        ends = _kafka_plan(consumer, topic, topic_partitions(conn, topic), offsets or {}, stats)
         yield from _tracked(_kafka_batches(consumer, ends, batch_rows, stats, timeout_s), stats)
     finally:
         consumer.close()
@@ -364,12 +364,12 @@ def _http_batches(conn, url: str, batch_rows: int, query: dict, max_pages: int) 
 def _http_pages(conn, url: str, query: dict, max_pages: int) -> Iterator[list[dict]]:
     import httpx
 
-    from services.connectors.introspect import _http_headers
+    from services.connectors.introspect import http_headers
 
     base = conn.param("base_url").rstrip("/")
     target = url if re.match(r"^https?://", url) else base + "/" + url.lstrip("/")
     page_param = conn.param("page_param")
-    with httpx.Client(headers=_http_headers(conn), timeout=float(conn.param("timeout_s", 10))) as client:
+    with httpx.Client(headers=http_headers(conn), timeout=float(conn.param("timeout_s", 10))) as client:
         params = dict(query)
         for page in itertools.count(1):
             if page > max_pages:

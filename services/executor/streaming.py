@@ -437,9 +437,9 @@ def _check_spec(spec: dict) -> tuple[dict, dict]:
 def _consumer(conn, group_id: str):
     from confluent_kafka import Consumer
 
-    from services.connectors.kafka_topics import _config
+    from services.connectors.kafka_topics import client_config
 
-    return Consumer({**_config(conn), "client.id": "aietl-stream", "group.id": group_id,
+    return Consumer({**client_config(conn), "client.id": "aietl-stream", "group.id": group_id,
                      "enable.auto.commit": False,
                      # earliest: what was produced between the deploy and the first start is not skipped
                      "auto.offset.reset": "earliest", "isolation.level": "read_committed",

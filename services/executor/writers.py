@@ -320,9 +320,9 @@ class ClickHouseWriter(Writer):
     @property
     def client(self):
         if self._client is None:
-            from services.connectors.clickhouse import _client
+            from services.connectors.clickhouse import native_client
 
-            self._client = _client(self.conn)
+            self._client = native_client(self.conn)
         return self._client
 
     def close(self) -> None:
@@ -749,9 +749,9 @@ class KafkaWriter(Writer):
     def _prepare(self, schema) -> None:
         from confluent_kafka import Producer
 
-        from services.connectors.kafka_topics import _config
+        from services.connectors.kafka_topics import client_config
 
-        self._producer = Producer({**_config(self.conn), "enable.idempotence": True, "linger.ms": 20})
+        self._producer = Producer({**client_config(self.conn), "enable.idempotence": True, "linger.ms": 20})
 
     def _write(self, batch, key: str) -> int:
         for row in batch.to_pylist():

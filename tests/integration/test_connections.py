@@ -253,7 +253,7 @@ def test_postgres_reads_are_read_only(settings, pg_table):
 
     conn = Connection("t", "pg", "postgres", pg_params(settings), {"password": settings.postgres_password})
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-        postgres._query(conn, f"DELETE FROM {pg_table}")
+        postgres.run_query(conn, f"DELETE FROM {pg_table}")
 
 
 @pytest.mark.integration
@@ -305,7 +305,7 @@ def test_clickhouse_reads_are_read_only(settings, ch_table):
 
     conn = Connection("t", "ch", "clickhouse", ch_params(settings), {})
     with pytest.raises(ServerException, match="readonly"):
-        clickhouse._execute(conn, f"INSERT INTO {ch_table} (id) VALUES (3)")
+        clickhouse.ch_execute(conn, f"INSERT INTO {ch_table} (id) VALUES (3)")
 
 
 @pytest.mark.integration
