@@ -68,7 +68,9 @@ for _command, _method in {
     "PausePipeline": "pause",
     "ResumePipeline": "resume",
     "DeletePipeline": "delete",
-    "TriggerRun": "trigger_run",
+    "TriggerRun": "trigger_run",             # the gateway: manual runs and signed webhooks
+    "TriggerScheduledRun": "trigger_run",    # the scheduler: a due cron slot
+    "TriggerRunFromMessage": "trigger_run",  # kafka-trigger: a matching message
     "CancelRun": "cancel_run",
 }.items():
     HANDLERS[_command] = _calls(_method)

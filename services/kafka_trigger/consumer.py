@@ -94,7 +94,7 @@ def message_object(value: Any, meta: dict) -> dict:
 
 
 def commands_for(watches: tuple[Watch, ...], obj: dict, timestamp_ms: int) -> list[Message]:
-    """A ``TriggerRun`` for each watching pipeline the message is for and matches."""
+    """A ``TriggerRunFromMessage`` for each watching pipeline the message is for and matches."""
     meta = obj["_kafka"]
     out = []
     for w in watches:

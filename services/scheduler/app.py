@@ -1,4 +1,4 @@
-"""scheduler: sends ``TriggerRun`` for every due cron slot of every active deployment.
+"""scheduler: sends ``TriggerScheduledRun`` for every due cron slot of every active deployment.
 
 State is a fold of ``pipelines.events.v1`` (services.scheduler.feed): caught up from the log at start,
 then kept current by a Faust agent and by a catch-up on each tick. Once a second the timer asks, for each

@@ -1,4 +1,5 @@
-"""``TriggerRun`` commands from triggers, with ids derived from what triggered them.
+"""Run commands from triggers (``TriggerScheduledRun``, ``TriggerRunFromMessage``), with ids derived from
+what triggered them. Each has one writer: the scheduler sends the first, kafka-trigger the second.
 
 The run id and the command id are uuid5 of the trigger's identity (pipeline + cron slot, or pipeline +
 topic/partition/offset). Two instances, a restart or a redelivery therefore send *the same* command: the
@@ -15,7 +16,8 @@ from services.core.avro import AvroCodec
 from services.core.messages import Message, new_envelope
 from services.domain.deployments import Deployment
 
-TRIGGER_RUN = "aietl.pipelines.v1.TriggerRun"
+# One command type per writer; the aggregate handles all of them like the gateway's TriggerRun.
+COMMAND_BY_KIND = {"cron": "aietl.pipelines.v1.TriggerScheduledRun", "kafka": "aietl.pipelines.v1.TriggerRunFromMessage"}
 COMMANDS_TOPIC = "pipelines.commands.v1"
 
 
@@ -36,11 +38,12 @@ def kafka_ids(pipeline_id: str, topic: str, partition: int, offset: int) -> tupl
 
 def trigger_run(d: Deployment, *, run_id: str, message_id: str, trigger_kind: str, params: dict,
                 slot: Optional[str] = None) -> Message:
-    env = new_envelope(TRIGGER_RUN, tenant_id=d.tenant_id, actor=f"trigger:{trigger_kind}",
+    name = COMMAND_BY_KIND[trigger_kind]
+    env = new_envelope(name, tenant_id=d.tenant_id, actor=f"trigger:{trigger_kind}",
                        pipeline_id=d.pipeline_id, message_id=message_id)
     payload = {"run_id": run_id, "trigger_kind": trigger_kind,
                "params_json": json.dumps(params, sort_keys=True, default=str), "slot": slot}
-    return Message(TRIGGER_RUN, env, payload)
+    return Message(name, env, payload)
 
 
 def wire(codec: AvroCodec, msg: Message) -> tuple[bytes, bytes, list]:

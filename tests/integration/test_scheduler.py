@@ -86,10 +86,10 @@ def test_two_schedulers_request_each_slot_once_also_after_a_restart(dep, minutel
     # the same run id under a new command id -> rejected. Still one run.
     run_id, command_id = cron_ids(pid, first)
     payload = {"run_id": run_id, "trigger_kind": "cron", "params_json": "{}", "slot": first}
-    send_command(dep, "TriggerRun", pid, payload, message_id=command_id)
+    send_command(dep, "TriggerScheduledRun", pid, payload, message_id=command_id)
     wait_for(lambda: f"skipped duplicate command {command_id}" in dep.log("pipeline-aggregate"), timeout=30,
              what="the aggregate to skip the repeated slot command")
-    rejected = event_caused_by(dep, pid, send_command(dep, "TriggerRun", pid, payload))
+    rejected = event_caused_by(dep, pid, send_command(dep, "TriggerScheduledRun", pid, payload))
     assert rejected["type"] == "CommandRejected" and "already requested" in rejected["payload"]["reason"]
     assert cron_runs(dep, pid)[first] == 1
 
@@ -128,6 +128,6 @@ def test_a_paused_pipeline_gets_no_run_for_the_slots_of_its_pause(dep, minutely)
     assert runs[after] == 1 and set(runs.values()) == {1}, runs
     # The schedulers did not even ask: nothing was rejected for a cron slot while paused.
     rejected = [e for e in events(dep, pid) if e["type"] == "CommandRejected"
-                and "TriggerRun" in e["payload"]["command_type"]
+                and e["payload"]["command_type"].endswith("TriggerScheduledRun")
                 and paused_at <= parse_instant(e["envelope"]["occurred_at"]) < resumed_at]
     assert not rejected, rejected

@@ -81,6 +81,10 @@ SAMPLES.update({
 })
 
 SAMPLES.update({
+    "aietl.pipelines.v1.TriggerScheduledRun": {"run_id": "r2", "trigger_kind": "cron", "params_json": "{}",
+                                               "slot": "2026-11-24T02:00:00+00:00"},
+    "aietl.pipelines.v1.TriggerRunFromMessage": {"run_id": "r3", "trigger_kind": "kafka",
+                                                 "params_json": '{"status": "paid"}', "slot": None},
     "aietl.pipelines.v1.CancelRun": {"run_id": "r1", "reason": "cancelled by user:anonymous"},
     "aietl.pipelines.v1.RunCancelRequested": {"run_id": "r1", "reason": "cancelled by user:anonymous"},
     "aietl.metrics.v1.BatchMeasured": {"run_id": "r1", "batch_no": 0, "rows_in": 1000, "rows_out": 990,

@@ -184,6 +184,36 @@ def test_runs_only_when_deployed_and_not_paused_and_nothing_after_delete():
     assert deleted.short_name == "PipelineDeleted" and gone.payload["error_code"] == "pipeline_deleted"
 
 
+def test_scheduled_and_message_runs_follow_the_same_rules_and_share_the_run_id_space():
+    pid, h = ready_pipeline()
+    h, _ = drive(h, proposal(pid, "DeployPipeline", version=1))
+    slot = "2026-11-24T02:00:00+00:00"
+    h, [cron] = drive(h, proposal(pid, "TriggerScheduledRun", run_id="c1", trigger_kind="cron", params_json="{}",
+                                  slot=slot))
+    assert cron.short_name == "RunRequested" and cron.payload["slot"] == slot and cron.payload["trigger_kind"] == "cron"
+    h, [msg] = drive(h, proposal(pid, "TriggerRunFromMessage", run_id="k1", trigger_kind="kafka",
+                                 params_json='{"status": "paid"}', slot=None))
+    assert msg.short_name == "RunRequested" and msg.payload["params_json"] == '{"status": "paid"}'
+    _, [dup] = drive(h, proposal(pid, "TriggerRun", run_id="c1", trigger_kind="manual", params_json="{}", slot=None))
+    assert "already requested" in dup.payload["reason"]
+    h, _ = drive(h, proposal(pid, "PausePipeline"))
+    _, [blocked] = drive(h, proposal(pid, "TriggerScheduledRun", run_id="c2", trigger_kind="cron", params_json="{}",
+                                     slot=slot))
+    assert blocked.payload["error_code"] == "wrong_lifecycle"
+
+
+def test_cancelling_needs_a_requested_run_and_happens_once():
+    pid, h = ready_pipeline()
+    h, _ = drive(h, proposal(pid, "DeployPipeline", version=1))
+    _, [unknown] = drive(h, proposal(pid, "CancelRun", run_id="nope", reason="x"))
+    assert unknown.payload["error_code"] == "run_not_found"
+    h, _ = drive(h, proposal(pid, "TriggerRun", run_id="r1", trigger_kind="manual", params_json="{}", slot=None))
+    h, [asked] = drive(h, proposal(pid, "CancelRun", run_id="r1", reason="not needed"))
+    assert asked.short_name == "RunCancelRequested" and asked.payload["reason"] == "not needed"
+    _, [again] = drive(h, proposal(pid, "CancelRun", run_id="r1", reason="still not"))
+    assert "already asked to stop" in again.payload["reason"]
+
+
 def test_rollback_to_an_earlier_deployed_version():
     pid, h = ready_pipeline()
     h, _ = drive(h, proposal(pid, "DeployPipeline", version=1))
