@@ -55,6 +55,13 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
+def scrub_secrets(text: str, secrets) -> str:
+    """Error texts become events and log lines: no connection secret may ride along (a driver may echo a DSN)."""
+    for value in sorted({str(v) for v in secrets if v is not None and len(str(v)) >= 4}, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
 class Executor:
     def __init__(self, settings: Settings, registry, book: RunBook, send: Send,
                  loop: asyncio.AbstractEventLoop):
@@ -172,10 +179,26 @@ class Executor:
         await self.log_line(run, "INFO", f"succeeded: {totals.rows_read} rows read, {run.rows_written} written "
                                          f"in {totals.batches} batches")
 
+    def _secrets_of(self, run: RunRecord) -> list:
+        """The secret values of the run's source and target connections (to scrub them from error texts)."""
+        out: list = []
+        artifacts = self.book.artifacts.get((run.pipeline_id, run.version)) or {}
+        from services.domain.deployments import Deployment
+
+        spec = Deployment(run.pipeline_id, run.tenant_id, run.version, artifacts).spec
+        for end in (spec.get("source") or {}, spec.get("target") or {}):
+            try:
+                conn = self.registry.resolve(run.tenant_id, kind=end.get("kind"), name=end.get("connection"))
+            except Exception:  # noqa: BLE001 - nothing to scrub if it cannot even be resolved
+                continue
+            out += list((conn.secrets or {}).values())
+        return out
+
     async def _failed(self, run: RunRecord, attempt: int, exc: Exception) -> None:
         retryable = is_retryable(exc)
         final = not retryable or attempt >= self.settings.executor_max_attempts
-        text = str(exc).strip() or type(exc).__name__
+        raw = str(exc).strip() or type(exc).__name__
+        text = scrub_secrets(raw, await asyncio.to_thread(self._secrets_of, run))
         await self.emit(run, "RunFailed", {"error_class": type(exc).__name__, "message": text[:4000],
                                            "retryable": retryable, "attempt": attempt, "final": final})
         await self.log_line(run, "ERROR", f"attempt {attempt} failed ({type(exc).__name__}): {text[:500]}")
@@ -249,8 +272,9 @@ class Executor:
             await asyncio.to_thread(runner.run)
         except Exception as exc:  # noqa: BLE001 - the runner retries what can be retried itself
             self._broken_streams.add((run.pipeline_id, run.version))
-            await self.log_line(run, "ERROR", f"stream stopped ({type(exc).__name__}): {str(exc)[:500]}")
-            await self.emit(run, "RunFailed", {"error_class": type(exc).__name__, "message": str(exc)[:4000],
+            text = scrub_secrets(str(exc), await asyncio.to_thread(self._secrets_of, run))
+            await self.log_line(run, "ERROR", f"stream stopped ({type(exc).__name__}): {text[:500]}")
+            await self.emit(run, "RunFailed", {"error_class": type(exc).__name__, "message": text[:4000],
                                                "retryable": False, "attempt": run.attempts, "final": True})
         else:
             if not run.finished:
