@@ -98,10 +98,15 @@ def _reflector_spec(settings: Settings):
 
 
 def _executor(settings: Settings):
+    import redis
+
     from services.connectors.registry import build_registry
     from services.executor.app import build
+    from services.executor.leases import Leases
 
-    return build(settings, _codec(settings), build_registry(settings))
+    leases = Leases(redis.Redis.from_url(settings.redis_url), settings.topic_prefix, settings.instance_name,
+                    settings.executor_lease_s)
+    return build(settings, _codec(settings), build_registry(settings), leases)
 
 
 def _scheduler(settings: Settings):

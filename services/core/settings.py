@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     executor_max_attempts: int = 3
     executor_retry_base_s: float = 1.0
     executor_batch_rows: int = 10_000
+    # Several executors share the work by per-pipeline leases in Redis; a dead one's leases expire after
+    # this long. instance_id names this process (default: the host name, so a restart reclaims its leases).
+    executor_lease_s: float = 15.0
+    instance_id: Optional[str] = None
 
     # Which stack components `aietl up` manages; an empty value skips a component.
     manage_os_services: bool = True
@@ -96,6 +100,12 @@ class Settings(BaseSettings):
     # Test hook: name of a point at which a worker kills itself with SIGKILL (see services.core.faults).
     fault_point: Optional[str] = None
     log_level: str = "info"
+
+    @property
+    def instance_name(self) -> str:
+        import socket
+
+        return self.instance_id or socket.gethostname()
 
     @property
     def postgres_dsn(self) -> str:

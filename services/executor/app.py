@@ -10,6 +10,11 @@ landed are skipped by the writers' idempotency keys (see writers.py for the per-
 ``BatchLoaded`` already on the log is not written again. Events are produced and acknowledged by the
 broker before the next step, so the log never claims more than happened.
 
+Several instances: every instance folds the whole log (a Faust agent for low latency plus a catch-up
+read every ``RECONCILE_S``, since Faust gives each instance only some partitions) and runs a pipeline only
+while it holds that pipeline's lease in Redis (:mod:`services.executor.leases`). A dead instance's leases
+expire and another one resumes its runs from the log.
+
 Retries: errors a retry can cure (connections, timeouts, Kafka transport) end the attempt with
 ``RunFailed(final=false)`` and a new attempt starts after an exponential backoff; others, and the last
 attempt, end the run with ``RunFailed(final=true)``. Cancellation stops a run at its next batch boundary.
@@ -34,6 +39,7 @@ from services.executor.runbook import RunBook, RunRecord
 
 log = logging.getLogger("aietl.executor")
 PROCESSOR = "executor"
+RECONCILE_S = 2.0
 RUNS = "aietl.runs.v1."
 METRICS = "aietl.metrics.v1."
 
@@ -64,8 +70,9 @@ def scrub_secrets(text: str, secrets) -> str:
 
 class Executor:
     def __init__(self, settings: Settings, registry, book: RunBook, send: Send,
-                 loop: asyncio.AbstractEventLoop):
+                 loop: asyncio.AbstractEventLoop, leases=None):
         self.settings, self.registry, self.book, self._send, self.loop = settings, registry, book, send, loop
+        self.leases = leases  # None: a lone executor that needs no coordination
         self._queues: dict[str, deque] = {}
         self._drainers: dict[str, asyncio.Task] = {}
         self._slots = asyncio.Semaphore(max(1, settings.executor_concurrency))
@@ -118,6 +125,10 @@ class Executor:
         queue = self._queues[pipeline_id]
         while queue:
             run = queue[0]
+            if not run.finished and not await self._lease(pipeline_id):
+                # Another instance runs this pipeline; the reconcile loop tells us when it finished its runs.
+                await asyncio.sleep(RECONCILE_S)
+                continue
             try:
                 async with self._slots:
                     await self.execute(run)
@@ -126,6 +137,17 @@ class Executor:
                 await asyncio.sleep(1)
                 continue
             queue.popleft()
+        if self.leases and pipeline_id not in self._streams:
+            await asyncio.to_thread(self.leases.release, pipeline_id)
+
+    async def _lease(self, pipeline_id: str) -> bool:
+        return self.leases is None or await asyncio.to_thread(self.leases.acquire, pipeline_id)
+
+    def reconcile(self) -> None:
+        """After a catch-up read: queue every unfinished run, start or stop streams."""
+        for run in self.book.unfinished():
+            self.submit(run)
+        self.sync_streams()
 
     # -- one run -------------------------------------------------------------------------------------
     async def execute(self, run: RunRecord) -> None:
@@ -222,7 +244,7 @@ class Executor:
                     "bytes": report.bytes, "extract_ms": report.extract_ms, "transform_ms": report.transform_ms,
                     "load_ms": report.load_ms, "cursor": report.cursor}))
             crash_point(self.settings, "executor.after_batch_event")
-            if flag.is_set():
+            if flag.is_set() or run.cancel_requested:  # the latter when another instance saw the request
                 raise RunCancelledError()
 
         return run_pipeline(spec, artifacts, self.registry, run.tenant_id, run_id=run.run_id, params=run.params,
@@ -240,12 +262,17 @@ class Executor:
                     continue  # it ends itself and closes its run; the next sync starts the new one
                 del self._streams[pid]
         for pid, d in wanted.items():
-            if pid not in self._streams and (pid, d.version) not in self._broken_streams:
+            if pid not in self._streams and (pid, d.version) not in self._broken_streams and self._try_lease(pid):
                 self._start_stream(d)
         for pid, run_id in list(self.book.streams.items()):  # open stream runs nothing will continue
-            if pid not in wanted and pid not in self._streams:
+            if pid not in wanted and pid not in self._streams and self._try_lease(pid):
                 run = self.book.runs[run_id]
+                self.book.streams.pop(pid, None)  # closed now; the catch-up read must not close it again
                 self.loop.create_task(self.emit(run, "RunCancelled", {"reason": _stream_end_reason(self.book, pid)}))
+
+    def _try_lease(self, pipeline_id: str) -> bool:
+        # Redis answers in well under a millisecond; sync_streams runs on the loop and stays synchronous.
+        return self.leases is None or self.leases.acquire(pipeline_id)
 
     def _start_stream(self, deployment) -> None:
         open_id = self.book.streams.get(deployment.pipeline_id)
@@ -280,6 +307,8 @@ class Executor:
             if not run.finished:
                 await self.emit(run, "RunCancelled", {"reason": _stream_end_reason(self.book, run.pipeline_id)})
         finally:
+            if self.leases and not self._queues.get(run.pipeline_id):
+                await asyncio.to_thread(self.leases.release, run.pipeline_id)
             self.loop.call_soon(self.sync_streams)  # e.g. start the newly deployed version's stream
 
 
@@ -319,21 +348,27 @@ class _StreamEvents:
 
 # -- Faust glue ------------------------------------------------------------------------------------------
 
-def _fold_logs(settings: Settings, codec: AvroCodec, book: RunBook) -> int:
-    n = 0
-    for logical in ("pipelines.events.v1", "runs.events.v1"):
-        name = settings.topic(logical)
+def _read_logs(settings: Settings, codec: AvroCodec, positions: dict[str, dict[int, int]]) -> list:
+    """(topic, partition, offset, message) past ``positions`` in both logs; run in a thread, folded on the loop."""
+    out = []
+    for name, start in positions.items():
         reader = LogReader(settings, name)
         try:
-            for rec in reader.read(book.positions(name)):
+            for rec in reader.read(start):
                 kind, record = codec.decode(rec.value)
-                n += book.observe(name, rec.partition, rec.offset, Message.from_record(kind, record))
+                out.append((name, rec.partition, rec.offset, Message.from_record(kind, record)))
         finally:
             reader.close()
-    return n
+    return out
 
 
-def build(settings: Settings, codec: AvroCodec, registry):
+async def _fold_logs(settings: Settings, codec: AvroCodec, book: RunBook) -> int:
+    topics = [settings.topic("pipelines.events.v1"), settings.topic("runs.events.v1")]
+    records = await asyncio.to_thread(_read_logs, settings, codec, {t: book.positions(t) for t in topics})
+    return sum(book.observe(*rec) for rec in records)
+
+
+def build(settings: Settings, codec: AvroCodec, registry, leases=None):
     app = make_app(settings, PROCESSOR)
     events = topic(app, settings, "pipelines.events.v1")
     book = RunBook()
@@ -346,8 +381,8 @@ def build(settings: Settings, codec: AvroCodec, registry):
 
     @app.task
     async def start_up() -> None:
-        n = await asyncio.to_thread(_fold_logs, settings, codec, book)
-        executor = Executor(settings, registry, book, send, asyncio.get_running_loop())
+        n = await _fold_logs(settings, codec, book)
+        executor = Executor(settings, registry, book, send, asyncio.get_running_loop(), leases)
         unfinished = book.unfinished()
         log.info("executor folded %d events; %d unfinished runs to resume", n, len(unfinished))
         for run in unfinished:
@@ -355,6 +390,19 @@ def build(settings: Settings, codec: AvroCodec, registry):
         book.deployments.drain_changed()
         executor.sync_streams()
         state["executor"] = executor
+
+    @app.timer(RECONCILE_S)
+    async def reconcile() -> None:
+        executor: Optional[Executor] = state.get("executor")
+        if executor is None:
+            return
+        await _fold_logs(settings, codec, book)
+        book.deployments.drain_changed()
+        executor.reconcile()
+        if leases is not None:
+            lost = await asyncio.to_thread(leases.renew_all)
+            if lost:
+                log.warning("lost the leases of %s (another instance took over)", sorted(lost))
 
     @app.agent(events)
     async def process(stream):

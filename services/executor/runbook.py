@@ -53,6 +53,7 @@ class RunBook:
         self.high_water: dict[str, Optional[str]] = {}    # pipeline -> last successful run's mark
         self.streams: dict[str, str] = {}                 # pipeline -> its open streaming run id
         self._positions: dict[tuple[str, int], int] = {}
+        self._applied: set[str] = set()  # message ids: our own events are applied when sent and read back later
         self._seq = 0
 
     def observe(self, topic: str, partition: int, offset: int, msg: Message) -> bool:
@@ -67,6 +68,9 @@ class RunBook:
         return {p: o for (t, p), o in self._positions.items() if t == topic}
 
     def apply(self, msg: Message) -> None:
+        if msg.message_id in self._applied:
+            return
+        self._applied.add(msg.message_id)
         fn = getattr(self, f"_on_{msg.short_name}", None)
         if fn:
             fn(msg)
