@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-import uuid
 from collections import defaultdict
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from services.connectors.registry import Connection
-from services.core.settings import load_settings
 from services.executor.plan import run_pipeline
+from tests.integration.stack_fixtures import Registry, uid
 from services.executor.readers import (read_clickhouse, read_file, read_http, read_kafka, read_postgres,
                                        read_sqlite)
 from services.executor.batches import ReadStats
@@ -32,76 +31,9 @@ TENANT = "t-executor"
 B = 3  # rows per batch in every test
 
 
-def uid() -> str:
-    return uuid.uuid4().hex[:10]
-
-
-class Registry:
-    """The part of ConnectionRegistry the executor uses: resolve a connection by name."""
-
-    def __init__(self, *conns: Connection):
-        self.by_name = {c.name: c for c in conns}
-
-    def resolve(self, tenant, kind=None, name=None):
-        conn = self.by_name[name]
-        assert conn.kind == kind
-        return conn
-
-
-@pytest.fixture(scope="module")
-def settings():
-    return load_settings()
-
-
-@pytest.fixture(scope="module")
-def pg(settings):
-    return Connection(TENANT, "pg", "postgres", {"host": settings.postgres_host, "port": settings.postgres_port,
-                                                 "database": settings.postgres_db, "user": settings.postgres_user},
-                      {"password": settings.postgres_password})
-
-
-@pytest.fixture(scope="module")
-def ch(settings):
-    return Connection(TENANT, "ch", "clickhouse", {"host": settings.clickhouse_host, "port": settings.clickhouse_port,
-                                                   "user": settings.clickhouse_user},
-                      {"password": settings.clickhouse_password} if settings.clickhouse_password else {})
-
-
-@pytest.fixture(scope="module")
-def kafka(settings):
-    return Connection(TENANT, "kf", "kafka", {"bootstrap": settings.kafka_bootstrap})
-
-
 @pytest.fixture
 def files(tmp_path):
     return Connection(TENANT, "fs", "file", {"folder": str(tmp_path)})
-
-
-@pytest.fixture
-def pgdb(settings):
-    """A psycopg session (autocommit) and a fresh schema name; the schema and its bookkeeping go afterwards."""
-    import psycopg
-
-    schema = f"ex_{uid()}"
-    with psycopg.connect(settings.postgres_dsn, autocommit=True) as db:
-        db.execute(f"CREATE SCHEMA {schema}")
-        yield db, schema
-        db.execute(f"DROP SCHEMA {schema} CASCADE")
-        if db.execute("SELECT to_regclass('aietl_meta.loaded_batches')").fetchone()[0]:
-            db.execute("DELETE FROM aietl_meta.loaded_batches WHERE target LIKE %s", (schema + ".%",))
-
-
-@pytest.fixture
-def chdb(ch):
-    from clickhouse_driver import Client
-
-    client = Client(ch.param("host"), port=ch.param("port"), user=ch.param("user"),
-                    password=ch.secret("password", ""))
-    db = f"ex_{uid()}"
-    client.execute(f"CREATE DATABASE {db}")
-    yield client, db
-    client.execute(f"DROP DATABASE IF EXISTS {db}")
-    client.disconnect()
 
 
 def _orders_pg(db, schema: str, n: int = 7) -> None:

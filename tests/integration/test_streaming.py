@@ -11,38 +11,21 @@ import random
 import socket
 import threading
 import time
-import uuid
 from datetime import datetime, timedelta
 
 import pytest
 
 from services.connectors.registry import Connection
-from services.core.settings import load_settings
 from services.domain.deployments import Deployment
 from services.domain.spec import PipelineSpec
 from services.executor.streaming import StreamError, StreamRunner
+from tests.integration.stack_fixtures import Registry, uid
 
 pytestmark = pytest.mark.integration
 TENANT = "t-stream"
 EMAIL_RE = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 MASK_SQL = ("SELECT event_id, CAST(ts AS TIMESTAMP) AS ts, page, "
             f"regexp_replace(user_email, '{EMAIL_RE}', '***', 'g') AS user_email FROM batch")
-
-
-def uid() -> str:
-    return uuid.uuid4().hex[:10]
-
-
-class Registry:
-    """The part of ConnectionRegistry the runner uses: resolve a connection by name."""
-
-    def __init__(self, *conns: Connection):
-        self.by_name = {c.name: c for c in conns}
-
-    def resolve(self, tenant, kind=None, name=None):
-        conn = self.by_name[name]
-        assert conn.kind == kind
-        return conn
 
 
 class Recorder:
@@ -106,56 +89,6 @@ def wait_for(predicate, timeout: float, what: str, running: Running | None = Non
 
 
 # ---------------------------------------------------------------- stack fixtures
-
-@pytest.fixture(scope="module")
-def settings():
-    return load_settings()
-
-
-@pytest.fixture(scope="module")
-def kafka(settings):
-    return Connection(TENANT, "kf", "kafka", {"bootstrap": settings.kafka_bootstrap})
-
-
-@pytest.fixture(scope="module")
-def ch(settings):
-    return Connection(TENANT, "ch", "clickhouse", {"host": settings.clickhouse_host, "port": settings.clickhouse_port,
-                                                   "user": settings.clickhouse_user},
-                      {"password": settings.clickhouse_password} if settings.clickhouse_password else {})
-
-
-@pytest.fixture(scope="module")
-def pg(settings):
-    return Connection(TENANT, "pg", "postgres", {"host": settings.postgres_host, "port": settings.postgres_port,
-                                                 "database": settings.postgres_db, "user": settings.postgres_user},
-                      {"password": settings.postgres_password})
-
-
-@pytest.fixture
-def chdb(ch):
-    from clickhouse_driver import Client
-
-    client = Client(ch.param("host"), port=ch.param("port"), user=ch.param("user"),
-                    password=ch.secret("password", ""))
-    db = f"st_{uid()}"
-    client.execute(f"CREATE DATABASE {db}")
-    yield client, db
-    client.execute(f"DROP DATABASE IF EXISTS {db}")
-    client.disconnect()
-
-
-@pytest.fixture
-def pgdb(settings):
-    import psycopg
-
-    schema = f"st_{uid()}"
-    with psycopg.connect(settings.postgres_dsn, autocommit=True) as db:
-        db.execute(f"CREATE SCHEMA {schema}")
-        yield db, schema
-        db.execute(f"DROP SCHEMA {schema} CASCADE")
-        if db.execute("SELECT to_regclass('aietl_meta.loaded_batches')").fetchone()[0]:
-            db.execute("DELETE FROM aietl_meta.loaded_batches WHERE target LIKE %s", (schema + ".%",))
-
 
 @pytest.fixture
 def kafka_env(settings):
