@@ -119,12 +119,16 @@ def build_agent_app(settings: Settings, codec: AvroCodec, agent: AgentSpec):
         log.info("%s folded %d events", agent.name, n)
         ready.set()
 
-    @app.agent(events)
-    async def on_events(stream):
+    async def decoded(stream):
+        """(Faust event, Message) pairs, once the log has been folded."""
         async for event in stream.events():
             await ready.wait()
             name, record = codec.decode(event.value)
-            msg = Message.from_record(name, record)
+            yield event, Message.from_record(name, record)
+
+    @app.agent(events)
+    async def on_events(stream):
+        async for event, msg in decoded(stream):
             state["histories"].observe(event.message.partition, event.message.offset, msg)
             handler = agent.on_event.get(msg.short_name)
             if handler is None or not msg.pipeline_id:
@@ -136,10 +140,7 @@ def build_agent_app(settings: Settings, codec: AvroCodec, agent: AgentSpec):
     if agent.on_reply is not None:
         @app.agent(replies)
         async def on_replies(stream):
-            async for event in stream.events():
-                await ready.wait()
-                name, record = codec.decode(event.value)
-                reply = Message.from_record(name, record)
+            async for _, reply in decoded(stream):
                 if reply.payload.get("requester") != agent.name:
                     continue
                 context = json.loads(reply.payload.get("context_json") or "{}")
