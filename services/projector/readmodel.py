@@ -212,7 +212,8 @@ def new_run(msg: Message) -> dict:
             "slot": None, "status": None, "attempt": 0, "requested_at": None, "started_at": None,
             "finished_at": None, "updated_at": None, "rows_read": 0, "rows_written": 0, "bytes": 0,
             "batches": 0, "batch_ranges": [], "cursor_from": None, "cursor": None, "high_water_mark": None,
-            "duration_ms": None, "error": None, "cancel_requested": False, "cancel_reason": None}
+            "duration_ms": None, "error": None, "last_error": None, "cancel_requested": False,
+            "cancel_reason": None}
 
 
 def _advance(state: dict, status: str) -> None:
@@ -285,6 +286,8 @@ def _run_succeeded(state: dict, msg: Message) -> None:
     state.update(rows_read=p["rows_read"], rows_written=p["rows_written"], bytes=p["bytes"],
                  batches=p["batches"], high_water_mark=p.get("high_water_mark"), duration_ms=p["duration_ms"],
                  finished_at=_iso(msg))
+    if state.get("error"):  # a retried run that succeeded: no current error, the earlier one stays visible
+        state["last_error"], state["error"] = state["error"], None
     _advance(state, "succeeded")
 
 

@@ -166,6 +166,8 @@ def test_a_run_goes_from_queued_through_a_retry_to_succeeded(r, keys):
         "status": "succeeded", "rows_read": 150, "rows_written": 150, "bytes": 1500, "batches": 2,
         "high_water_mark": "c1", "duration_ms": 13000, "finished_at": (T0 + timedelta(seconds=23)).isoformat(),
         "cancel_requested": False, "version": 1, "pipeline_id": log.pid, "tenant_id": "acme"}
+    # Succeeded after a retry: no current error, the attempt that failed stays visible.
+    assert run["error"] is None and run["last_error"]["error_class"] == "OperationalError"
     assert run_event_types(r, keys, "r1") == ["RunRequested", "RunStarted", "BatchLoaded", "RunFailed",
                                               "RunStarted", "BatchLoaded", "BatchLoaded", "RunSucceeded"]
     # The pipeline's history keeps its own events only (RunRequested included), not the executor's.
