@@ -89,6 +89,8 @@ class Executor:
 
     async def emit(self, run: RunRecord, short: str, payload: dict) -> None:
         """Append a run event and fold it into the book (we are its only writer)."""
+        if short != "BatchLoaded":  # state changes say what ran and why, so consumers need no join
+            payload = {"version": run.version, "trigger_kind": run.trigger_kind, **payload}
         msg = self._message(RUNS + short, run, {"run_id": run.run_id, **payload})
         await self._send("runs.events.v1", msg)
         self.book.apply(msg)

@@ -37,7 +37,9 @@ def _common(msg: Message) -> dict:
 
 def _run_row(msg: Message, status: str, **values) -> dict:
     base = _common(msg)
-    row = {**base, "pipeline_version": 0, "status": status, "trigger_kind": "", "started_at": base["ts"],
+    p = msg.payload
+    row = {**base, "pipeline_version": _u(p.get("version")), "status": status,
+           "trigger_kind": p.get("trigger_kind") or "", "started_at": base["ts"],
            "finished_at": 0, "duration_ms": 0, "rows_read": 0, "rows_written": 0, "rows_rejected": 0,
            "bytes_read": 0, "batches": 0, "error": "", "event_id": msg.message_id}
     row.update(values)
@@ -45,7 +47,7 @@ def _run_row(msg: Message, status: str, **values) -> dict:
 
 
 def _run_started(msg: Message) -> dict:
-    return _run_row(msg, "started", pipeline_version=_u(msg.payload.get("version")))
+    return _run_row(msg, "started")
 
 
 def _run_succeeded(msg: Message) -> dict:

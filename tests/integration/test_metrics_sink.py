@@ -50,7 +50,7 @@ def run_history(ev: Events) -> tuple[list, list]:
                retryable=True, attempt=1, final=False),
             ev("RunStarted", 3, run_id="ok", version=2, attempt=2),
             ev("RunSucceeded", 8, run_id="ok", rows_read=1500, rows_written=1490, bytes=52000, batches=2,
-               high_water_mark="c2", duration_ms=5000),
+               high_water_mark="c2", duration_ms=5000, version=2, trigger_kind="cron"),
             ev("RunStarted", 10, run_id="bad", version=2),
             ev("RunFailed", 11, run_id="bad", error_class="ProgrammingError", message="no such table",
                retryable=False, attempt=1, final=True),
@@ -92,7 +92,9 @@ def test_run_events_and_metrics_land_in_the_analytics_tables(stack_settings):
                           "toUnixTimestamp(ts), tenant_id, event_id FROM pipeline_runs "
                           "WHERE pipeline_id = %(pid)s AND status = 'succeeded' LIMIT 1", q)
         end = int((ev.t0 + timedelta(seconds=8)).timestamp())
-        assert ok == ("ok", 0, 1500, 1490, 52000, 2, 5000, end - 5, end, end, ev.tenant, runs[4].message_id)
+        assert ok == ("ok", 2, 1500, 1490, 52000, 2, 5000, end - 5, end, end, ev.tenant, runs[4].message_id)
+        assert ch.execute("SELECT trigger_kind FROM pipeline_runs WHERE pipeline_id = %(pid)s AND "
+                          "status = 'succeeded'", q) == [("cron",)]
         assert ch.execute("SELECT DISTINCT pipeline_version FROM pipeline_runs WHERE pipeline_id = %(pid)s "
                           "AND status = 'started'", q) == [(2,)]
         assert dict(ch.execute("SELECT status, any(error) FROM pipeline_runs WHERE pipeline_id = %(pid)s AND "

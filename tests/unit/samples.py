@@ -70,14 +70,18 @@ SAMPLES.update({
     "aietl.pipelines.v1.PipelineDeleted": {},
     "aietl.pipelines.v1.RunRequested": {"run_id": "r1", "version": 1, "trigger_kind": "cron", "params_json": "{}",
                                         "slot": "2026-11-24T02:00:00+00:00"},
-    "aietl.runs.v1.RunStarted": {"run_id": "r1", "version": 1, "attempt": 1, "cursor_from": None},
+    "aietl.runs.v1.RunStarted": {"run_id": "r1", "version": 1, "attempt": 1, "cursor_from": None,
+                                 "trigger_kind": "cron"},
     "aietl.runs.v1.BatchLoaded": {"run_id": "r1", "batch_no": 0, "rows": 1000, "rows_written": 1000,
                                   "bytes": 52000, "cursor": "2026-11-01 10:00:00"},
     "aietl.runs.v1.RunSucceeded": {"run_id": "r1", "rows_read": 1000, "rows_written": 1000, "bytes": 52000,
-                                   "batches": 1, "high_water_mark": "2026-11-01 10:00:00", "duration_ms": 120},
+                                   "batches": 1, "high_water_mark": "2026-11-01 10:00:00", "duration_ms": 120,
+                                   "version": 1, "trigger_kind": "cron"},
     "aietl.runs.v1.RunFailed": {"run_id": "r1", "error_class": "OperationalError", "message": "connection refused",
-                                "retryable": True, "attempt": 1, "final": False},
-    "aietl.runs.v1.RunCancelled": {"run_id": "r1", "reason": "cancelled by user:anonymous"},
+                                "retryable": True, "attempt": 1, "final": False, "version": 1,
+                                "trigger_kind": "manual"},
+    "aietl.runs.v1.RunCancelled": {"run_id": "r1", "reason": "cancelled by user:anonymous", "version": 1,
+                                   "trigger_kind": "webhook"},
 })
 
 SAMPLES.update({
