@@ -92,8 +92,11 @@ def status() -> None:
 
 
 @app.command()
-def worker(name: str = typer.Argument(..., help="Processor name, e.g. pipeline-aggregate, projector.")) -> None:
-    """Run one stream processor in the foreground (scale out by starting more: Kafka balances them)."""
+def worker(name: str = typer.Argument(..., help=(
+        "Processor name: pipeline-aggregate, projector, llm-router, planner, sql-expert, python-coder, "
+        "schema-analyst, qa-validator, reflector, executor, scheduler, kafka-trigger, metrics-sink."))) -> None:
+    """Run one stream processor in the foreground (scale out by starting more: Kafka balances them; give a
+    second executor its own AIETL_INSTANCE_ID, pipelines are shared between executors by Redis leases)."""
     import logging
 
     from services.core.faust_app import run_worker
