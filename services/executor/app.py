@@ -99,8 +99,11 @@ class Executor:
         await self._send("metrics.v1", self._message(METRICS + short, run, {"run_id": run.run_id, **payload}))
 
     async def log_line(self, run: RunRecord, level: str, text: str, batch_no: int = 0) -> None:
-        seq = self._log_seq.get(run.run_id, 0) + 1
-        self._log_seq[run.run_id] = seq
+        # Unique across restarts too (consumers dedupe on (run, seq)): every attempt or resumed stream has
+        # its own RunStarted, so the attempt number leads.
+        n = self._log_seq.get(run.run_id, 0) + 1
+        self._log_seq[run.run_id] = n
+        seq = run.attempts * 1_000_000 + n
         getattr(log, level.lower(), log.info)("run %s: %s", run.run_id, text)
         await self.metric(run, "RunLogged", {"seq": seq, "level": level, "message": text, "batch_no": batch_no})
 
