@@ -70,9 +70,10 @@ def scrub_secrets(text: str, secrets) -> str:
 
 class Executor:
     def __init__(self, settings: Settings, registry, book: RunBook, send: Send,
-                 loop: asyncio.AbstractEventLoop, leases=None):
+                 loop: asyncio.AbstractEventLoop, leases=None, catch_up=None):
         self.settings, self.registry, self.book, self._send, self.loop = settings, registry, book, send, loop
         self.leases = leases  # None: a lone executor that needs no coordination
+        self._catch_up = catch_up  # async () -> None: fold what other instances logged since our last read
         self._queues: dict[str, deque] = {}
         self._drainers: dict[str, asyncio.Task] = {}
         self._slots = asyncio.Semaphore(max(1, settings.executor_concurrency))
@@ -134,6 +135,9 @@ class Executor:
                 # Another instance runs this pipeline; the reconcile loop tells us when it finished its runs.
                 await asyncio.sleep(RECONCILE_S)
                 continue
+            if run.finished:  # the previous lease holder ran it (we learnt so when taking the lease)
+                queue.popleft()
+                continue
             try:
                 async with self._slots:
                     await self.execute(run)
@@ -146,7 +150,16 @@ class Executor:
             await asyncio.to_thread(self.leases.release, pipeline_id)
 
     async def _lease(self, pipeline_id: str) -> bool:
-        return self.leases is None or await asyncio.to_thread(self.leases.acquire, pipeline_id)
+        if self.leases is None:
+            return True
+        was_held = pipeline_id in self.leases.held
+        if not await asyncio.to_thread(self.leases.acquire, pipeline_id):
+            return False
+        if not was_held and self._catch_up is not None:
+            # Newly ours: the previous holder may have finished runs we have not read yet. It logged them
+            # before letting the lease go, so reading the log to its end now shows them.
+            await self._catch_up()
+        return True
 
     def reconcile(self) -> None:
         """After a catch-up read: queue every unfinished run, start or stop streams."""
@@ -387,7 +400,10 @@ def build(settings: Settings, codec: AvroCodec, registry, leases=None):
     @app.task
     async def start_up() -> None:
         n = await _fold_logs(settings, codec, book)
-        executor = Executor(settings, registry, book, send, asyncio.get_running_loop(), leases)
+        async def catch_up() -> None:
+            await _fold_logs(settings, codec, book)
+
+        executor = Executor(settings, registry, book, send, asyncio.get_running_loop(), leases, catch_up)
         unfinished = book.unfinished()
         log.info("executor folded %d events; %d unfinished runs to resume", n, len(unfinished))
         for run in unfinished:

@@ -6,8 +6,11 @@
 * :class:`SemanticCache` (Qdrant over MiniLM embeddings): reuses an answer for a request whose wording
   embeds (almost) identically. Only the free text is embedded (``input["text"]``, else the user messages);
   everything else — tenant, task, prompt version, route and a hash of the remaining input — must match
-  exactly through a payload filter, so a different spec or tenant can never be served. Repair rounds are
-  never looked up or stored: they exist because the previous answer was wrong.
+  exactly through a payload filter, so a different spec or tenant can never be served. So must the text's
+  literals (names with digits, dots or underscores such as ``analytics.daily_revenue`` or ``orders_2024``,
+  numbers, times, quoted strings): embeddings barely see them, and "load into analytics.t_1" and "... t_2"
+  embed at 0.999+ while needing different answers. Repair rounds are never looked up or stored: they
+  exist because the previous answer was wrong.
 
 The threshold is ``services.core.embeddings.SEMANTIC_CACHE_THRESHOLD`` (see the reasoning there).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -74,6 +78,16 @@ def semantic_context(request: LlmRequest) -> str:
         rest = {"input": request.input, "system": [m for m in request.messages if m["role"] != "user"]}
     material = {"rest": rest, "temperature": request.temperature, "max_tokens": request.max_tokens}
     return hashlib.sha256(canonical_json(material).encode("utf-8")).hexdigest()
+
+
+# Tokens an answer depends on verbatim: quoted strings, and words holding a digit, a dot or an underscore.
+_LITERAL = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`|[\w.:/-]*\d[\w.:/-]*|\w+(?:[_.]\w+)+")
+
+
+def semantic_literals(text: str) -> str:
+    """Hash of the text's literals (case-insensitive, in any order); equal literals are required for a hit."""
+    found = sorted(m.group(0).lower().rstrip(".") for m in _LITERAL.finditer(text))
+    return hashlib.sha256(json.dumps(found).encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -156,7 +170,8 @@ class SemanticCache:
     @staticmethod
     def _scope_values(request: LlmRequest, route: str) -> dict[str, str]:
         return {"tenant_id": request.tenant_id, "task": request.task, "prompt_version": request.prompt_version,
-                "route": route, "context": semantic_context(request)}
+                "route": route, "context": semantic_context(request),
+                "literals": semantic_literals(semantic_text(request))}
 
     def _scope(self, request: LlmRequest, route: str) -> list[Any]:
         from qdrant_client import models

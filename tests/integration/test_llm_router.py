@@ -398,16 +398,22 @@ async def test_semantic_cache_scope(redis, prefix, servers, embedder) -> None:
         assert (await router.complete(req("Every 5 minutes load shop.orders from PostgreSQL into ClickHouse")))\
             .cache == "miss"
         assert primary.calls == 6
+        # Nor is one that names another table: the embeddings are 0.999+ alike, the answers must differ.
+        base = "Load orders from the PostgreSQL table shop.orders into the ClickHouse table analytics.copy_"
+        assert (await router.complete(req(base + "0_a1b2"))).cache == "miss"
+        assert (await router.complete(req(base + "1_a1b2"))).cache == "miss"
+        assert (await router.complete(req((base + "1_a1b2").upper()))).cache == "semantic"
+        assert primary.calls == 8  # the two table variants; the upper-case one came from the cache
 
         # Repair rounds neither read the semantic cache...
         repair = await router.complete(req(P01_VARIANT, repair_round=1, input={"text": P01_VARIANT,
                                                                                "failures": ["bad cron"]}))
-        assert repair.cache == "miss" and primary.calls == 7
+        assert repair.cache == "miss" and primary.calls == 9
         # ...nor write it: a round-0 variant of a repair-only text finds nothing.
         text = "Copy customers.csv into the PostgreSQL table public.customers"
         await router.complete(req(text, repair_round=2))
         assert (await router.complete(req(text.upper()))).cache == "miss"
-        assert primary.calls == 9
+        assert primary.calls == 11
     finally:
         await router.aclose()
 
