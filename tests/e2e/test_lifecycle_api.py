@@ -21,18 +21,12 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture(scope="module")
 def dep(stack_settings):
-    with drafting_deployment(stack_settings, "life") as d:
+    with drafting_deployment(stack_settings, "life") as d:  # demo data and connections included
         yield d
 
 
-@pytest.fixture(scope="module")
-def connections(dep):
-    """drafting_deployment registered the demo connections; this names that precondition."""
-    return dep.shop
-
-
 @pytest.fixture
-def drafted(dep, connections):
+def drafted(dep):
     """A fresh pipeline with a QA-passed draft version 1."""
     table = f"analytics.orders_{uuid.uuid4().hex[:8]}"
     state = request_draft(dep, f"Load orders from the PostgreSQL table shop.orders into the ClickHouse table "

@@ -18,14 +18,8 @@ PAYLOAD = {"file": "batch_0001.csv"}
 
 @pytest.fixture(scope="module")
 def dep(stack_settings):
-    with drafting_deployment(stack_settings, "hook") as d:
+    with drafting_deployment(stack_settings, "hook") as d:  # demo data and connections included
         yield d
-
-
-@pytest.fixture(scope="module")
-def connections(dep):
-    """drafting_deployment registered the demo connections; this names that precondition."""
-    return dep.shop
 
 
 @pytest.fixture
@@ -45,13 +39,13 @@ def deployed(dep, description: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def hook_pipeline(dep, connections) -> str:
+def hook_pipeline(dep) -> str:
     return deployed(dep, "When the webhook is called, load the CSV file named in its payload from the landing "
                          f"folder into ClickHouse analytics.landing_{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture(scope="module")
-def cron_pipeline(dep, connections) -> str:
+def cron_pipeline(dep) -> str:
     return deployed(dep, "Load orders from the PostgreSQL table shop.orders into the ClickHouse table "
                          f"analytics.orders_{uuid.uuid4().hex[:8]} every day at 2 AM")
 
