@@ -168,7 +168,7 @@ class Bench:
 
     def new_target(self, kind: str) -> tuple[dict, dict]:
         """(spec, artifacts) of a shop.orders -> fresh ``kind`` table pipeline; the table exists already."""
-        from services.llm_router.builtin.sqlgen import generate_sql
+        from services.spec_compiler.sqlgen import generate_sql
 
         self._tables += 1
         where = self.ch_db if kind == "clickhouse" else self.pg_schema

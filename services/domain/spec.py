@@ -31,6 +31,7 @@ FILE_EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "xml": "xm
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _TABLE_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})?$")
 _COLUMN_RE = re.compile(rf"^{_IDENT}$")
+_COLUMN_REF_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})?$")
 # A column pattern such as "*email*" (fnmatch syntax) lets a plan name columns it has not seen yet.
 _COLUMN_PATTERN_RE = re.compile(r"^[A-Za-z0-9_*?\[\]]+$")
 # Connection names are identifiers; anything looking like a DSN or URL may carry a password.
@@ -189,26 +190,45 @@ class Transform(_Model):
         return v
 
 
+_RELATIVE_RE = re.compile(r"^\s*(\d+)\s+(minute|hour|day|week|month|year)s?\s*$")
+
+
 class Filter(_Model):
-    """One row predicate; all filters are AND-ed. Pushed down to the source when it is a database."""
+    """One row predicate; all filters are AND-ed. Pushed down to the source when it is a database.
+
+    ``between`` is inclusive at both ends (``[low, high]``, e.g. two ISO dates); ``within_last`` keeps rows
+    whose ``column`` (a time) is at most ``value`` ago, written ``"<n> <unit>"`` (minute/hour/day/week/
+    month/year), evaluated when the run reads; ``contains`` is a case-sensitive substring match.
+    ``column`` may be ``alias.column`` to name a column of a joined table.
+    """
 
     column: str
-    op: Literal["=", "!=", ">", ">=", "<", "<=", "is_null", "not_null", "in"]
+    op: Literal["=", "!=", ">", ">=", "<", "<=", "is_null", "not_null", "in", "not_in", "between",
+                "within_last", "contains"]
     value: Union[str, int, float, bool, list[Union[str, int, float]], None] = None
 
     @field_validator("column")
     @classmethod
     def _column_name(cls, v: str) -> str:
-        return _check_column(v)
+        return _check_column_ref(v)
 
     @model_validator(mode="after")
     def _value_matches_op(self) -> "Filter":
         if self.op in ("is_null", "not_null"):
             if self.value is not None:
                 raise ValueError(f"op {self.op} takes no value")
-        elif self.op == "in":
+        elif self.op in ("in", "not_in"):
             if not isinstance(self.value, list) or not self.value:
-                raise ValueError("op in needs a non-empty list")
+                raise ValueError(f"op {self.op} needs a non-empty list")
+        elif self.op == "between":
+            if not isinstance(self.value, list) or len(self.value) != 2:
+                raise ValueError("op between needs a list [low, high]")
+        elif self.op == "within_last":
+            if not isinstance(self.value, str) or not _RELATIVE_RE.match(self.value):
+                raise ValueError("op within_last needs a value like '7 days' (minute/hour/day/week/month/year)")
+        elif self.op == "contains":
+            if not isinstance(self.value, str) or not self.value:
+                raise ValueError("op contains needs a non-empty text value")
         elif self.value is None or isinstance(self.value, list):
             raise ValueError(f"op {self.op} needs a scalar value")
         return self
@@ -218,6 +238,56 @@ def _check_column(v: str) -> str:
     if not _COLUMN_RE.match(v):
         raise ValueError(f"not a column name: {v!r}")
     return v
+
+
+def _check_column_ref(v: str) -> str:
+    """A column of the source (``col``) or of a joined table (``alias.col``)."""
+    if not _COLUMN_REF_RE.match(v):
+        raise ValueError(f"not a column name (or alias.column): {v!r}")
+    return v
+
+
+class Join(_Model):
+    """Another table of the source's connection, joined on keys; its columns are read as ``alias.column``.
+
+    ``on`` names the key columns of the source; ``right_on`` those of the joined table when they are named
+    differently (same length, in order). ``columns`` are the joined table's columns to add to each row
+    (empty: all of them but the keys); a name the source also has comes out as ``<alias>_<column>``.
+    """
+
+    table: str
+    alias: Optional[str] = Field(default=None, description="defaults to the table's name without schema")
+    kind: Literal["inner", "left"] = "inner"
+    on: list[str] = Field(min_length=1)
+    right_on: list[str] = Field(default_factory=list)
+    columns: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _keys_and_names(self) -> "Join":
+        _check_table(self.table)
+        for name in [*self.on, *self.right_on, *self.columns]:
+            _check_column(name)
+        if self.alias is not None:
+            _check_column(self.alias)
+        if self.right_on and len(self.right_on) != len(self.on):
+            raise ValueError("right_on must name as many columns as on")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.alias or self.table.rsplit(".", 1)[-1]
+
+
+class OrderBy(_Model):
+    """Sort key of the output (a source column, or an aggregate's output column/alias)."""
+
+    column: str
+    descending: bool = False
+
+    @field_validator("column")
+    @classmethod
+    def _column_name(cls, v: str) -> str:
+        return _check_column_ref(v)
 
 
 class Measure(_Model):
@@ -371,12 +441,26 @@ class PiiRule(_Model):
 
 
 class PipelineSpec(_Model):
+    """What a pipeline does, applied in this order to each row set:
+
+    source (+ ``joins``) -> ``filters`` -> ``cleaning`` -> ``aggregate`` or ``select`` -> ``order_by`` /
+    ``limit`` (top-N) -> ``rename`` -> ``pii`` -> ``transform`` -> target.
+    ``select`` lists the columns to keep (empty: all; ``alias.column`` for a joined table's column);
+    ``order_by``/``limit`` name columns as they are before ``rename``; ``rename`` maps an output column to
+    its name in the target.
+    """
+
     spec_version: Literal["1"] = SPEC_VERSION
     name: Optional[str] = Field(default=None, description="short slug for humans")
     source: Source
     target: Target
+    joins: list[Join] = Field(default_factory=list)
     filters: list[Filter] = Field(default_factory=list)
+    select: list[str] = Field(default_factory=list, description="columns to keep (empty: all)")
     aggregate: Optional[Aggregate] = None
+    order_by: list[OrderBy] = Field(default_factory=list)
+    limit: Optional[int] = Field(default=None, gt=0, description="top-N: at most this many rows (after order_by)")
+    rename: dict[str, str] = Field(default_factory=dict, description="output column -> target column name")
     cleaning: list[Cleaning] = Field(default_factory=list)
     transform: Transform = Field(default_factory=Transform)
     incremental: Optional[Incremental] = None
@@ -390,7 +474,8 @@ class PipelineSpec(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> "PipelineSpec":
-        for check in (_check_trigger, _check_streaming, _check_incremental, _check_not_self_copy):
+        for check in (_check_trigger, _check_streaming, _check_incremental, _check_not_self_copy,
+                      _check_shaping):
             problem = check(self)
             if problem:
                 raise ValueError(problem)
@@ -421,6 +506,25 @@ def _check_incremental(s: PipelineSpec) -> Optional[str]:
         return "incremental cursors need a database or http source (kafka keeps offsets, files are read whole)"
     if s.incremental and s.aggregate is not None:
         return "an incremental load cannot aggregate (only the new rows would be summed)"
+    return None
+
+
+def _check_shaping(s: PipelineSpec) -> Optional[str]:
+    for name in s.select:
+        _check_column_ref(name)
+    for old, new in s.rename.items():
+        _check_column(old)
+        _check_column(new)
+    if len(set(s.rename.values())) != len(s.rename):
+        raise ValueError("rename maps two columns to one name")
+    if s.joins and s.source.kind not in DATABASE_KINDS:
+        return "joins need a database source (the joined tables live in the source's connection)"
+    if s.select and s.aggregate is not None:
+        return "select and aggregate both choose the output columns; use one"
+    if (s.limit is not None or s.order_by) and s.streaming.enabled:
+        return "a stream has no top-N or order (each micro-batch would be sorted alone)"
+    if s.limit is not None and s.incremental is not None:
+        return "an incremental load cannot take a top-N (only the new rows would be ranked)"
     return None
 
 

@@ -176,7 +176,7 @@ def _bind(kind: str, cursor: str) -> Any:
 
 
 def _default_extract(source: dict) -> str:
-    from services.llm_router.builtin.sqlgen import table_ref
+    from services.spec_compiler.sqlgen import table_ref
 
     if source.get("query"):
         return source["query"]

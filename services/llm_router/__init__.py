@@ -1,6 +1,6 @@
 """llm-router: routes agents' LLM requests to the builtin provider, OpenAI-compatible servers or Anthropic.
 
-The public names below resolve lazily so that importing a sub-package (``services.llm_router.builtin``)
+The public names below resolve lazily so that importing a sub-package (``services.llm_router.providers``)
 does not drag in httpx, redis or qdrant-client.
 """
 from __future__ import annotations

@@ -443,7 +443,7 @@ class BuiltinProvider:
 
     @staticmethod
     def _plan(data: dict[str, Any]) -> dict[str, Any]:
-        from services.llm_router.builtin import compile_request
+        from services.understanding import compile_request
 
         text = data.get("text")
         if not isinstance(text, str):
@@ -452,7 +452,7 @@ class BuiltinProvider:
 
     @staticmethod
     def _sql(data: dict[str, Any]) -> dict[str, Any]:
-        from services.llm_router.builtin import generate_sql
+        from services.spec_compiler import generate_sql
 
         if not isinstance(data.get("spec"), dict):
             raise ProviderRequestError("builtin task 'sql' needs input['spec'] (the pipeline spec)")

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from services.llm_router.builtin import compile_request, generate_sql
+from services.spec_compiler import generate_sql
+from services.understanding import compile_request
 from services.llm_router.fake_servers import FakeLlmServer, ok, rate_limited
 from services.runtime import WORKERS
 from tests.harness import new_deployment, wait_for

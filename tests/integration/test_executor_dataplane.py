@@ -430,7 +430,7 @@ def test_kafka_writer_produces_json(kafka, topic):
 # ================================================================ runs
 
 def test_incremental_second_run_reads_only_newer_rows(pg, ch, pgdb, chdb):
-    from services.llm_router.builtin.sqlgen import generate_sql
+    from services.spec_compiler.sqlgen import generate_sql
 
     db, schema = pgdb
     _, chname = chdb
@@ -460,7 +460,7 @@ def test_incremental_second_run_reads_only_newer_rows(pg, ch, pgdb, chdb):
 
 def test_p02_postgres_to_clickhouse_daily_sums(pg, ch, pgdb, chdb):
     from services.domain.spec import PipelineSpec
-    from services.llm_router.builtin.sqlgen import generate_sql
+    from services.spec_compiler.sqlgen import generate_sql
 
     db, schema = pgdb
     client, chname = chdb

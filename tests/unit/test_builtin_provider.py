@@ -14,7 +14,8 @@ import sqlglot
 import yaml
 
 from services.domain.spec import PipelineSpec
-from services.llm_router.builtin import compile_request, generate_sql
+from services.spec_compiler import generate_sql
+from services.understanding import compile_request
 
 CASES = {c["id"][:3]: c for c in yaml.safe_load(
     (Path(__file__).parents[1] / "fixtures" / "public_cases.yaml").read_text())["cases"]}

@@ -45,7 +45,8 @@ def test_every_migration_applies_on_current_clickhouse_and_the_hourly_view_rolls
     "analytics.daily_revenue, summing amount per day",
 ])
 def test_generated_target_tables_create_on_current_clickhouse(session, request_text):
-    from services.llm_router.builtin import compile_request, generate_sql
+    from services.spec_compiler import generate_sql
+    from services.understanding import compile_request
 
     spec = compile_request(request_text)["spec"]
     columns = [["order_id", "bigint"], ["customer_id", "integer"], ["status", "text"], ["amount", "numeric(12,2)"],
