@@ -152,7 +152,7 @@ class Executor:
     async def _lease(self, pipeline_id: str) -> bool:
         if self.leases is None:
             return True
-        was_held = pipeline_id in self.leases.held
+        was_held = self.leases.holds(pipeline_id)
         if not await asyncio.to_thread(self.leases.acquire, pipeline_id):
             return False
         if not was_held and self._catch_up is not None:
