@@ -20,6 +20,27 @@ def pytest_terminal_summary(terminalreporter):
     for title, text in _FIGURES:
         terminalreporter.write_sep("-", title)
         terminalreporter.write_line(text)
+    _remove_leftovers(terminalreporter)
+
+
+def _remove_leftovers(terminalreporter):
+    """The broker after a test session holds only what was there before: remove what tests left."""
+    from tests.support.cleanup import PREFIXES, leftovers, remove_prefix_leftovers
+
+    if not PREFIXES:
+        return
+    settings = load_settings()
+    try:
+        removed = remove_prefix_leftovers(settings, PREFIXES)
+        left = leftovers(settings, PREFIXES)
+    except Exception as exc:  # the stack may be gone; say so rather than hide it
+        terminalreporter.write_line(f"test leftovers not removed: {type(exc).__name__}: {exc}")
+        return
+    terminalreporter.write_sep("-", "test leftovers")
+    terminalreporter.write_line(f"removed {removed.topics} topics, {removed.groups} consumer groups, "
+                                f"{removed.keys} Redis keys, {removed.connections} connections of {len(PREFIXES)} "
+                                f"test prefixes; "
+                                f"still there: {left or 'none'}")
 
 
 @pytest.fixture(scope="session")
@@ -41,4 +62,4 @@ def system(stack_settings):
 
     dep = new_deployment(stack_settings, "sys", list(WORKERS)).start()
     yield dep
-    dep.stop()
+    dep.remove()

@@ -28,7 +28,11 @@ def free_port() -> int:
 
 
 def unique_prefix(tag: str) -> str:
-    return f"t{uuid.uuid4().hex[:8]}-{tag}."
+    from tests.support.cleanup import PREFIXES
+
+    prefix = f"t{uuid.uuid4().hex[:8]}-{tag}."
+    PREFIXES.add(prefix)  # whatever the test leaves under it is removed at the end of the session
+    return prefix
 
 
 def prepare_topics(settings: Settings) -> None:
@@ -64,6 +68,14 @@ class Deployment:
 
     def stop(self) -> None:
         stop_all(self.settings, log=lambda _: None)
+
+    def remove(self) -> None:
+        """Stop, then delete the deployment's topics, consumer groups and Redis keys."""
+        from tests.support.cleanup import PREFIXES, remove_prefix_leftovers
+
+        self.stop()
+        remove_prefix_leftovers(self.settings, [self.settings.topic_prefix])
+        PREFIXES.discard(self.settings.topic_prefix)
 
     def log(self, name: str) -> str:
         path = run_dir(self.settings) / f"{name}.log"

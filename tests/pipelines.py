@@ -135,4 +135,4 @@ def drafting_deployment(stack_settings, tag: str, extra_workers: tuple = ()) -> 
         dep.shop = shop
         yield dep
     finally:
-        dep.stop()
+        dep.remove()

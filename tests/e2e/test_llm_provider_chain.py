@@ -42,7 +42,7 @@ def test_a_draft_made_by_an_openai_compatible_provider(stack_settings, shop):
                 events = c.get(f"/api/v1/pipelines/{pid}/events").json()["events"]
                 stats = c.get("/api/v1/llm/stats").json()
         finally:
-            dep.stop()
+            dep.remove()
         assert state["status"] == "draft_ready", state
         by_type = {e["type"]: e for e in events}
         for kind in ("PlanProposed", "SqlProposed"):

@@ -1,0 +1,82 @@
+"""Removing what test deployments leave on the shared stack: topics, consumer groups and Redis keys.
+
+Every test prefix is made by :func:`tests.harness.unique_prefix`, which records it here; whatever a test
+did not remove itself is removed at the end of the session (tests/conftest.py), so the broker after
+``make test`` holds only the platform's own topics. Only prefixes made in this session are touched: other
+sessions may be running against the same stack.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.core.settings import Settings
+
+PREFIXES: set[str] = set()
+
+
+@dataclass
+class Removed:
+    topics: int = 0
+    groups: int = 0
+    keys: int = 0
+    connections: int = 0
+
+
+def _remove_connections(settings: Settings, prefixes) -> int:
+    """Each test deployment is its own tenant (its prefix without the dot): drop its registered connections."""
+    from services.connectors.registry import build_registry
+
+    registry = build_registry(settings)
+    n = 0
+    for prefix in prefixes:
+        tenant = prefix.rstrip(".")
+        for conn in registry.list(tenant):
+            registry.delete(tenant, conn["name"])
+            n += 1
+    return n
+
+
+def remove_prefix_leftovers(settings: Settings, prefixes) -> Removed:
+    """Delete every topic, consumer group and Redis key whose name starts with one of ``prefixes``."""
+    import redis
+
+    from services.core.kafka import admin_client
+
+    prefixes = tuple(p for p in prefixes if p)
+    out = Removed()
+    if not prefixes:
+        return out
+    admin = admin_client(settings)
+    topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefixes)]
+    for fut in (admin.delete_topics(topics, operation_timeout=30).values() if topics else ()):
+        fut.result()
+    out.topics = len(topics)
+    groups = [g.group_id for g in admin.list_consumer_groups(request_timeout=10).result().valid
+              if g.group_id.startswith(prefixes)]
+    if groups:
+        for fut in admin.delete_consumer_groups(groups, request_timeout=30).values():
+            try:
+                fut.result()
+            except Exception:  # a group with live members (a worker still stopping) cannot be deleted
+                continue
+            out.groups += 1
+    out.connections = _remove_connections(settings, prefixes)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        for prefix in prefixes:
+            batch = list(client.scan_iter(f"{prefix}*", count=1000))
+            for i in range(0, len(batch), 500):
+                out.keys += client.delete(*batch[i:i + 500])
+    finally:
+        client.close()
+    return out
+
+
+def leftovers(settings: Settings, prefixes) -> list[str]:
+    """Topics still named by one of ``prefixes`` (what the end-of-session check reports)."""
+    from services.core.kafka import admin_client
+
+    prefixes = tuple(p for p in prefixes if p)
+    if not prefixes:
+        return []
+    return sorted(t for t in admin_client(settings).list_topics(timeout=10).topics if t.startswith(prefixes))
