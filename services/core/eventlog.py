@@ -1,12 +1,12 @@
 """Reading a topic from known offsets up to its current end, outside any consumer group.
 
-Used to rebuild state from the log: the aggregate's command processor catches up on the events topic
-before deciding a command; the projector replays the events topic into Redis.
+Used to rebuild state from the log: the aggregate catches up on the events topic at start-up and when
+it gains partitions; agents, the executor and the scheduler fold it; the projector replays it into Redis.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 from services.core.kafka import consumer
 from services.core.settings import Settings
@@ -32,7 +32,11 @@ class LogReader:
         self.topic = topic
         self.timeout = timeout
         # A group id is required by librdkafka, but nothing is ever committed under it.
-        self._consumer = consumer(settings, group_id=f"{topic}.reader", **{"enable.partition.eof": True})
+        # fetch.wait.max.ms: librdkafka keeps one fetch in flight per broker and a read's first fetch
+        # queues behind the previous one, which the broker holds for this long when nothing is new on
+        # the other partitions: with the default (500 ms) every catch-up of one new record took 0.5 s.
+        self._consumer = consumer(settings, group_id=f"{topic}.reader",
+                                  **{"enable.partition.eof": True, "fetch.wait.max.ms": 10})
         meta = self._consumer.list_topics(topic, timeout=timeout).topics[topic]
         if meta.error is not None:
             raise RuntimeError(f"topic {topic} is not available: {meta.error}")
@@ -71,6 +75,25 @@ class LogReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+# What a fold cannot decode: undecodable bytes, truncated Avro, a record without an envelope.
+UNDECODABLE = (ValueError, KeyError, TypeError)
+
+
+def decoded(records: Iterable[Record], codec, on_undecodable: Callable[[Record, Exception], None]):
+    """(record, Message) for each record; one that cannot be decoded goes to ``on_undecodable`` instead,
+    so a single foreign record on a log cannot stop the readers of that log."""
+    from services.core.messages import Message
+
+    for rec in records:
+        try:
+            name, record = codec.decode(rec.value)
+            msg = Message.from_record(name, record)
+        except UNDECODABLE as exc:
+            on_undecodable(rec, exc)
+            continue
+        yield rec, msg
 
 
 def read_all(settings: Settings, topic: str, fn: Callable[[Record], None]) -> int:
