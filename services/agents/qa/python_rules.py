@@ -11,11 +11,10 @@ import re
 
 from services.agents.qa import Finding
 
-# Modules the sandbox pre-imports and injects; nothing else can be imported.
-ALLOWED_MODULES = frozenset({
-    "math", "re", "datetime", "decimal", "hashlib", "json", "statistics",
-    "string", "itertools", "collections", "functools",
-})
+from services.agents.qa.sandbox_child import INSPECT_ATTRIBUTES, SAFE_ATTRIBUTES
+
+# Modules the sandbox pre-imports and injects (each with only its allow-listed names); nothing else.
+ALLOWED_MODULES = frozenset(m.split(".")[0] for m in SAFE_ATTRIBUTES)
 
 # Builtins that execute code, reach files or introspect/mutate namespaces.
 FORBIDDEN_NAMES = frozenset({
@@ -37,8 +36,9 @@ def check_transform_code(code: str) -> list[Finding]:
     except SyntaxError as e:
         return [_syntax_finding(e)]
     findings = _entry_point_findings(tree) + _module_level_findings(tree)
+    aliases = _module_aliases(tree)
     for node in ast.walk(tree):
-        findings += _node_findings(node)
+        findings += _node_findings(node) + _module_attribute_findings(node, aliases)
     return findings + _restricted_findings(code, _flagged_lines(findings))
 
 
@@ -94,6 +94,12 @@ def _node_findings(node: ast.AST) -> list[Finding]:
         return _import_findings(node)
     if isinstance(node, ast.Attribute) and _is_dunder(node.attr):
         return [_err("dunder", node, f"access to `.{node.attr}` is not allowed (no dunder attributes)")]
+    if isinstance(node, ast.Attribute) and node.attr in INSPECT_ATTRIBUTES:
+        return [_err("internals", node, f"access to `.{node.attr}` is not allowed (frames, code and generator "
+                                        "internals are out of reach)")]
+    if isinstance(node, ast.Attribute) and node.attr in ("format", "format_map"):
+        return [_err("str-format", node, f"`.{node.attr}()` is not allowed (a format string can read "
+                                         "attributes); use an f-string")]
     if isinstance(node, ast.Name) and (node.id in FORBIDDEN_NAMES or _is_dunder(node.id)):
         return [_err("forbidden-name", node, f"`{node.id}` is not allowed in a transform")]
     if isinstance(node, ast.Call):
@@ -108,6 +114,9 @@ def _import_findings(node: ast.Import | ast.ImportFrom) -> list[Finding]:
     if isinstance(node, ast.ImportFrom):
         if node.level:
             return [_err("import", node, "relative imports are not allowed")]
+        if (node.module or "") in SAFE_ATTRIBUTES:
+            return [_not_offered(node, node.module, a.name) for a in node.names
+                    if a.name not in SAFE_ATTRIBUTES[node.module] and a.name != "abc"]
         names = [node.module or ""]
     else:
         names = [alias.name for alias in node.names]
@@ -116,6 +125,32 @@ def _import_findings(node: ast.Import | ast.ImportFrom) -> list[Finding]:
         _err("import", node, f"import of `{name}` is not allowed; allowed modules: {allowed}")
         for name in names if name.split(".")[0] not in ALLOWED_MODULES
     ]
+
+
+def _module_aliases(tree: ast.Module) -> dict[str, str]:
+    """Local name -> allowed module (``import collections.abc as abc`` binds abc to collections.abc)."""
+    out = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name in SAFE_ATTRIBUTES:
+                    out[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+    return out
+
+
+def _module_attribute_findings(node: ast.AST, aliases: dict[str, str]) -> list[Finding]:
+    if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases):
+        return []
+    module = aliases[node.value.id]
+    if node.attr in SAFE_ATTRIBUTES[module] or (module == "collections" and node.attr == "abc"):
+        return []
+    return [] if _is_dunder(node.attr) else [_not_offered(node, module, node.attr)]
+
+
+def _not_offered(node: ast.AST, module: str, name: str) -> Finding:
+    offered = ", ".join(sorted(SAFE_ATTRIBUTES[module]))
+    return _err("module-attribute", node, f"`{module}.{name}` is not offered in the sandbox; {module} offers: "
+                                          f"{offered}")
 
 
 def _getattr_findings(call: ast.Call) -> list[Finding]:
