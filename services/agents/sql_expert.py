@@ -20,7 +20,12 @@ def build(source_columns: Optional[ColumnsLookup] = None) -> AgentSpec:
         instructions = list(pipeline.current.get("instructions") or []) if pipeline.repair_round else []
         await ctx.ask(event, pipeline, task="sql", prompt_version=prompts.SQL_VERSION,
                       messages=prompts.sql_messages(spec, columns, instructions),
-                      input={"spec": spec, "source_columns": columns, "instructions": instructions},
+                      input={"spec": spec, "source_columns": columns, "instructions": instructions,
+                             # each joined table's columns, looked up like the source's (same connection)
+                             "join_columns": {j["table"]: await asyncio.to_thread(
+                                 source_columns, pipeline.tenant_id,
+                                 {**spec, "source": {**spec["source"], "table": j["table"], "query": None}})
+                                 for j in spec.get("joins") or []} if source_columns else {}},
                       complexity="high" if spec.get("transform") else "medium",
                       repair_round=pipeline.repair_round)
 

@@ -556,20 +556,43 @@ def _endpoint_label(e: _Endpoint) -> str:
 
 
 def _transform_labels(spec: PipelineSpec) -> list[str]:
-    labels = []
+    """One label per step, in the spec's order of application."""
+    labels = [f"{j.kind} join {j.table}{' as ' + j.alias if j.alias else ''} on "
+              + ", ".join(a if a == b else f"{a} = {b}" for a, b in zip(j.on, j.right_on or j.on)) for j in spec.joins]
     if spec.filters:
-        labels.append("filter: " + " AND ".join(f"{f.column} {f.op} {f.value}" for f in spec.filters))
+        labels.append("filter: " + " AND ".join(_filter_label(f) for f in spec.filters))
     labels += [f"{c.op} {c.column}" for c in spec.cleaning]
     if spec.aggregate:
         a = spec.aggregate
         per = ", ".join(([a.period] if a.period else []) + a.dimensions)
         labels.append("aggregate per " + per + ": " + ", ".join(f"{m.fn}({m.column or '*'})" for m in a.measures))
+    if spec.select:
+        labels.append("select " + ", ".join(spec.select))
+    order = ", ".join(o.column + (" desc" if o.descending else "") for o in spec.order_by)
+    if spec.limit is not None:
+        labels.append(f"top {spec.limit}" + (f" by {order}" if order else ""))
+    elif order:
+        labels.append(f"order by {order}")
+    if spec.rename:
+        labels.append("rename " + ", ".join(f"{old} to {new}" for old, new in spec.rename.items()))
     labels += [f"pii {p.action} {p.column}" for p in spec.pii]
     if spec.transform.sql:
         labels.append("SQL over batch")
     if spec.transform.python:
         labels.append("python transform(batch)")
     return labels
+
+
+def _filter_label(f: Filter) -> str:
+    if f.op in ("is_null", "not_null"):
+        return f"{f.column} {'is' if f.op == 'is_null' else 'is not'} null"
+    if f.op == "between":
+        return f"{f.column} between {f.value[0]} and {f.value[1]}"
+    if f.op == "within_last":
+        return f"{f.column} within last {f.value}"
+    if f.op in ("in", "not_in"):
+        return f"{f.column} {f.op.replace('_', ' ')} ({', '.join(str(v) for v in f.value)})"
+    return f"{f.column} {f.op} {f.value}"
 
 
 def render_mermaid(spec: Union[PipelineSpec, dict]) -> str:

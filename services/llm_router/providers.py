@@ -458,7 +458,9 @@ class BuiltinProvider:
             raise ProviderRequestError("builtin task 'sql' needs input['spec'] (the pipeline spec)")
         columns = data.get("source_columns")
         columns = [_column_pair(c) for c in columns] if columns is not None else None
-        return generate_sql(data["spec"], columns)
+        joins = {str(t): [_column_pair(c) for c in cols]
+                 for t, cols in (data.get("join_columns") or {}).items() if cols}
+        return generate_sql(data["spec"], columns, joins or None)
 
     @staticmethod
     def _reflect(data: dict[str, Any]) -> dict[str, Any]:

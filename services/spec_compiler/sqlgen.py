@@ -1,19 +1,27 @@
-"""``generate_sql``: a PipelineSpec (and, when known, the source columns) to runnable SQL.
+"""``generate_sql``: a PipelineSpec (and, when known, the source's and joined tables' columns) to SQL.
 
-Placement (why each piece goes where it goes):
+Placement (why each piece goes where it goes), following the spec's order of application
+(source + joins -> filters -> cleaning -> aggregate or select -> order/limit -> rename -> pii):
 
-* Filters on a database source are pushed down into the extract SELECT: less data crosses the wire.
-* Aggregates on a database source are computed in the extract SELECT too. The executor moves data in
-  bounded batches, and a per-batch GROUP BY in the transform would emit one partial row per group *per
-  batch*; only the source sees all rows at once. (Aggregating a file or topic has no such place: it is
-  done in the DuckDB transform and is exact only when the input fits one batch; a note says so.)
-* Row-wise work (cleaning, PII masking) runs in the DuckDB transform over the batch relation ``batch``:
-  it is source-independent and correct batch by batch. De-duplication there is per batch; the compiler
-  pairs it with a merge load on the same key so duplicates across batches collapse as well.
+* On a database source, joins, filters, aggregate or select, order_by and limit (top-N) are compiled into
+  the extract SELECT. Less data crosses the wire, and above all the executor moves data in bounded
+  batches: a GROUP BY or a top-N in the transform would run once *per batch*, and only the source sees
+  all rows at once. ``within_last`` is the source's own clock (``now()``, ``datetime('now')``).
+* On a file, topic or HTTP source the same steps run in the DuckDB transform over ``batch``; they are
+  exact only when the run hands the transform the whole input as one batch (``needs_whole_input``), and
+  a note says so.
+* Row-wise work (cleaning, rename, PII masking) runs in the DuckDB transform: it is source-independent
+  and correct batch by batch. De-duplication there is per batch; the compiler pairs it with a merge load
+  on the same key so duplicates across batches collapse as well.
 * Incremental extracts carry ``WHERE <cursor> > %(cursor)s`` (``:cursor`` for SQLite) and ``ORDER BY
   <cursor>``; the executor binds ``cursor`` to the stored high-water mark, or runs ``extract_sql_initial``
   (no predicate) when there is none yet. PostgreSQL (psycopg) and ClickHouse (clickhouse-driver) both use
   pyformat parameters, so a literal ``%`` in these statements is doubled.
+* ClickHouse joins are written ``ALL INNER|LEFT JOIN ... ON`` (18.16 knows no other strictness default)
+  with ``SETTINGS join_use_nulls = 1`` for left joins, so an unmatched row gets NULLs as in the other
+  engines rather than zeros and empty strings. ClickHouse 18.16 joins one table per SELECT.
+* Sorting puts NULLs last in every dialect (PostgreSQL and SQLite would disagree otherwise), so a top-N
+  "by revenue" never starts with unknown revenues.
 
 Every statement is parsed with sqlglot in its own dialect before it is returned. SQL text is written
 here, not re-rendered by sqlglot: sqlglot would rewrite ``toStartOfMonth`` as ``dateTrunc``, which
@@ -21,169 +29,165 @@ ClickHouse 18.16 does not have.
 """
 from __future__ import annotations
 
-import fnmatch
 import re
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from services.domain.spec import DATABASE_KINDS, PipelineSpec
 
-from .typemap import Canon, canonical, to_target
+from .dialect import PERIOD_SQL, condition, ident, lit, table_ref
+from .scope import ColumnList, Field, JoinColumns, Scope, SqlGenerationError
+from .shape import OutCol, find_column, pii_effect, renames, shape_of, shaped_columns
+from .typemap import Canon, to_target
 
-ColumnList = Optional[list[tuple[str, str]]]
+__all__ = ["generate_sql", "check_sql", "ident", "table_ref", "lit", "SqlGenerationError"]
+
 EMAIL_REGEX = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 _PLACEHOLDER = {"postgres": "%(cursor)s", "clickhouse": "%(cursor)s", "sqlite": ":cursor"}
-_PERIOD_SQL = {
-    "postgres": {"day": "CAST({c} AS DATE)", "week": "CAST(DATE_TRUNC('week', {c}) AS DATE)",
-                 "month": "CAST(DATE_TRUNC('month', {c}) AS DATE)", "hour": "DATE_TRUNC('hour', {c})"},
-    "duckdb": {"day": "CAST({c} AS DATE)", "week": "CAST(DATE_TRUNC('week', {c}) AS DATE)",
-               "month": "CAST(DATE_TRUNC('month', {c}) AS DATE)", "hour": "DATE_TRUNC('hour', {c})"},
-    "clickhouse": {"day": "toDate({c})", "week": "toMonday({c})", "month": "toStartOfMonth({c})",
-                   "hour": "toStartOfHour({c})"},
-    "sqlite": {"day": "DATE({c})", "week": "DATE({c}, 'weekday 0', '-6 days')",
-               "month": "DATE({c}, 'start of month')", "hour": "STRFTIME('%Y-%m-%d %H:00:00', {c})"},
-}
-_RESERVED = frozenset("""all and any array as asc between by case cast check column constraint create cross current
-default desc distinct do else end except false fetch for foreign from full grant group having in index inner
-intersect interval into is join key left like limit natural not null offset on or order outer primary
-references right select table then to true union unique user using values when where window with""".split())
+Ref = Callable[[Field], str]
 
 
-class SqlGenerationError(ValueError):
-    """The spec cannot be turned into SQL (e.g. it names a column the source does not have)."""
+def _source_ref(scope: Scope, dialect: str) -> Ref:
+    """How a joined-row column is written in the extract: qualified by its table's alias when joining."""
+    if not scope.joins:
+        return lambda f: ident(f.column, dialect)
+    return lambda f: f"{ident(f.table or scope.alias, dialect)}.{ident(f.column, dialect)}"
 
 
-# --- small helpers ---------------------------------------------------------------------------------
-
-def ident(name: str, dialect: str) -> str:
-    """An identifier, quoted only when it has to be (mixed case, odd characters, reserved words)."""
-    if re.fullmatch(r"[a-z_][a-z0-9_]*", name) and name not in _RESERVED:
-        return name
-    q = "`" if dialect == "clickhouse" else '"'
-    return q + name.replace(q, q + q) + q
+def _batch_ref(f: Field) -> str:
+    return ident(f.column, "duckdb")
 
 
-def table_ref(name: str, dialect: str) -> str:
-    return ".".join(ident(part, dialect) for part in name.split("."))
+def _item(expr: str, name: str, dialect: str) -> str:
+    return expr if expr == ident(name, dialect) else f"{expr} AS {ident(name, dialect)}"
 
 
-def lit(value: Any, dialect: str) -> str:
-    if isinstance(value, bool):
-        return ("TRUE" if value else "FALSE") if dialect in ("postgres", "duckdb") else str(int(value))
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value).replace("'", "''")
-    if dialect == "clickhouse":
-        text = text.replace("\\", "\\\\")  # ClickHouse string literals treat backslash as an escape
-    return f"'{text}'"
+# --- the shaping steps (aggregate or select, order, limit) in one dialect ----------------------------
+
+def _shape_parts(spec: PipelineSpec, scope: Scope, columns: Optional[list[OutCol]], ref: Ref,
+                 dialect: str) -> tuple[list[str], list[str], list[str]]:
+    """(select items, group-by expressions, order-by items) of the shaping steps in ``dialect``."""
+    if spec.aggregate:
+        return _aggregate_parts(spec, scope, columns, ref, dialect)
+    if columns is None:
+        return _star(scope, dialect), [], _order_items(spec, scope, None, ref, dialect)
+    return ([_item(ref(c.field), c.name, dialect) for c in columns], [],
+            _order_items(spec, scope, columns, ref, dialect))
 
 
-class Columns:
-    """The source columns (when known) and how request words resolve to them."""
-
-    def __init__(self, columns: ColumnList, source_kind: str):
-        dialect = source_kind if source_kind in DATABASE_KINDS else "arrow"
-        # An empty list (an empty topic, a file not there yet) tells nothing: treat it as unknown.
-        self.known = bool(columns)
-        self.types: dict[str, Canon] = {n: canonical(t, dialect) for n, t in (columns or [])}
-
-    def resolve(self, word: str) -> str:
-        if not self.known or word in self.types:
-            return word
-        lower = {n.lower(): n for n in self.types}
-        for candidate in _variants(word.lower()):
-            if candidate in lower:
-                return lower[candidate]
-        raise SqlGenerationError(f"column {word!r} is not among the source columns {sorted(self.types)}")
-
-    def matching(self, pattern: str) -> list[str]:
-        if not any(ch in pattern for ch in "*?["):
-            return [self.resolve(pattern)]
-        return [n for n in self.types if fnmatch.fnmatchcase(n.lower(), pattern.lower())]
-
-    def type_of(self, name: str) -> Optional[Canon]:
-        return self.types.get(name)
+def _star(scope: Scope, dialect: str) -> list[str]:
+    """All columns while the source's are unknown; each join adds the columns it names or knows."""
+    if not scope.joins:
+        return ["*"]
+    items = [f"{ident(scope.alias, dialect)}.*"]
+    for j in scope.joins:
+        added = scope.added(j)
+        if added is None:
+            raise SqlGenerationError(f"join {j.name}: its columns are unknown; name them in join.columns or "
+                                     "give the joined table's columns")
+        items += [_item(f"{ident(j.name, dialect)}.{ident(f.column, dialect)}", f.name, dialect) for f in added]
+    return items
 
 
-def _variants(word: str) -> list[str]:
-    out = [word]
-    if word.endswith("ies"):
-        out.append(word[:-3] + "y")
-    if word.endswith("s"):
-        out.append(word[:-1])
-    return out + [f"{v}_id" for v in list(out)]
+def _aggregate_parts(spec, scope, columns, ref, dialect):
+    select, group, default_order = [], [], []
+    for c in columns:
+        if c.period:
+            expr = PERIOD_SQL[dialect][c.period].format(c=ref(c.field))
+            select.append(f"{expr} AS {ident(c.name, dialect)}")
+            group.append(expr)
+            default_order.append(ident(c.name, dialect))
+        elif c.measure:
+            arg = "*" if c.field is None else ref(c.field)
+            select.append(f"{c.measure.fn}({arg}) AS {ident(c.name, dialect)}")
+        else:
+            select.append(_item(ref(c.field), c.name, dialect))
+            group.append(ref(c.field))
+            default_order.append(ref(c.field))
+    if not spec.order_by:
+        return select, group, default_order
+    order = _order_items(spec, scope, columns, ref, dialect)
+    # Ties broken by the group keys: the same top-N whatever the engine or the plan it picks.
+    return select, group, order + [f"{k} NULLS LAST" for k in default_order if f"{k} NULLS LAST" not in order
+                                   and f"{k} DESC NULLS LAST" not in order]
+
+
+def _order_items(spec, scope, columns, ref, dialect) -> list[str]:
+    out = []
+    for ob in spec.order_by:
+        expr = _order_expr(spec, scope, columns, ob.column, ref, dialect)
+        out.append(f"{expr}{' DESC' if ob.descending else ''} NULLS LAST")
+    return out
+
+
+def _order_expr(spec, scope, columns, word, ref, dialect) -> str:
+    col = find_column(columns, word) if columns is not None else None
+    if spec.aggregate:
+        if col is None:  # "by amount" of an aggregate: the one measure of that column
+            field = scope.resolve(word)
+            hits = [c for c in columns if c.measure and c.field == field]
+            if len(hits) != 1:
+                raise SqlGenerationError(f"order_by {word!r} is not an output column of the aggregate "
+                                         f"{[c.name for c in columns]}")
+            col = hits[0]
+        return ident(col.name, dialect)
+    return ref(col.field if col is not None else scope.resolve(word))
 
 
 # --- extract ---------------------------------------------------------------------------------------
 
-def _condition(f, cols: Columns, dialect: str) -> str:
-    c = ident(cols.resolve(f.column), dialect)
-    if f.op == "is_null":
-        return f"{c} IS NULL"
-    if f.op == "not_null":
-        return f"{c} IS NOT NULL"
-    if f.op == "in":
-        return f"{c} IN ({', '.join(lit(v, dialect) for v in f.value)})"
-    return f"{c} {'<>' if f.op == '!=' else f.op} {lit(f.value, dialect)}"
-
-
-def _aggregate_parts(spec: PipelineSpec, cols: Columns, dialect: str) -> tuple[list[str], list[str], list[str]]:
-    """(select items, group-by expressions, order-by names) of the spec's aggregate in ``dialect``."""
-    a = spec.aggregate
-    select, group, order = [], [], []
-    if a.period:
-        expr = _PERIOD_SQL[dialect][a.period].format(c=ident(cols.resolve(a.time_column), dialect))
-        alias = _free_alias(a.period, cols)
-        select.append(f"{expr} AS {ident(alias, dialect)}")
-        group.append(expr)
-        order.append(ident(alias, dialect))
-    for dim in a.dimensions:
-        d = ident(cols.resolve(dim), dialect)
-        select.append(d)
-        group.append(d)
-        order.append(d)
-    for m in a.measures:
-        arg = "*" if m.column is None else ident(cols.resolve(m.column), dialect)
-        select.append(f"{m.fn}({arg}) AS {ident(_free_alias(m.alias, cols), dialect)}")
-    return select, group, order
-
-
-def _free_alias(alias: str, cols: Columns) -> str:
-    # An alias equal to a source column breaks ClickHouse (aliases are visible in WHERE: "aggregate
-    # function found in WHERE"), so it is renamed when the columns are known.
-    return f"{alias}_agg" if alias in cols.types else alias
-
-
-def _select_list(spec: PipelineSpec, cols: Columns, dialect: str) -> list[str]:
-    if not cols.known:
-        return ["*"]
-    return [ident(n, dialect) for n in cols.types]
-
-
-def build_extract(spec: PipelineSpec, cols: Columns) -> tuple[Optional[str], Optional[str], Optional[str]]:
+def build_extract(spec: PipelineSpec, scope: Scope, columns: Optional[list[OutCol]]
+                  ) -> tuple[Optional[str], Optional[str], Optional[str]]:
     """(extract_sql, extract_sql_initial, dialect); all None for file, Kafka and HTTP sources."""
     src = spec.source
     if src.kind not in DATABASE_KINDS:
         return None, None, None
     dialect = src.kind
-    relation = table_ref(src.table, dialect) if src.table else f"({src.query.strip().rstrip(';')}) AS q"
-    conds = [_condition(f, cols, dialect) for f in spec.filters]
-    if spec.aggregate:
-        select, group, order = _aggregate_parts(spec, cols, dialect)
-    else:
-        select, group, order = _select_list(spec, cols, dialect), [], []
-    base = _select_sql(select, relation, conds, group, order)
+    ref = _source_ref(scope, dialect)
+    relation = _relation(spec, scope, dialect)
+    conds = [condition(f, ref(fld), fld.type, dialect) for f, fld in ((f, scope.resolve(f.column))
+                                                                      for f in spec.filters)]
+    select, group, order = _shape_parts(spec, scope, columns, ref, dialect)
+    tail = _tail(spec, dialect)
     if not spec.incremental:
-        return base, None, dialect
-    cursor = ident(cols.resolve(spec.incremental.cursor_column), dialect)
-    initial = _select_sql(select, relation, conds, [], [cursor])
-    predicate = f"{cursor} > {_PLACEHOLDER[dialect]}"
-    sql = _select_sql(select, relation, [*conds, predicate], [], [cursor])
+        return _select_sql(select, relation, conds, group, order, tail), None, dialect
+    cursor = ref(scope.resolve(spec.incremental.cursor_column))
+    order = [cursor] + [o for o in order if o != cursor]  # resuming from a batch's cursor needs this order
+    initial = _select_sql(select, relation, conds, [], order, tail)
+    sql = _select_sql(select, relation, [*conds, f"{cursor} > {_PLACEHOLDER[dialect]}"], [], order, tail)
     if dialect != "sqlite":
         sql = sql.replace("%", "%%").replace("%%(cursor)s", "%(cursor)s")
     return sql, initial, dialect
 
 
-def _select_sql(select: list[str], relation: str, conds: list[str], group: list[str], order: list[str]) -> str:
+def _relation(spec: PipelineSpec, scope: Scope, dialect: str) -> str:
+    src = spec.source
+    base = table_ref(src.table, dialect) if src.table else f"({src.query.strip().rstrip(';')})"
+    if not scope.joins:
+        return base if src.table else f"{base} AS q"
+    if dialect == "clickhouse" and len(scope.joins) > 1:
+        raise SqlGenerationError("ClickHouse 18.16 joins one table per query; this spec joins "
+                                 f"{len(scope.joins)} (load the joined result into a table first)")
+    lines = [f"{base} AS {ident(scope.alias, dialect)}"]
+    for j in scope.joins:
+        strictness = "ALL " if dialect == "clickhouse" else ""
+        keys = " AND ".join(
+            f"{ident(scope.alias, dialect)}.{ident(scope.resolve(scope.alias + '.' + left).column, dialect)} = "
+            f"{ident(j.name, dialect)}.{ident(scope.resolve(j.name + '.' + right).column, dialect)}"
+            for left, right in zip(j.on, j.right_on or j.on))
+        lines.append(f"{strictness}{j.kind.upper()} JOIN {table_ref(j.table, dialect)} AS {ident(j.name, dialect)} "
+                     f"ON {keys}")
+    return "\n".join(lines)
+
+
+def _tail(spec: PipelineSpec, dialect: str) -> list[str]:
+    tail = [f"LIMIT {spec.limit}"] if spec.limit is not None else []
+    if dialect == "clickhouse" and any(j.kind == "left" for j in spec.joins):
+        tail.append("SETTINGS join_use_nulls = 1")
+    return tail
+
+
+def _select_sql(select: list[str], relation: str, conds: list[str], group: list[str], order: list[str],
+                tail: Optional[list[str]] = None) -> str:
     lines = ["SELECT " + ",\n       ".join(select), f"FROM {relation}"]
     if conds:
         lines.append("WHERE " + "\n  AND ".join(conds))
@@ -191,12 +195,12 @@ def _select_sql(select: list[str], relation: str, conds: list[str], group: list[
         lines.append("GROUP BY " + ", ".join(group))
     if order:
         lines.append("ORDER BY " + ", ".join(order))
-    return "\n".join(lines)
+    return "\n".join(lines + list(tail or []))
 
 
 # --- transform (DuckDB over `batch`) -----------------------------------------------------------------
 
-def _clean_expr(op: str, col: str, value: Optional[str], current: str) -> str:
+def _clean_expr(op: str, value: Optional[str], current: str) -> str:
     if op == "trim":
         return f"TRIM({current})"
     if op == "lowercase":
@@ -207,26 +211,47 @@ def _clean_expr(op: str, col: str, value: Optional[str], current: str) -> str:
            f"ELSE {current} END"
 
 
-def _cleaning_stage(spec: PipelineSpec, cols: Columns) -> Optional[str]:
+class _Batch:
+    """The columns of the relation a transform stage reads: where a spec's word for a column points."""
+
+    def __init__(self, spec: PipelineSpec, scope: Scope, columns: Optional[list[OutCol]]):
+        self.scope = scope
+        # After a database extract the batch has the shaped columns; else the source's own.
+        self.columns = columns if spec.source.kind in DATABASE_KINDS else None
+
+    def name(self, word: str) -> Optional[str]:
+        """The batch column ``word`` names; None when the extract's shaping left it out."""
+        if self.columns is None:
+            return self.scope.resolve(word).name
+        col = find_column(self.columns, word)
+        if col is None:
+            fld = self.scope.resolve(word)
+            col = next((c for c in self.columns if c.field == fld and not c.measure and not c.period), None)
+        return col.name if col else None
+
+
+def _cleaning_stages(spec: PipelineSpec, batch: _Batch, notes: list[str]) -> list[str]:
     exprs: dict[str, str] = {}
     order = {"trim": 0, "lowercase": 1, "uppercase": 1, "fill_empty": 2}  # trim before testing for empty
-    for step in sorted((c for c in spec.cleaning if c.op != "dedupe"), key=lambda c: order[c.op]):
-        name = cols.resolve(step.column)
-        exprs[name] = _clean_expr(step.op, name, step.value, exprs.get(name, ident(name, "duckdb")))
-    if not exprs:
-        return None
-    items = ", ".join(f"{e} AS {ident(n, 'duckdb')}" for n, e in exprs.items())
-    return f"SELECT * REPLACE ({items}) FROM {{prev}}"
-
-
-def _dedupe_stages(spec: PipelineSpec, cols: Columns) -> list[str]:
     stages = []
+    for step in sorted((c for c in spec.cleaning if c.op != "dedupe"), key=lambda c: order[c.op]):
+        name = batch.name(step.column)
+        if name is None:
+            notes.append(f"{step.op} {step.column}: the column is not in the output (select/aggregate), skipped")
+            continue
+        exprs[name] = _clean_expr(step.op, step.value, exprs.get(name, ident(name, "duckdb")))
+    if exprs:
+        items = ", ".join(f"{e} AS {ident(n, 'duckdb')}" for n, e in exprs.items())
+        stages.append(f"SELECT * REPLACE ({items}) FROM {{prev}}")
     for step in (c for c in spec.cleaning if c.op == "dedupe"):
+        key = None if step.column == "*" else batch.name(step.column)
         if step.column == "*":
             stages.append("SELECT DISTINCT * FROM {prev}")
+        elif key is None:
+            notes.append(f"dedupe {step.column}: the column is not in the output (select/aggregate), skipped")
         else:
-            key = ident(cols.resolve(step.column), "duckdb")
-            stages.append(f"SELECT * FROM {{prev}} QUALIFY ROW_NUMBER() OVER (PARTITION BY {key}) = 1")
+            stages.append(f"SELECT * FROM {{prev}} QUALIFY ROW_NUMBER() OVER (PARTITION BY "
+                          f"{ident(key, 'duckdb')}) = 1")
     return stages
 
 
@@ -239,23 +264,22 @@ def _mask_expr(pattern: str, col: str, action: str) -> str:
     return f"REGEXP_REPLACE({text}, '[0-9A-Za-z]', '*', 'g')"
 
 
-def _pii_stages(spec: PipelineSpec, cols: Columns) -> list[str]:
+def _pii_stages(spec: PipelineSpec, names: Optional[list[str]]) -> list[str]:
     if not spec.pii:
         return []
-    if not cols.known:
+    if names is None:
         return [_pii_stage_by_pattern(rule) for rule in spec.pii]
-    drop, replace = [], {}
-    for rule in spec.pii:
-        for name in cols.matching(rule.column):
-            if rule.action == "drop":
-                drop.append(ident(name, "duckdb"))
-            else:
+    dropped, _ = pii_effect(spec, names)
+    replace = {}
+    for rule in (r for r in spec.pii if r.action != "drop"):
+        for name in names:
+            if rule.matches(name) and name not in dropped:
                 replace[name] = _mask_expr(rule.column, ident(name, "duckdb"), rule.action)
-    if not drop and not replace:
+    if not dropped and not replace:
         return []
     sql = "SELECT *"
-    if drop:
-        sql += f" EXCLUDE ({', '.join(dict.fromkeys(drop))})"
+    if dropped:
+        sql += f" EXCLUDE ({', '.join(ident(n, 'duckdb') for n in names if n in dropped)})"
     if replace:
         sql += " REPLACE (" + ", ".join(f"{e} AS {ident(n, 'duckdb')}" for n, e in replace.items()) + ")"
     return [sql + " FROM {prev}"]
@@ -271,19 +295,37 @@ def _pii_stage_by_pattern(rule) -> str:
     return f"SELECT * NOT ILIKE '{like}', {masked} FROM {{prev}}"
 
 
-def build_transform(spec: PipelineSpec, cols: Columns, notes: list[str]) -> Optional[str]:
+def _shaping_stage(spec: PipelineSpec, scope: Scope, columns: Optional[list[OutCol]]) -> Optional[str]:
+    """Aggregate / select / order / limit over the batch (sources that are not databases)."""
+    if not (spec.aggregate or spec.select or spec.order_by or spec.limit is not None):
+        return None
+    select, group, order = _shape_parts(spec, scope, columns if (spec.aggregate or spec.select) else None,
+                                        _batch_ref, "duckdb")
+    return _select_sql(select, "{prev}", [], group, order, [f"LIMIT {spec.limit}"] if spec.limit else [])
+
+
+def build_transform(spec: PipelineSpec, scope: Scope, columns: Optional[list[OutCol]],
+                    notes: list[str]) -> Optional[str]:
     stages: list[str] = []
     in_source = spec.source.kind in DATABASE_KINDS
     if spec.filters and not in_source:
-        stages.append("SELECT * FROM {prev} WHERE " + " AND ".join(_condition(f, cols, "duckdb") for f in spec.filters))
-    stage = _cleaning_stage(spec, cols)
-    stages += [stage] if stage else []
-    stages += _dedupe_stages(spec, cols) + _pii_stages(spec, cols)
-    if spec.aggregate and not in_source:
-        select, group, order = _aggregate_parts(spec, cols, "duckdb")
-        stages.append(_select_sql(select, "{prev}", [], group, order))
-        notes.append("the aggregate runs in the transform because the source is not a database; it is exact "
-                     "only when the whole input arrives as one batch")
+        conds = [condition(f, _batch_ref(fld), fld.type, "duckdb")
+                 for f, fld in ((f, scope.resolve(f.column)) for f in spec.filters)]
+        stages.append("SELECT * FROM {prev} WHERE " + " AND ".join(conds))
+    stages += _cleaning_stages(spec, _Batch(spec, scope, columns), notes)
+    if not in_source:
+        shaping = _shaping_stage(spec, scope, columns)
+        stages += [shaping] if shaping else []
+        if shaping and (spec.aggregate or spec.order_by or spec.limit is not None):
+            notes.append("aggregate/order/top-N run in the transform because the source is not a database: "
+                         "exact only when the run hands the transform its whole input as one batch "
+                         "(needs_whole_input)")
+    mapping = renames(spec, columns)
+    if mapping:
+        stages.append("SELECT * RENAME (" + ", ".join(f"{ident(o, 'duckdb')} AS {ident(n, 'duckdb')}"
+                                                     for o, n in mapping.items()) + ") FROM {prev}")
+    names = None if columns is None else [mapping.get(c.name, c.name) for c in columns]
+    stages += _pii_stages(spec, names)
     if not stages and spec.transform.sql:
         return spec.transform.sql  # hand-written SQL with no declarative intent to regenerate it from
     return _chain(stages)
@@ -304,52 +346,14 @@ def _chain(stages: list[str]) -> Optional[str]:
 
 # --- target DDL ------------------------------------------------------------------------------------
 
-def _output_columns(spec: PipelineSpec, cols: Columns) -> Optional[list[tuple[str, Canon]]]:
-    if spec.aggregate:
-        return _aggregate_columns(spec, cols)
-    if not cols.known:
-        return None
-    dropped = {n for r in spec.pii if r.action == "drop" for n in cols.matching(r.column)}
-    masked = {n for r in spec.pii if r.action != "drop" for n in cols.matching(r.column)}
-    return [(n, Canon("string") if n in masked else t) for n, t in cols.types.items() if n not in dropped]
-
-
-def _aggregate_columns(spec: PipelineSpec, cols: Columns) -> Optional[list[tuple[str, Canon]]]:
-    a = spec.aggregate
-    if not cols.known:
-        return None
-    out = []
-    if a.period:
-        out.append((_free_alias(a.period, cols), Canon("timestamp" if a.period == "hour" else "date")))
-    out += [(cols.resolve(d), cols.type_of(cols.resolve(d)) or Canon("string")) for d in a.dimensions]
-    for m in a.measures:
-        src = cols.type_of(cols.resolve(m.column)) if m.column else None
-        out.append((_free_alias(m.alias, cols), _measure_type(m.fn, src)))
-    return out
-
-
-def _measure_type(fn: str, src: Optional[Canon]) -> Canon:
-    if fn == "count":
-        return Canon("int64")
-    if fn == "avg" or src is None:
-        return Canon("float64")
-    if fn == "sum" and src.kind == "decimal":
-        return Canon("decimal", 38, src.scale)
-    if fn == "sum" and src.kind.startswith(("int", "uint")):
-        return Canon("int64")
-    if fn == "sum":
-        return Canon("float64")
-    return src  # min / max keep the type
-
-
-def build_target_ddl(spec: PipelineSpec, cols: Columns) -> tuple[Optional[str], list[str], Optional[str]]:
+def build_target_ddl(spec: PipelineSpec, scope: Scope) -> tuple[Optional[str], list[str], Optional[str]]:
     """(CREATE TABLE IF NOT EXISTS ..., setup statements, dialect) for database targets."""
     t = spec.target
     if t.kind not in DATABASE_KINDS:
         return None, [], None
     dialect = t.kind
     setup = _setup_sql(t.table, dialect)
-    columns = _output_columns(spec, cols)
+    columns = shape_of(spec, scope)
     if not columns:  # unknown yet (e.g. an empty topic): the executor infers the table from the first batch
         return None, setup, dialect
     if dialect == "clickhouse":
@@ -391,7 +395,7 @@ def _clickhouse_ddl(spec: PipelineSpec, columns: list[tuple[str, Canon]]) -> str
 def _version_column(spec: PipelineSpec, columns: list[tuple[str, Canon]]) -> Optional[str]:
     if not spec.incremental:
         return None
-    name = spec.incremental.cursor_column
+    name = spec.rename.get(spec.incremental.cursor_column, spec.incremental.cursor_column)
     c = dict(columns).get(name)
     ok = c is not None and c.kind in ("date", "timestamp", "uint8", "uint16", "uint32", "uint64")
     return name if ok else None
@@ -424,22 +428,25 @@ def check_sql(sql: str, dialect: str, *, read_only: bool = False) -> None:
         raise SqlGenerationError("extract SQL must be a read-only SELECT")
 
 
-def generate_sql(spec: Union[PipelineSpec, dict], source_columns: ColumnList = None) -> dict[str, Any]:
+def generate_sql(spec: Union[PipelineSpec, dict], source_columns: ColumnList = None,
+                 join_columns: JoinColumns = None) -> dict[str, Any]:
     """Extract SQL (source dialect), DuckDB transform SQL over ``batch`` and target DDL for ``spec``.
 
     ``source_columns`` are (name, type) pairs as the source spells types (PostgreSQL, ClickHouse, SQLite,
-    or Arrow/DuckDB names for files and topics); without them the extract selects ``*`` and no DDL is
+    or Arrow/DuckDB names for files and topics); ``join_columns`` maps each joined table, as the spec
+    names it (``schema.table``), to its pairs. Without them the extract selects ``*`` and no DDL is
     generated unless the output columns follow from the spec alone.
     """
     model = spec if isinstance(spec, PipelineSpec) else PipelineSpec.model_validate(spec)
-    cols = Columns(source_columns, model.source.kind)
+    scope = Scope(model, source_columns, join_columns)
+    columns = shaped_columns(model, scope)
     notes: list[str] = []
-    extract, initial, src_dialect = build_extract(model, cols)
-    transform = build_transform(model, cols, notes)
-    ddl, setup, dst_dialect = build_target_ddl(model, cols)
+    extract, initial, src_dialect = build_extract(model, scope, columns)
+    transform = build_transform(model, scope, columns, notes)
+    ddl, setup, dst_dialect = build_target_ddl(model, scope)
     _check_all(extract, initial, src_dialect, transform, ddl, setup, dst_dialect)
-    if model.aggregate and src_dialect:
-        notes.append("the aggregate runs in the source (extract SQL): per-batch aggregation would split groups")
+    if (model.aggregate or model.limit is not None) and src_dialect:
+        notes.append("the aggregate / top-N runs in the source (extract SQL): per-batch it would be wrong")
     if model.target.kind in DATABASE_KINDS and ddl is None:
         notes.append("target DDL needs the source columns; the executor creates the table from the first batch")
     return {"extract_sql": extract, "extract_sql_initial": initial,
