@@ -59,7 +59,11 @@ class Deployment:
 
     def start(self) -> "Deployment":
         prepare_topics(self.settings)
-        start_all(self.settings, self.workers, log=lambda _: None)
+        try:
+            start_all(self.settings, self.workers, log=lambda _: None)
+        except BaseException:  # a fixture that fails to start never tears down: stop what did start
+            stop_all(self.settings, log=lambda _: None)
+            raise
         return self
 
     def start_worker(self, name: str, **overrides) -> int:
