@@ -8,6 +8,8 @@ from services.core.messages import Message
 from services.domain.pipeline import Pipeline
 
 COMPLETED = "LlmTaskCompleted"
+# The reflector's instruction to the SQL expert when repairs stop converging: use the spec's compiled SQL.
+ESCALATE_TO_COMPILED = "escalate: the repair did not converge; use the SQL compiled from the spec"
 
 
 class AgentReplyError(ValueError):

@@ -1,9 +1,13 @@
-"""qa-validator: parse and safety checks on every generated statement and the code, then a dry run of
-extract + transform on a sample in the sandbox. Each failure carries a precise message for the reflector."""
+"""qa-validator: parse and safety checks on every generated statement and the code, checks of the artifacts
+against the spec (services.agents.qa.spec_checks), then a dry run of extract + transform on a sample in the
+sandbox whose result must have the spec's shape. Each failure carries a precise message for the reflector.
+
+Every dialect comes from the spec's engines: what a model says its SQL is written in is never trusted."""
 from __future__ import annotations
 
 import asyncio
 import json
+from typing import Optional
 
 from services.agents.common import current_spec
 from services.agents.qa import Finding, has_errors
@@ -19,22 +23,29 @@ def _target_table(spec: dict) -> str:
     return str(target.get("table") or target.get("path") or target.get("topic") or "")
 
 
-def static_checks(spec: dict, cur: dict) -> list[tuple[str, list[Finding]]]:
+def static_checks(spec: dict, cur: dict, source_columns: Optional[list] = None) -> list[tuple[str, list[Finding]]]:
+    from services.agents.qa import spec_checks as sc
     from services.agents.qa.python_rules import check_transform_code
     from services.agents.qa.sql_rules import check_source_sql, check_target_sql, check_transform_sql
 
-    out: list[tuple[str, list[Finding]]] = []
+    src_dialect, dst_dialect = sc.spec_dialects(spec)
+    out: list[tuple[str, list[Finding]]] = [("artifacts", sc.required_artifacts(spec, cur, source_columns))]
     for key in ("extract_sql", "extract_sql_initial"):
-        if cur.get(key):
-            out.append((key, check_source_sql(cur[key], cur.get("source_dialect") or "postgres")))
+        if cur.get(key) and src_dialect:
+            out.append((key, check_source_sql(cur[key], src_dialect)))
     target_sql = list(cur.get("target_setup_sql") or []) + ([cur["target_ddl"]] if cur.get("target_ddl") else [])
-    for i, sql in enumerate(target_sql):
-        out.append((f"target_sql[{i}]", check_target_sql(sql, cur.get("target_dialect") or "postgres",
-                                                          _target_table(spec))))
+    for i, sql in enumerate(target_sql if dst_dialect else []):
+        out.append((f"target_sql[{i}]", check_target_sql(sql, dst_dialect, _target_table(spec))))
     if cur.get("transform_sql"):
         out.append(("transform_sql", check_transform_sql(cur["transform_sql"])))
     if cur.get("python_code"):
         out.append(("python", check_transform_code(cur["python_code"])))
+    out.append(("spec_columns", sc.column_findings(spec, source_columns)))
+    shape = sc.sql_shape_findings(spec, cur, source_columns) + sc.ddl_findings(spec, cur)
+    expected = sc.output_names(spec, source_columns)
+    if expected and dst_dialect:
+        shape += sc.ddl_output_findings(spec, json.loads(cur.get("target_columns_json") or "[]"), expected)
+    out.append(("spec_shape", shape))
     return out
 
 
@@ -49,7 +60,8 @@ def build(sources) -> AgentSpec:
         from services.agents.qa.dry_run import dry_run
 
         spec, cur = current_spec(pipeline), pipeline.current
-        checks = [_check(name, f) for name, f in await asyncio.to_thread(static_checks, spec, cur)]
+        source_columns = json.loads(cur.get("source_columns_json") or "[]")
+        checks = [_check(name, f) for name, f in await asyncio.to_thread(static_checks, spec, cur, source_columns)]
         from services.agents.schema_analyst import WARNING
 
         issues = [i for i in event.payload.get("issues") or [] if not i.startswith(WARNING)]
@@ -61,7 +73,7 @@ def build(sources) -> AgentSpec:
             try:
                 rows = await asyncio.to_thread(sources.sample, pipeline.tenant_id, spec, cur, SAMPLE_ROWS)
                 result = await asyncio.to_thread(dry_run, rows, cur.get("transform_sql"), cur.get("python_code"),
-                                                 SAMPLE_ROWS)
+                                                 SAMPLE_ROWS, spec=spec)
                 rows_in, rows_out = result.rows_in, result.rows_out
                 checks.append(_check("dry_run", result.findings) if has_errors(result.findings) or not result.ok
                               else {"name": "dry_run", "passed": True, "warnings": [],

@@ -9,6 +9,10 @@ reply needs travels with the request as ``context_json`` and comes back with the
 Idempotency: command and request ids are derived from the message that caused them (uuid5), so a
 redelivered event produces the same command id (skipped by the aggregate's dedupe) and the same
 request (answered from the router's exact cache, not paid twice).
+
+No pipeline waits forever: a handler that raises proposes ``FailDrafting`` with the error, and an agent
+with ``on_tick`` (the reflector's watchdog) sees every folded pipeline periodically and proposes
+``ExpireStage`` for one waiting in a drafting stage longer than ``agent_stage_timeout_s``.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from services.core.histories import PipelineHistories
 from services.core.messages import Message, new_envelope
 from services.core.settings import Settings
 from services.domain.events import replay
-from services.domain.pipeline import Pipeline
+from services.domain.pipeline import WAITS_FOR, Pipeline
 
 log = logging.getLogger("aietl.agents")
 ID_NAMESPACE = uuid.UUID("6f1c63a2-4d0e-4c55-9a57-6f3f1f0d7a11")
@@ -34,6 +38,13 @@ LLM_REQUEST = "aietl.llm.v1.CompleteLlmTask"
 
 EventHandler = Callable[["AgentContext", Message, Pipeline], Awaitable[None]]
 ReplyHandler = Callable[["AgentContext", Message, Pipeline, dict], Awaitable[None]]
+# (ctx, [(pipeline, its last event)]) every tick_s seconds, once the log is folded.
+TickHandler = Callable[["AgentContext", list[tuple[Pipeline, Message]]], Awaitable[None]]
+MAX_REASON = 1000
+# Last events after which no agent owes the pipeline an answer.
+_SETTLED = {"DraftCompleted", "DraftingFailed", "ClarificationRequested", "RequestRefused", "PipelineDeployed",
+            "PipelineRolledBack", "PipelinePaused", "PipelineResumed", "PipelineDeleted", "RunRequested",
+            "RunCancelRequested"}
 
 
 def derived_id(*parts: str) -> str:
@@ -46,6 +57,7 @@ class AgentSpec:
     on_event: dict[str, EventHandler]
     on_reply: Optional[ReplyHandler] = None
     extra: dict[str, Any] = field(default_factory=dict)  # per-agent collaborators (memory, registry, ...)
+    on_tick: Optional[TickHandler] = None  # called every settings.agent_watchdog_s
 
 
 class AgentContext:
@@ -99,6 +111,19 @@ def is_current(pipeline: Optional[Pipeline], event: Message) -> bool:
     return pipeline is not None and pipeline.version == event.envelope.get("aggregate_version")
 
 
+class _TrackedHistories(PipelineHistories):
+    """The fold, also knowing every pipeline it has seen (for the watchdog's scan)."""
+
+    def __init__(self, *args, **kwargs):
+        self.pipeline_ids: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    def observe(self, partition: int, offset: int, msg: Message) -> bool:
+        if msg.pipeline_id:
+            self.pipeline_ids.add(msg.pipeline_id)
+        return super().observe(partition, offset, msg)
+
+
 def build_agent_app(settings: Settings, codec: AvroCodec, agent: AgentSpec):
     app = make_app(settings, agent.name)
     events = topic(app, settings, "pipelines.events.v1")
@@ -114,7 +139,7 @@ def build_agent_app(settings: Settings, codec: AvroCodec, agent: AgentSpec):
     @app.task
     async def load_log() -> None:
         reader = await asyncio.to_thread(LogReader, settings, settings.topic("pipelines.events.v1"))
-        state["histories"] = PipelineHistories(reader, codec)
+        state["histories"] = _TrackedHistories(reader, codec)
         n = await asyncio.to_thread(state["histories"].catch_up)
         log.info("%s folded %d events", agent.name, n)
         ready.set()
@@ -135,7 +160,7 @@ def build_agent_app(settings: Settings, codec: AvroCodec, agent: AgentSpec):
                 continue
             pipeline = replay(state["histories"].history(msg.pipeline_id))
             if is_current(pipeline, msg):
-                await _guarded(agent, handler(ctx, msg, pipeline), msg)
+                await _guarded(ctx, handler, (ctx, msg, pipeline), msg, msg, pipeline)
 
     if agent.on_reply is not None:
         @app.agent(replies)
@@ -148,14 +173,53 @@ def build_agent_app(settings: Settings, codec: AvroCodec, agent: AgentSpec):
                 if pipeline is None or pipeline.version != context.get("event_version"):
                     log.info("%s dropped a stale reply for %s", agent.name, context.get("pipeline_id"))
                     continue
-                await _guarded(agent, agent.on_reply(ctx, reply, pipeline, context), reply)
+                cause = Message(reply.name, dict(reply.envelope, message_id=context.get("cause_id") or
+                                                 reply.message_id), {})
+                await _guarded(ctx, agent.on_reply, (ctx, reply, pipeline, context), reply, cause, pipeline)
+
+    if agent.on_tick is not None:
+        @app.timer(interval=settings.agent_watchdog_s)
+        async def tick() -> None:
+            if not ready.is_set():
+                return
+            histories = state["histories"]
+            seen = []
+            for pid in sorted(histories.pipeline_ids):
+                history = histories.history(pid)
+                if history and history[-1].short_name in _SETTLED:
+                    continue  # cheap skip: no replay for pipelines that wait for nobody
+                pipeline = replay(history)
+                if pipeline is not None and history:
+                    seen.append((pipeline, history[-1]))
+            try:
+                await agent.on_tick(ctx, seen)
+            except Exception:  # the next tick tries again
+                log.exception("%s tick failed", agent.name)
 
     return app
 
 
-async def _guarded(agent: AgentSpec, work: Awaitable[None], msg: Message) -> None:
-    """A bug in one agent's handling of one message must not stop the agent: log it and go on."""
+def _injected_fault(settings: Settings, agent: AgentSpec) -> None:
+    """Test hook: ``fault_point = "<agent>.raise"`` makes that agent's handlers raise (tests/e2e)."""
+    if settings.fault_point == f"{agent.name}.raise":
+        raise RuntimeError(f"injected fault in {agent.name}")
+
+
+async def _guarded(ctx: "AgentContext", handler, args: tuple, msg: Message, cause: Message,
+                   pipeline: Pipeline) -> None:
+    """A handler that raises must not stop the agent, nor leave the pipeline waiting for an answer that
+    will never come: the error becomes the pipeline's failure (``FailDrafting``) when it is drafting."""
+    agent = ctx.agent
     try:
-        await work
-    except (ValueError, KeyError, TypeError, LookupError) as exc:
+        _injected_fault(ctx.settings, agent)
+        await handler(*args)
+    except Exception as exc:
         log.exception("%s failed on %s %s: %s", agent.name, msg.short_name, msg.message_id, exc)
+        if pipeline.status not in WAITS_FOR:
+            return  # e.g. remembering a finished draft: nothing waits for it
+        reason = f"{agent.name} failed on {msg.short_name}: {type(exc).__name__}: {exc}"[:MAX_REASON]
+        try:
+            await ctx.propose(cause, "FailDrafting", {"revision": pipeline.revision, "stage": pipeline.status,
+                                                      "reason": reason})
+        except Exception:  # Kafka itself is failing; the stage timeout will still end the wait
+            log.exception("%s could not propose FailDrafting for %s", agent.name, cause.pipeline_id)

@@ -9,6 +9,7 @@ import sqlglot
 from sqlglot import exp
 
 from services.agents.common import current_spec, needs_python
+from services.agents.qa.spec_checks import normalise_dialect, spec_dialects
 from services.agents.runtime import AgentContext, AgentSpec
 from services.core.messages import Message
 from services.domain.pipeline import Pipeline
@@ -23,14 +24,17 @@ SAMPLE_IN_EVENT = 5  # rows; masked, so the event log never holds personal data
 
 
 def ddl_columns(ddl: str | None, dialect: str) -> list[list[str]]:
-    """Column names and types declared by a CREATE TABLE."""
-    if not ddl:
+    """Column names and types declared by a CREATE TABLE (``dialect`` in any spelling: "ClickHouse", "pg")."""
+    dialect = normalise_dialect(dialect)
+    if not ddl or not dialect:
         return []
     try:
-        tree = sqlglot.parse_one(ddl, read=dialect or None)
-    except sqlglot.errors.ParseError:
+        tree = sqlglot.parse_one(ddl, read=dialect)
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
+        return []  # QA reports the parse error itself
+    if tree is None:
         return []
-    return [[c.name, c.args["kind"].sql(dialect=dialect or None) if c.args.get("kind") else ""]
+    return [[c.name, c.args["kind"].sql(dialect=dialect) if c.args.get("kind") else ""]
             for c in tree.find_all(exp.ColumnDef)]
 
 
@@ -77,7 +81,8 @@ def build(sources) -> AgentSpec:
         await ctx.propose(event, "RecordSchemaCheck", {
             "revision": pipeline.revision,
             "source_columns_json": json.dumps(source_cols or []),
-            "target_columns_json": json.dumps(ddl_columns(cur.get("target_ddl"), cur.get("target_dialect", ""))),
+            # The spec's target engine, not the dialect an answer claimed, reads the DDL.
+            "target_columns_json": json.dumps(ddl_columns(cur.get("target_ddl"), spec_dialects(spec)[1])),
             "pii_json": json.dumps(pii), "issues": issues,
             "sample_rows_json": json.dumps(masked, default=str, ensure_ascii=False)})
 

@@ -33,6 +33,10 @@ _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TS = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?")
 _TRUE_FALSE = {"true", "false", "t", "f", "yes", "no"}
+# Cells that mean "no value" in CSV: exactly the markers Arrow's CSV reader (the executor's) reads as NULL,
+# so a numeric column with `NA` gaps is typed as a number here too, not as text.
+CSV_NULL_MARKERS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                              "1.#QNAN", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null"})
 
 # A type is a tuple: ("int", digits), ("float",), ("decimal", integer_digits, scale), ("array", item or None),
 # ("text",), ...; None means only nulls were seen.
@@ -218,7 +222,7 @@ def sample_rows(conn: Connection, name: str, limit: int) -> list[dict]:
     if suffix == ".parquet":
         return parquet_rows(path, limit)
     if suffix == ".csv":
-        return [{k: (v if v != "" else None) for k, v in row.items()} for row in csv_rows(path, limit)]
+        return csv_sample(path, limit)
     if suffix == ".xml":
         return xml_records(path, limit)
     return json_records(path, limit)
@@ -226,8 +230,9 @@ def sample_rows(conn: Connection, name: str, limit: int) -> list[dict]:
 
 # ---------------------------------------------------------------- CSV
 
-def csv_rows(path: Path, limit: int) -> Iterator[dict[str, str]]:
-    """Up to ``limit`` rows as dicts keyed by the header (delimiter sniffed; BOM tolerated)."""
+def csv_rows(path: Path, limit: int) -> Iterator[dict[str, Optional[str]]]:
+    """Up to ``limit`` rows as dicts keyed by the header (delimiter sniffed; BOM tolerated); a null marker
+    (CSV_NULL_MARKERS: empty, NA, NULL, ...) reads as None."""
     with path.open(newline="", encoding="utf-8-sig") as fh:
         head = fh.read(64 * 1024)
         fh.seek(0)
@@ -237,7 +242,29 @@ def csv_rows(path: Path, limit: int) -> Iterator[dict[str, str]]:
             if i >= limit:
                 break
             if row:
-                yield dict(zip(header, row + [""] * (len(header) - len(row))))
+                cells = row + [""] * (len(header) - len(row))
+                yield {k: (None if v in CSV_NULL_MARKERS else v) for k, v in zip(header, cells)}
+
+
+def csv_sample(path: Path, limit: int) -> list[dict]:
+    """Up to ``limit`` rows typed as the executor reads them (Arrow, null markers as NULL, the columns typed
+    text here kept as text), so a dry run over the sample sees the values the run will see."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        delimiter = sniff_dialect(fh.read(64 * 1024)).delimiter
+    text = {c.name: pa.string() for c in infer_columns(list(csv_rows(path, SAMPLE_ROWS)), text_type) if c.type == "text"}
+    reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 20),
+                           parse_options=pcsv.ParseOptions(delimiter=delimiter),
+                           convert_options=pcsv.ConvertOptions(strings_can_be_null=True, column_types=text,
+                                                               null_values=sorted(CSV_NULL_MARKERS)))
+    rows: list[dict] = []
+    for batch in reader:
+        rows += batch.to_pylist()
+        if len(rows) >= limit:
+            break
+    return rows[:limit]
 
 
 def sniff_dialect(head: str):

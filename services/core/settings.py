@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     command_wait_s: float = 10.0
     # Signed webhooks: accepted clock skew of X-Aietl-Timestamp (replays are remembered for twice this).
     webhook_window_s: int = 300
+    # Drafting: a pipeline waiting longer than this for one agent stage is marked failed with the reason
+    # (a cold local model can take minutes per answer); the reflector's watchdog looks every watchdog_s.
+    agent_stage_timeout_s: float = 900.0
+    agent_watchdog_s: float = 30.0
 
     # Executor: runs of different pipelines in parallel (one pipeline's runs always go one at a time, since
     # each starts from the previous one's high-water mark), attempts per run for retryable errors with

@@ -63,6 +63,7 @@ for _command, _method in {
     "RecordQaResult": "record_qa",
     "RecordReflection": "reflect",
     "CompleteDraft": "complete_draft",
+    "FailDrafting": "fail_drafting",
     "DeployPipeline": "deploy",
     "RollbackPipeline": "rollback",
     "PausePipeline": "pause",
@@ -74,6 +75,15 @@ for _command, _method in {
     "CancelRun": "cancel_run",
 }.items():
     HANDLERS[_command] = _calls(_method)
+
+
+@handles("ExpireStage")
+def expire_stage(current: Optional[Pipeline], cmd: Message) -> Pipeline:
+    # The command's own time is "now": replaying it later decides the same way.
+    if current is None:
+        raise PipelineNotFoundError(f"no pipeline {cmd.pipeline_id}")
+    current.expire_stage(**cmd.payload, now=cmd.envelope["occurred_at"], command_id=cmd.message_id)
+    return current
 
 
 def rejection(cmd: Message, code: str, reason: str) -> Message:

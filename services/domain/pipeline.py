@@ -78,6 +78,13 @@ ACCEPTS = {
 
 
 MAX_DESCRIPTION = 4000
+SQL_ARTIFACTS = ("extract_sql", "extract_sql_initial", "transform_sql", "target_ddl", "target_setup_sql")
+# Drafting stages: the pipeline waits for this agent's proposal (named in a timeout's reason).
+WAITS_FOR = {
+    "requested": "planner", "revising": "planner", "planned": "sql-expert", "repairing": "sql-expert",
+    "sql_proposed": "schema-analyst (or python-coder)", "transform_proposed": "schema-analyst",
+    "schema_checked": "qa-validator", "qa_passed": "reflector", "qa_failed": "reflector",
+}
 
 
 def check_description(description: str) -> None:
@@ -129,6 +136,21 @@ class Pipeline(Aggregate):
     def check_stage(self, kind: str) -> None:
         if self.status not in ACCEPTS[kind]:
             raise StageError(f"a {kind} proposal is not accepted while the pipeline is {self.status}")
+
+    def check_drafting(self, stage: str) -> None:
+        """A failure is about the stage the pipeline is in; one about a stage it has left is stale."""
+        if self.status not in WAITS_FOR:
+            raise StageError(f"nothing is being drafted: the pipeline is {self.status}")
+        if stage != self.status:
+            raise StageError(f"the pipeline has moved on from {stage} to {self.status}")
+
+    def check_stage_overdue(self, stage: str, now, timeout_s: float) -> float:
+        """Seconds the pipeline has waited in ``stage``; a StageError while it is still within ``timeout_s``."""
+        self.check_drafting(stage)
+        waited = (now - self.modified_on).total_seconds()
+        if waited < timeout_s:
+            raise StageError(f"{stage} has waited {waited:.0f} s, within its {timeout_s:g} s bound")
+        return waited
 
     def _proposal(self, kind: str, revision: int) -> None:
         self.check_not_deleted()
@@ -186,6 +208,9 @@ class Pipeline(Aggregate):
     def _sql_proposed(self, revision, extract_sql, transform_sql, target_ddl, source_dialect, target_dialect,
                       extract_sql_initial, target_setup_sql, notes, llm, command_id):
         self.status = "sql_proposed"
+        # What the previous round proposed, so a repair that reproduces it can be told apart (reflector).
+        if "extract_sql" in self.current:
+            self.current["previous_sql"] = [self.current.get(k) for k in SQL_ARTIFACTS]
         self.current.update(extract_sql=extract_sql, transform_sql=transform_sql, target_ddl=target_ddl,
                             source_dialect=source_dialect, target_dialect=target_dialect,
                             extract_sql_initial=extract_sql_initial, target_setup_sql=list(target_setup_sql),
@@ -236,6 +261,8 @@ class Pipeline(Aggregate):
     @event("QaFailed")
     def _qa_failed(self, revision, passed, checks_json, findings, dry_run_rows_in, dry_run_rows_out, command_id):
         self.status = "qa_failed"
+        if "findings" in self.current:
+            self.current["previous_findings"] = list(self.current["findings"])
         self.current.update(checks_json=checks_json, findings=list(findings))
         self._seen(command_id)
 
@@ -270,6 +297,29 @@ class Pipeline(Aggregate):
         self.drafts.append({**self.current, "revision": revision, "draft_version": draft_version,
                             "quality_score": quality_score, "checks_passed": list(checks_passed),
                             "passed_qa": passed_qa})
+        self._seen(command_id)
+
+    def fail_drafting(self, revision: int, stage: str, reason: str, command_id: str) -> None:
+        """An agent could not do its stage (e.g. it hit an error): drafting stops with the reason."""
+        self.check_not_deleted()
+        self.check_revision(revision)
+        self.check_drafting(stage)
+        self._drafting_failed(revision=revision, stage=stage, reason=reason or "an agent failed",
+                              command_id=command_id)
+
+    def expire_stage(self, revision: int, stage: str, timeout_s: float, now, command_id: str) -> None:
+        """No agent answered within ``timeout_s``: drafting stops, so no pipeline waits forever."""
+        self.check_not_deleted()
+        self.check_revision(revision)
+        waited = self.check_stage_overdue(stage, now, timeout_s)
+        reason = (f"no answer from the {WAITS_FOR[stage]} within {timeout_s:g} s: the pipeline waited "
+                  f"{waited:.0f} s in {stage}")
+        self._drafting_failed(revision=revision, stage=stage, reason=reason, command_id=command_id)
+
+    @event("DraftingFailed")
+    def _drafting_failed(self, revision, stage, reason, command_id):
+        self.status = "draft_failed"
+        self.current["failure"] = reason
         self._seen(command_id)
 
     # -- user commands -----------------------------------------------------------------------------

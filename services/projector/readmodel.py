@@ -180,6 +180,7 @@ REDUCERS = {
     "QaFailed": _stage("qa_failed", "checks_json", "findings", "dry_run_rows_in", "dry_run_rows_out"),
     "ReflectionIssued": _reflected,
     "DraftCompleted": _draft,
+    "DraftingFailed": _stage("draft_failed", "stage", "reason"),
     "PipelineDeployed": _made_current,
     "PipelineRolledBack": _made_current,
     "PipelinePaused": _lifecycle("paused"),

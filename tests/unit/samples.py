@@ -40,6 +40,10 @@ SAMPLES.update({
     "aietl.pipelines.v1.QaFailed": {**_QA, "passed": False, "findings": ["statement 2 of 2: only one statement"]},
     "aietl.pipelines.v1.RecordReflection": _REFLECT, "aietl.pipelines.v1.ReflectionIssued": _REFLECT,
     "aietl.pipelines.v1.CompleteDraft": _DRAFT,
+    "aietl.pipelines.v1.FailDrafting": {"revision": 1, "stage": "sql_proposed", "reason": "schema-analyst: KeyError"},
+    "aietl.pipelines.v1.ExpireStage": {"revision": 1, "stage": "planned", "timeout_s": 900.0},
+    "aietl.pipelines.v1.DraftingFailed": {"revision": 1, "stage": "planned",
+                                          "reason": "no answer from the sql-expert within 900 s"},
     "aietl.pipelines.v1.DraftCompleted": {**_DRAFT, "draft_version": 1},
     "aietl.llm.v1.CompleteLlmTask": {
         "task": "plan", "requester": "planner", "prompt_version": "plan-v1", "complexity": "medium",

@@ -51,7 +51,9 @@ class DryRunResult:
 
 
 def dry_run(extract_rows: list[dict], transform_sql: str | None, transform_code: str | None,
-            limit: int = 100) -> DryRunResult:
+            limit: int = 100, spec: dict | None = None) -> DryRunResult:
+    """Run the transform over the sample; with ``spec``, the result must also have the spec's shape
+    (its output columns, numeric measures, at most one row per group, top-N)."""
     rows = list(extract_rows[:limit])
     findings = _static_findings(transform_sql, transform_code)
     if has_errors(findings):
@@ -66,7 +68,12 @@ def dry_run(extract_rows: list[dict], transform_sql: str | None, transform_code:
         columns = _columns_of(out)
     if has_errors(findings):
         return _result(rows, [], [], findings)
-    return _result(rows, out, columns, findings + _shape_findings(out, columns))
+    findings += _shape_findings(out, columns)
+    if spec is not None and rows:
+        from services.agents.qa.spec_checks import result_shape_findings
+
+        findings += result_shape_findings(spec, columns, out)
+    return _result(rows, out, columns, findings)
 
 
 def _static_findings(transform_sql: str | None, transform_code: str | None) -> list[Finding]:

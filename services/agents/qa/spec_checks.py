@@ -1,0 +1,630 @@
+"""Checks of a draft against its spec: the artifacts must implement what the spec says (pure functions).
+
+The static SQL rules (``sql_rules``) say whether a statement is safe; these say whether it is *right*:
+every artifact the spec needs is there, the spec's columns exist in the source, the SQL's output columns and
+grain are the spec's (an aggregate groups by its period and dimensions, a merge on ClickHouse replaces by its
+keys), the DDL is the target's own dialect, and a dry run's result has the spec's shape. Dialects always come
+from the spec's engines, never from what a model wrote.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import re
+from typing import Any, Iterable, Optional
+
+from services.agents.qa import Finding
+
+DATABASE_KINDS = ("postgres", "clickhouse", "sqlite")
+# Engine names as people and models spell them -> the one sqlglot dialect name.
+_DIALECT_NAMES = {"postgres": "postgres", "postgresql": "postgres", "pg": "postgres", "psql": "postgres",
+                  "clickhouse": "clickhouse", "ch": "clickhouse", "sqlite": "sqlite", "sqlite3": "sqlite",
+                  "duckdb": "duckdb"}
+_MEASURE_FUNCS = {"sum": "Sum", "count": "Count", "avg": "Avg", "min": "Min", "max": "Max"}
+
+
+def normalise_dialect(name: Any) -> str:
+    """``"ClickHouse"``, ``"postgresql"``, ``" PG "`` -> the sqlglot dialect name; ``""`` when unknown."""
+    return _DIALECT_NAMES.get(str(name or "").strip().lower().replace(" ", ""), "")
+
+
+def spec_dialects(spec: dict) -> tuple[str, str]:
+    """(source dialect, target dialect) of the spec's engines; ``""`` for a side that is not a database."""
+    src = (spec.get("source") or {}).get("kind")
+    dst = (spec.get("target") or {}).get("kind")
+    return (src if src in DATABASE_KINDS else "", dst if dst in DATABASE_KINDS else "")
+
+
+def _err(rule: str, message: str, statement: Optional[str] = None) -> Finding:
+    return Finding(rule, "error", message, statement)
+
+
+def _warn(rule: str, message: str) -> Finding:
+    return Finding(rule, "warning", message)
+
+
+# ---------------------------------------------------------------- what the spec needs
+
+
+def _in_source(spec: dict) -> bool:
+    return (spec.get("source") or {}).get("kind") in DATABASE_KINDS
+
+
+def needs_extract(spec: dict) -> list[str]:
+    """Why a database source needs its own extract SQL (empty: a plain read of the table would do)."""
+    if not _in_source(spec):
+        return []
+    reasons = [k for k in ("filters", "aggregate", "joins", "select", "order_by", "incremental") if spec.get(k)]
+    return reasons + (["limit"] if spec.get("limit") else [])
+
+
+def needs_transform(spec: dict) -> list[str]:
+    """Why the spec needs a DuckDB transform over ``batch``."""
+    reasons = [k for k in ("cleaning", "pii") if spec.get(k)]
+    if (spec.get("transform") or {}).get("sql"):
+        reasons.append("transform.sql")
+    if not _in_source(spec):  # what a database does in the extract, a file or topic does in the transform
+        reasons += [k for k in ("filters", "aggregate", "select", "order_by") if spec.get(k)]
+        reasons += ["limit"] if spec.get("limit") else []
+    return reasons
+
+
+def required_artifacts(spec: dict, cur: dict, source_columns: Optional[list] = None) -> list[Finding]:
+    """A missing artifact the spec needs, or one it must not have, is an error naming the spec's reason."""
+    out: list[Finding] = []
+    why = needs_extract(spec)
+    if why and not (cur.get("extract_sql") or "").strip():
+        out.append(_err("missing-artifact", f"the spec's {', '.join(why)} must run in the source, but the draft has "
+                                            "no extract SQL" + _because(cur)))
+    why = needs_transform(spec)
+    if why and not (cur.get("transform_sql") or "").strip():
+        out.append(_err("missing-artifact", f"the spec's {', '.join(why)} need(s) a transform, but the draft has "
+                                            "no transform SQL" + _because(cur)))
+    if (spec.get("transform") or {}).get("python") and not (cur.get("python_code") or "").strip():
+        out.append(_err("missing-artifact", "the spec has a Python transform but the draft has no code"))
+    if not _in_source(spec) and (cur.get("extract_sql") or "").strip():
+        out.append(_err("unexpected-artifact", f"a {(spec.get('source') or {}).get('kind')} source is read by the "
+                                               "executor, not queried: the draft must not carry extract SQL"))
+    target = spec.get("target") or {}
+    has_ddl = bool((cur.get("target_ddl") or "").strip() or cur.get("target_setup_sql"))
+    if target.get("kind") in DATABASE_KINDS:
+        if not (cur.get("target_ddl") or "").strip() and source_columns:
+            out.append(_err("missing-artifact", f"the {target['kind']} target {target.get('table')} needs a "
+                                                "CREATE TABLE, but the draft has none" + _because(cur)))
+    elif has_ddl:
+        out.append(_err("unexpected-artifact", f"a {target.get('kind')} target has no tables: the draft must not "
+                                               "carry target DDL"))
+    return out
+
+
+def _because(cur: dict) -> str:
+    notes = [n for n in cur.get("sql_notes") or [] if "no SQL could be generated" in n or "rror" in n]
+    return f" ({notes[0]})" if notes else ""
+
+
+# ---------------------------------------------------------------- spec columns vs the real ones
+
+
+def _resolver(source_columns: Iterable):
+    """The compiler's own name resolution (exact, case, plural, ``_id``), so QA accepts what it compiles."""
+    from services.spec_compiler.sqlgen import Columns, SqlGenerationError
+
+    cols = Columns([(str(c[0]), str(c[1]) if len(c) > 1 else "text") for c in source_columns], "postgres")
+
+    def resolve(name: str) -> Optional[str]:
+        try:
+            return cols.resolve(name)
+        except SqlGenerationError:
+            return None
+    return resolve
+
+
+def spec_column_refs(spec: dict) -> list[tuple[str, str]]:
+    """(column, where in the spec) for every source column the spec names."""
+    refs: list[tuple[str, str]] = []
+    for i, f in enumerate(spec.get("filters") or []):
+        refs.append((f.get("column"), f"filters[{i}]"))
+    agg = spec.get("aggregate") or {}
+    if agg.get("time_column"):
+        refs.append((agg["time_column"], "aggregate.time_column"))
+    refs += [(d, "aggregate.dimensions") for d in agg.get("dimensions") or []]
+    refs += [(m["column"], f"aggregate.measures[{m.get('alias')}]") for m in agg.get("measures") or [] if m.get("column")]
+    refs += [(c.get("column"), f"cleaning[{c.get('op')}]") for c in spec.get("cleaning") or [] if c.get("column") != "*"]
+    if spec.get("incremental"):
+        refs.append((spec["incremental"].get("cursor_column"), "incremental.cursor_column"))
+    refs += [(s, "select") for s in spec.get("select") or []]
+    for j in spec.get("joins") or []:
+        refs += [(k, f"joins[{j.get('table')}].on") for k in j.get("on") or []]
+    outputs = set(output_names(spec) or [])
+    refs += [(o.get("column"), "order_by") for o in spec.get("order_by") or [] if o.get("column") not in outputs]
+    return [(c, w) for c, w in refs if c]
+
+
+def _join_alias(join: dict) -> str:
+    return join.get("alias") or str(join.get("table", "")).rsplit(".", 1)[-1]
+
+
+def column_findings(spec: dict, source_columns: Optional[list], join_columns: Optional[dict] = None) -> list[Finding]:
+    """Spec columns that are not among the real source columns (as the schema analyst introspected them)."""
+    if not source_columns:
+        return []  # unknown (an empty topic): nothing to compare with; the schema check says why
+    resolve = _resolver(source_columns)
+    names = sorted(str(c[0]) for c in source_columns)
+    aliases = {_join_alias(j): j for j in spec.get("joins") or []}
+    out = []
+    for column, where in spec_column_refs(spec):
+        if "." in column:
+            alias, name = column.split(".", 1)
+            known = (join_columns or {}).get(alias) or (join_columns or {}).get((aliases.get(alias) or {}).get("table"))
+            if alias not in aliases:
+                out.append(_err("spec-column", f"{where} names {column!r}, but the spec joins no table {alias!r}"))
+            elif known and name not in {str(c[0]) for c in known}:
+                out.append(_err("spec-column", f"{where} names {column!r}: the joined table has no column {name!r}"))
+            continue
+        if resolve(column) is None:
+            out.append(_err("spec-column", f"{where} names column {column!r}, which is not among the source "
+                                           f"columns {names}"))
+    return out
+
+
+# ---------------------------------------------------------------- the spec's output shape and grain
+
+
+def _compiler(name: str):
+    """A function of the spec compiler when it has one (``output_shape``, ``grain``), else None."""
+    import services.spec_compiler as compiler
+
+    return getattr(compiler, name, None)
+
+
+def output_names(spec: dict, source_columns: Optional[list] = None) -> Optional[list[str]]:
+    """The columns the spec's output has, before ``rename``; None when they follow only from the source."""
+    shape = _compiler("output_shape")
+    if shape is not None and source_columns:
+        try:
+            return [c[0] if isinstance(c, (list, tuple)) else str(c) for c in shape(spec, source_columns)]
+        except Exception:  # the compiler refuses the spec: the column check reports why
+            pass
+    agg = spec.get("aggregate")
+    if agg:
+        return ([agg["period"]] if agg.get("period") else []) + list(agg.get("dimensions") or []) + \
+            [m["alias"] for m in agg.get("measures") or []]
+    if spec.get("select"):
+        return [s.split(".", 1)[-1] if "." in s else s for s in spec["select"]]
+    if source_columns:
+        dropped = [p.get("column") for p in spec.get("pii") or [] if p.get("action") == "drop"]
+        import fnmatch
+
+        return [str(c[0]) for c in source_columns
+                if not any(fnmatch.fnmatchcase(str(c[0]).lower(), str(d).lower()) for d in dropped)]
+    return None
+
+
+def grain_columns(spec: dict) -> list[str]:
+    """The source columns an aggregate groups by (its time column and dimensions); empty: one row per row."""
+    grain = _compiler("grain")
+    if grain is not None:
+        try:
+            got = grain(spec)
+            if isinstance(got, (list, tuple)):
+                return [str(g) for g in got]
+        except Exception:
+            pass
+    agg = spec.get("aggregate") or {}
+    return ([agg["time_column"]] if agg.get("period") and agg.get("time_column") else []) + list(agg.get("dimensions") or [])
+
+
+def _accepts(expected: str, got: set[str], spec: dict) -> bool:
+    """An output column is there under its name, the compiler's ``<name>_agg`` or its renamed name."""
+    renamed = (spec.get("rename") or {}).get(expected) or ""
+    return bool({expected.lower(), f"{expected}_agg".lower(), renamed.lower()} & got)
+
+
+def _parse(sql: str, dialect: str):
+    import sqlglot
+
+    probe = sql.replace("%(cursor)s", "{cursor:String}" if dialect == "clickhouse" else "NULL").replace("%%", "%")
+    probe = probe.replace(":cursor", "NULL") if dialect == "sqlite" else probe
+    try:
+        return sqlglot.parse_one(probe, read=dialect or None)
+    except Exception:  # sqlglot's errors; the static rules report the parse error itself
+        return None
+
+
+def _column_names(node) -> set[str]:
+    from sqlglot import exp
+
+    return {c.name.lower() for c in node.find_all(exp.Column)}
+
+
+def _outer_select(tree):
+    from sqlglot import exp
+
+    return tree if isinstance(tree, exp.Select) else None
+
+
+def sql_shape_findings(spec: dict, cur: dict, source_columns: Optional[list] = None) -> list[Finding]:
+    """The extract/transform SQL against the spec: grain, measures, filters, top-N and output columns."""
+    from sqlglot import exp
+
+    src_dialect, _ = spec_dialects(spec)
+    in_source = bool(src_dialect)
+    key, sql, dialect = ("extract_sql", cur.get("extract_sql"), src_dialect) if in_source else \
+        ("transform_sql", cur.get("transform_sql"), "duckdb")
+    if not (sql or "").strip():
+        return []  # required_artifacts says whether it was needed
+    tree = _parse(sql, dialect)
+    if tree is None:
+        return []  # the static rules report the parse error
+    out: list[Finding] = []
+    groups = list(tree.find_all(exp.Group))
+    grouped = set().union(*(_column_names(g) for g in groups)) if groups else set()
+    agg = spec.get("aggregate")
+    if agg:
+        if not groups:
+            out.append(_err("spec-grain", f"the spec aggregates per {', '.join(grain_columns(spec))} but the {key} "
+                                          "has no GROUP BY: it would load one row per source row", sql))
+        else:
+            missing = [c for c in grain_columns(spec) if c.lower() not in grouped]
+            if missing:
+                out.append(_err("spec-grain", f"the {key} does not GROUP BY {missing} as the spec's aggregate does",
+                                sql))
+        out += _measure_findings(spec, tree, key, sql)
+    elif groups and not (spec.get("cleaning") and any(c.get("op") == "dedupe" for c in spec["cleaning"])):
+        out.append(_err("spec-grain", f"the spec has no aggregate but the {key} groups rows (GROUP BY)", sql))
+    if in_source:
+        out += _filter_findings(spec, tree, sql)
+    if spec.get("limit"):
+        out += _limit_findings(spec, cur, dialect)
+    select = _outer_select(tree)
+    if in_source and select is not None:
+        out += _output_column_findings(spec, select, key, sql, source_columns)
+    return out
+
+
+def _measure_findings(spec: dict, tree, key: str, sql: str) -> list[Finding]:
+    from sqlglot import exp
+
+    select = _outer_select(tree)
+    if select is None:
+        return []
+    by_alias = {p.alias_or_name.lower(): p for p in select.expressions}
+    out = []
+    for m in spec["aggregate"].get("measures") or []:
+        node = by_alias.get(m["alias"].lower()) or by_alias.get(f"{m['alias']}_agg".lower())
+        if node is None:
+            continue  # reported by the output column check
+        want = getattr(exp, _MEASURE_FUNCS[m["fn"]])
+        funcs = [f for f in node.find_all(want)]
+        if not funcs:
+            out.append(_err("spec-measure", f"{key} column {m['alias']!r} must be {m['fn']}({m.get('column') or '*'})",
+                            sql))
+        elif m.get("column") and m["column"].lower() not in set().union(*(_column_names(f) for f in funcs)):
+            out.append(_err("spec-measure", f"{key} column {m['alias']!r} must aggregate {m['column']!r}", sql))
+    return out
+
+
+def _filter_findings(spec: dict, tree, sql: str) -> list[Finding]:
+    from sqlglot import exp
+
+    wheres = list(tree.find_all(exp.Where))
+    filtered = set().union(*(_column_names(w) for w in wheres)) if wheres else set()
+    missing = [f["column"] for f in spec.get("filters") or [] if f["column"].split(".")[-1].lower() not in filtered]
+    if missing:
+        return [_err("spec-filter", f"the extract SQL does not filter on {missing} as the spec's filters do", sql)]
+    return []
+
+
+def _limit_findings(spec: dict, cur: dict, src_dialect: str) -> list[Finding]:
+    from sqlglot import exp
+
+    limits = []
+    for sql, dialect in ((cur.get("extract_sql"), src_dialect), (cur.get("transform_sql"), "duckdb")):
+        tree = _parse(sql, dialect) if (sql or "").strip() and dialect else None
+        limits += [lim for lim in tree.find_all(exp.Limit)] if tree is not None else []
+    values = []
+    for lim in limits:
+        try:
+            values.append(int(lim.expression.name))
+        except (AttributeError, ValueError):
+            continue
+    if not any(v <= spec["limit"] for v in values):
+        return [_err("spec-limit", f"the spec keeps the top {spec['limit']} rows but no SQL has LIMIT {spec['limit']}")]
+    return []
+
+
+def _output_column_findings(spec: dict, select, key: str, sql: str, source_columns: Optional[list]) -> list[Finding]:
+    from sqlglot import exp
+
+    if any(isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star))
+           for p in select.expressions):
+        if spec.get("aggregate") or spec.get("select"):
+            return [_err("spec-output", f"the {key} selects every column (*), but the spec's output is "
+                                        f"{output_names(spec, source_columns)}", sql)]
+        return []
+    expected = output_names(spec, source_columns)
+    if not expected:
+        return []
+    got = {p.alias_or_name.lower() for p in select.expressions}
+    missing = [c for c in expected if not _accepts(c, got, spec)]
+    if missing:
+        return [_err("spec-output", f"the {key} does not output the spec's column(s) {missing}; it outputs "
+                                    f"{sorted(got)}", sql)]
+    return []
+
+
+# ---------------------------------------------------------------- target DDL
+
+
+def ddl_findings(spec: dict, cur: dict) -> list[Finding]:
+    """The CREATE TABLE in the target's own dialect: its types, its engine for the load mode, its columns."""
+    ddl = (cur.get("target_ddl") or "").strip()
+    _, dialect = spec_dialects(spec)
+    if not ddl or not dialect:
+        return []
+    out: list[Finding] = []
+    if dialect == "clickhouse":
+        for name, type_text in clickhouse_column_types(ddl):
+            problem = clickhouse_type_problem(type_text)
+            if problem:
+                out.append(_err("ddl-dialect", f"column {name!r}: {problem}", ddl))
+    tree = _parse(ddl, dialect)
+    if tree is None:
+        return out
+    out += _engine_findings(spec, tree, ddl, dialect)
+    return out
+
+
+def _engine_findings(spec: dict, tree, ddl: str, dialect: str) -> list[Finding]:
+    from sqlglot import exp
+
+    target = spec.get("target") or {}
+    keys = [k.lower() for k in target.get("keys") or []]
+    merge = target.get("load_mode") == "merge"
+    if dialect == "clickhouse":
+        engine = next((p.this for p in tree.find_all(exp.EngineProperty)), None)
+        engine_name = (engine.name if isinstance(engine, exp.Expression) else str(engine or "")) or ""
+        order = next((o for o in tree.find_all(exp.Order)), None)
+        order_cols = [c.name.lower() for c in order.find_all(exp.Column)] if order is not None else []
+        replacing = "replacing" in engine_name.lower()
+        if merge and not replacing:
+            return [_err("ddl-engine", f"a merge load on {keys} needs ENGINE = ReplacingMergeTree ORDER BY "
+                                       f"({', '.join(keys)}); the DDL has {engine_name or 'no engine'}", ddl)]
+        if merge and set(order_cols) != set(keys):
+            return [_err("ddl-engine", f"a ReplacingMergeTree collapses rows by its ORDER BY, which must be the merge "
+                                       f"keys {keys}; the DDL orders by {order_cols or 'nothing'}", ddl)]
+        if not merge and replacing:
+            return [_err("ddl-engine", f"an {target.get('load_mode', 'append')} load into a {engine_name} would "
+                                       "collapse rows that share its ORDER BY key; use MergeTree", ddl)]
+        return []
+    if merge:
+        declared = set()
+        for node in list(tree.find_all(exp.PrimaryKey)) + list(tree.find_all(exp.UniqueColumnConstraint)):
+            declared |= _column_names(node) | {i.name.lower() for i in node.find_all(exp.Identifier)}
+        for col in tree.find_all(exp.ColumnDef):
+            if any(isinstance(c.kind, (exp.PrimaryKeyColumnConstraint, exp.UniqueColumnConstraint))
+                   for c in col.constraints):
+                declared.add(col.name.lower())
+        if not set(keys) <= declared:
+            return [_err("ddl-engine", f"a merge load on {keys} needs PRIMARY KEY ({', '.join(keys)}) or a UNIQUE "
+                                       "constraint on them (upserts conflict on it)", ddl)]
+    return []
+
+
+def ddl_output_findings(spec: dict, ddl_columns: list, output_columns: Iterable[str]) -> list[Finding]:
+    """The output columns a load writes must all be columns of the table the DDL creates."""
+    declared = {str(c[0]).lower() for c in ddl_columns or []}
+    if not declared:
+        return []
+    missing = [c for c in output_columns if not _accepts(c, declared, spec)]
+    if missing:
+        return [_err("ddl-columns", f"the target DDL has no column(s) {missing} for the output; it declares "
+                                    f"{sorted(declared)}")]
+    return []
+
+
+# ClickHouse type families (current and 18.16 spell them like this; the names are case-sensitive).
+_CH_FAMILIES = frozenset("""Int8 Int16 Int32 Int64 Int128 Int256 UInt8 UInt16 UInt32 UInt64 UInt128 UInt256 Float32
+Float64 BFloat16 Decimal Decimal32 Decimal64 Decimal128 Decimal256 String FixedString UUID Date Date32 DateTime
+DateTime64 Enum Enum8 Enum16 Array Tuple Map Nested Nullable LowCardinality IPv4 IPv6 Bool JSON Object Nothing
+Point Ring Polygon MultiPolygon LineString MultiLineString SimpleAggregateFunction AggregateFunction Variant Dynamic
+Time Time64 IntervalSecond IntervalMinute IntervalHour IntervalDay IntervalWeek IntervalMonth IntervalQuarter
+IntervalYear""".split())
+# SQL-standard aliases current ClickHouse accepts case-insensitively (a single word each).
+_CH_ALIASES = frozenset("""tinyint smallint int integer bigint int1 int2 int4 int8 float double real varchar char text
+blob bytea boolean bool timestamp decimal numeric dec binary varbinary longtext mediumtext tinytext""".split())
+_CH_ONE_TYPE = {"Nullable", "LowCardinality", "Array"}
+_CH_TYPES = {"Tuple", "Map", "Variant"}
+_CH_NAMED_TYPES = {"Nested"}
+_TOKEN = re.compile(r"\s*(`[^`]*`|\"[^\"]*\"|'(?:[^'\\]|\\.)*'|[A-Za-z_][A-Za-z0-9_]*|-?\d+(?:\.\d+)?|[(),=])")
+
+
+def _tokens(text: str) -> Optional[list[str]]:
+    out, pos, text = [], 0, text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m:
+            return None
+        out.append(m.group(1))
+        pos = m.end()
+    return out
+
+
+def clickhouse_type_problem(type_text: str) -> Optional[str]:
+    """Why ``type_text`` is not a ClickHouse column type (None when it is one)."""
+    toks = _tokens(type_text)
+    if not toks:
+        return f"{type_text!r} is not a ClickHouse type"
+    try:
+        end = _ch_type(toks, 0)
+    except IndexError:
+        return f"{type_text!r} is not a ClickHouse type: it ends early"
+    except ValueError as exc:
+        return f"{type_text!r} is not a ClickHouse type: {exc}"
+    if end != len(toks):
+        return f"{type_text!r} is not a ClickHouse type: {' '.join(toks[end:])!r} after {' '.join(toks[:end])!r}"
+    return None
+
+
+def _ch_type(toks: list[str], i: int) -> int:
+    """Parse one type from ``toks[i]``; return the index after it."""
+    name = toks[i]
+    if name not in _CH_FAMILIES and name.lower() not in _CH_ALIASES:
+        raise ValueError(f"unknown type family {name!r}")
+    i += 1
+    if i >= len(toks) or toks[i] != "(":
+        if name in _CH_ONE_TYPE | _CH_TYPES | _CH_NAMED_TYPES | {"FixedString", "Enum8", "Enum16", "Enum"}:
+            raise ValueError(f"{name} needs arguments")
+        return i
+    i += 1
+    while True:
+        if name in _CH_ONE_TYPE | _CH_TYPES | _CH_NAMED_TYPES:
+            named = name in _CH_NAMED_TYPES or (name == "Tuple" and toks[i + 1] not in ("(", ",", ")"))
+            i = _ch_type(toks, i + 1 if named else i)  # Tuple(a String, ...) and Nested name their elements
+        elif name in ("AggregateFunction", "SimpleAggregateFunction"):
+            i = _ch_balanced(toks, i)
+        else:  # literal parameters: precision, scale, length, time zone, enum values
+            if not re.fullmatch(r"-?\d+(\.\d+)?|'.*'", toks[i], re.S):
+                raise ValueError(f"{name} takes literal parameters, not {toks[i]!r}")
+            i += 1
+            if toks[i] == "=":
+                i += 2
+        if toks[i] == ")":
+            return i + 1
+        if toks[i] != ",":
+            raise ValueError(f"expected ',' or ')' in {name}(...), got {toks[i]!r}")
+        i += 1
+        if name == "Nullable" or name == "LowCardinality" or name == "Array":
+            raise ValueError(f"{name} takes one type")
+
+
+def _ch_balanced(toks: list[str], i: int) -> int:
+    """Skip an argument of an aggregate-function type (a function name or a type) up to its comma."""
+    depth = 0
+    while i < len(toks):
+        if toks[i] == "(":
+            depth += 1
+        elif toks[i] == ")":
+            if depth == 0:
+                return i
+            depth -= 1
+        elif toks[i] == "," and depth == 0:
+            return i
+        i += 1
+    raise ValueError("unbalanced parentheses")
+
+
+_COLUMN_TAIL = re.compile(r"\s+(DEFAULT|MATERIALIZED|ALIAS|EPHEMERAL|CODEC|COMMENT|TTL|NOT\s+NULL|NULL|PRIMARY\s+KEY)\b.*$",
+                          re.I | re.S)
+_NOT_A_COLUMN = re.compile(r"^(INDEX|PROJECTION|CONSTRAINT|PRIMARY\s+KEY)\b", re.I)
+
+
+def clickhouse_column_types(ddl: str) -> list[tuple[str, str]]:
+    """(column, type as written) of a ClickHouse CREATE TABLE, read from the text: sqlglot would accept and
+    rewrite a foreign type (``TIMESTAMP WITHOUT TIME ZONE`` becomes ``DateTime``)."""
+    body = _column_list(ddl)
+    out = []
+    for item in _split_top_level(body or ""):
+        item = item.strip()
+        if not item or _NOT_A_COLUMN.match(item):
+            continue
+        m = re.match(r"(`[^`]+`|\"[^\"]+\"|[A-Za-z_][A-Za-z0-9_.]*)\s+(.*)$", item, re.S)
+        if not m:
+            out.append((item, ""))
+            continue
+        out.append((m.group(1).strip('`"'), _COLUMN_TAIL.sub("", m.group(2)).strip()))
+    return out
+
+
+def _top_level(text: str, start: int = 0):
+    """(index, character, depth) of each character outside quotes, depth counted in parentheses."""
+    depth, quote = 0, None
+    for i in range(start, len(text)):
+        ch = text[i]
+        if quote:
+            quote = None if ch == quote else quote
+            continue
+        if ch in "'`\"":
+            quote = ch
+            continue
+        depth += (ch == "(") - (ch == ")")
+        yield i, ch, depth
+
+
+def _column_list(ddl: str) -> Optional[str]:
+    start = ddl.find("(")
+    if start < 0:
+        return None
+    for i, ch, depth in _top_level(ddl, start):
+        if ch == ")" and depth == 0:
+            return ddl[start + 1:i]
+    return None
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, last = [], 0
+    for i, ch, depth in _top_level(text):
+        if ch == "," and depth == 0:
+            parts.append(text[last:i])
+            last = i + 1
+    return parts + [text[last:]]
+
+
+# ---------------------------------------------------------------- the dry run's result
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, decimal.Decimal)) and not isinstance(v, bool)
+
+
+def result_shape_findings(spec: dict, columns: list[str], rows: list[dict], *, source_ran_sql: bool = True
+                          ) -> list[Finding]:
+    """A dry run's output against the spec: its columns, measure types, at most one row per group, top-N."""
+    out: list[Finding] = []
+    got = {c.lower() for c in columns}
+    expected = output_names(spec)
+    if expected and columns:
+        missing = [c for c in expected if not _accepts(c, got, spec)]
+        if missing:
+            out.append(_err("result-shape", f"the sample's result has no column(s) {missing} the spec outputs; it "
+                                            f"has {list(columns)}"))
+    agg = spec.get("aggregate")
+    if agg and rows and not out:
+        out += _aggregate_result_findings(spec, columns, rows)
+    if spec.get("limit") and len(rows) > spec["limit"]:
+        out.append(_err("result-shape", f"the spec keeps the top {spec['limit']} rows; the sample's result has "
+                                        f"{len(rows)}"))
+    return out
+
+
+def _find(columns: list[str], name: str, spec: dict) -> Optional[str]:
+    renamed = (spec.get("rename") or {}).get(name)
+    by_lower = {c.lower(): c for c in columns}
+    for cand in (name, f"{name}_agg", renamed or ""):
+        if cand.lower() in by_lower:
+            return by_lower[cand.lower()]
+    return None
+
+
+def _aggregate_result_findings(spec: dict, columns: list[str], rows: list[dict]) -> list[Finding]:
+    agg = spec["aggregate"]
+    out: list[Finding] = []
+    group_cols = [_find(columns, c, spec) for c in ([agg["period"]] if agg.get("period") else []) +
+                  list(agg.get("dimensions") or [])]
+    groups = {tuple(r.get(c) for c in group_cols if c) for r in rows}
+    if len(groups) < len(rows):
+        out.append(_err("result-grain", f"the sample's result has {len(rows)} rows for {len(groups)} group(s) of "
+                                        f"{[c for c in group_cols if c]}: an aggregate yields one row per group"))
+    for m in agg.get("measures") or []:
+        col = _find(columns, m["alias"], spec)
+        bad = [r.get(col) for r in rows if col and r.get(col) is not None and not _is_number(r.get(col))]
+        if bad:
+            out.append(_err("result-type", f"measure {m['alias']!r} ({m['fn']}) must be a number; the sample has "
+                                           f"{bad[0]!r} ({type(bad[0]).__name__})"))
+    period = _find(columns, agg["period"], spec) if agg.get("period") else None
+    bad = [r.get(period) for r in rows if period and r.get(period) is not None
+           and not isinstance(r.get(period), (dt.date, dt.datetime))]
+    if bad:
+        out.append(_err("result-type", f"period column {period!r} must be a date or timestamp; the sample has "
+                                       f"{bad[0]!r}"))
+    return out
