@@ -41,6 +41,14 @@ def needs_python(spec: dict) -> bool:
     return bool(transform.get("python"))
 
 
+def join_columns(lookup, tenant_id: str, spec: dict) -> dict:
+    """Each joined table's columns, looked up like the source's (the joins live in its connection)."""
+    if lookup is None:
+        return {}
+    return {j["table"]: lookup(tenant_id, {**spec, "source": {**spec["source"], "table": j["table"], "query": None}})
+            for j in spec.get("joins") or []}
+
+
 def cause_of(reply: Message, context: dict) -> Message:
     """A proposal made on a reply counts as caused by the event that triggered the request, so its
     command id derives from that event and a redelivered reply cannot apply twice."""

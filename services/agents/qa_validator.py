@@ -9,7 +9,7 @@ import asyncio
 import json
 from typing import Optional
 
-from services.agents.common import current_spec
+from services.agents.common import current_spec, join_columns
 from services.agents.qa import Finding, has_errors
 from services.agents.runtime import AgentContext, AgentSpec
 from services.core.messages import Message
@@ -23,7 +23,8 @@ def _target_table(spec: dict) -> str:
     return str(target.get("table") or target.get("path") or target.get("topic") or "")
 
 
-def static_checks(spec: dict, cur: dict, source_columns: Optional[list] = None) -> list[tuple[str, list[Finding]]]:
+def static_checks(spec: dict, cur: dict, source_columns: Optional[list] = None,
+                  join_columns: Optional[dict] = None) -> list[tuple[str, list[Finding]]]:
     from services.agents.qa import spec_checks as sc
     from services.agents.qa.python_rules import check_transform_code
     from services.agents.qa.sql_rules import check_source_sql, check_target_sql, check_transform_sql
@@ -40,9 +41,9 @@ def static_checks(spec: dict, cur: dict, source_columns: Optional[list] = None) 
         out.append(("transform_sql", check_transform_sql(cur["transform_sql"])))
     if cur.get("python_code"):
         out.append(("python", check_transform_code(cur["python_code"])))
-    out.append(("spec_columns", sc.column_findings(spec, source_columns)))
-    shape = sc.sql_shape_findings(spec, cur, source_columns) + sc.ddl_findings(spec, cur)
-    expected = sc.output_names(spec, source_columns)
+    out.append(("spec_columns", sc.column_findings(spec, source_columns, join_columns)))
+    shape = sc.sql_shape_findings(spec, cur, source_columns, join_columns) + sc.ddl_findings(spec, cur)
+    expected = sc.output_names(spec, source_columns, join_columns)
     if expected and dst_dialect:
         shape += sc.ddl_output_findings(spec, json.loads(cur.get("target_columns_json") or "[]"), expected)
     out.append(("spec_shape", shape))
@@ -58,10 +59,14 @@ def _check(name: str, findings: list[Finding]) -> dict:
 def build(sources) -> AgentSpec:
     async def on_schema(ctx: AgentContext, event: Message, pipeline: Pipeline) -> None:
         from services.agents.qa.dry_run import dry_run
+        from services.agents.qa.store_rules import check_platform_stores
 
         spec, cur = current_spec(pipeline), pipeline.current
         source_columns = json.loads(cur.get("source_columns_json") or "[]")
-        checks = [_check(name, f) for name, f in await asyncio.to_thread(static_checks, spec, cur, source_columns)]
+        joined = await asyncio.to_thread(join_columns, sources.columns_or_none, pipeline.tenant_id, spec)
+        found = await asyncio.to_thread(static_checks, spec, cur, source_columns, joined)
+        checks = [_check(name, f) for name, f in found]
+        checks.append(_check("platform_stores", check_platform_stores(spec, cur, ctx.settings)))
         from services.agents.schema_analyst import WARNING
 
         issues = [i for i in event.payload.get("issues") or [] if not i.startswith(WARNING)]
@@ -73,7 +78,8 @@ def build(sources) -> AgentSpec:
             try:
                 rows = await asyncio.to_thread(sources.sample, pipeline.tenant_id, spec, cur, SAMPLE_ROWS)
                 result = await asyncio.to_thread(dry_run, rows, cur.get("transform_sql"), cur.get("python_code"),
-                                                 SAMPLE_ROWS, spec=spec)
+                                                 SAMPLE_ROWS, spec=spec, source_columns=source_columns,
+                                                 join_columns=joined)
                 rows_in, rows_out = result.rows_in, result.rows_out
                 checks.append(_check("dry_run", result.findings) if has_errors(result.findings) or not result.ok
                               else {"name": "dry_run", "passed": True, "warnings": [],

@@ -9,7 +9,8 @@ import asyncio
 from typing import Callable, Optional
 
 from services.agents import prompts
-from services.agents.common import ESCALATE_TO_COMPILED, AgentReplyError, cause_of, current_spec, reply_output, usage
+from services.agents.common import (ESCALATE_TO_COMPILED, AgentReplyError, cause_of, current_spec, join_columns,
+                                    reply_output, usage)
 from services.agents.qa.spec_checks import spec_dialects
 from services.agents.runtime import AgentContext, AgentSpec
 from services.core.messages import Message
@@ -18,13 +19,16 @@ from services.domain.pipeline import Pipeline
 ColumnsLookup = Callable[[str, dict], Optional[list]]
 
 
-def compiled_sql(spec: dict, columns: Optional[list]) -> dict:
+def _pairs(columns: Optional[list]) -> Optional[list[tuple[str, str]]]:
+    return [(str(c[0]), str(c[1])) for c in columns] if columns else None
+
+
+def compiled_sql(spec: dict, columns: Optional[list], joined: Optional[dict] = None) -> dict:
     """The SQL the spec compiles to, or no SQL and the compiler's reason (e.g. a column the source lacks)."""
     from services.spec_compiler import generate_sql
 
-    pairs = [(str(c[0]), str(c[1])) for c in columns] if columns else None
     try:
-        return generate_sql(spec, pairs)
+        return generate_sql(spec, _pairs(columns), {t: _pairs(c) for t, c in (joined or {}).items()} or None)
     except Exception as exc:  # the compiler validates the spec against the columns; its reason is the finding
         return {"error": f"no SQL could be generated: the spec does not compile: {type(exc).__name__}: {exc}"}
 
@@ -50,20 +54,17 @@ def build(source_columns: Optional[ColumnsLookup] = None) -> AgentSpec:
     async def on_plan(ctx: AgentContext, event: Message, pipeline: Pipeline) -> None:
         spec = current_spec(pipeline)
         columns = await asyncio.to_thread(source_columns, pipeline.tenant_id, spec) if source_columns else None
+        joined = await asyncio.to_thread(join_columns, source_columns, pipeline.tenant_id, spec)
         instructions = list(pipeline.current.get("instructions") or []) if pipeline.repair_round else []
         if ESCALATE_TO_COMPILED in instructions:
-            out = await asyncio.to_thread(compiled_sql, spec, columns)
+            out = await asyncio.to_thread(compiled_sql, spec, columns, joined)
             out["notes"] = list(out.get("notes") or []) + ["compiled from the spec: the repair did not converge"]
             await ctx.propose(event, "RecordSql", sql_proposal(spec, out, pipeline.revision, None))
             return
         await ctx.ask(event, pipeline, task="sql", prompt_version=prompts.SQL_VERSION,
                       messages=prompts.sql_messages(spec, columns, instructions),
                       input={"spec": spec, "source_columns": columns, "instructions": instructions,
-                             # each joined table's columns, looked up like the source's (same connection)
-                             "join_columns": {j["table"]: await asyncio.to_thread(
-                                 source_columns, pipeline.tenant_id,
-                                 {**spec, "source": {**spec["source"], "table": j["table"], "query": None}})
-                                 for j in spec.get("joins") or []} if source_columns else {}},
+                             "join_columns": joined},
                       complexity="high" if spec.get("transform") else "medium",
                       repair_round=pipeline.repair_round)
 

@@ -51,7 +51,8 @@ class DryRunResult:
 
 
 def dry_run(extract_rows: list[dict], transform_sql: str | None, transform_code: str | None,
-            limit: int = 100, spec: dict | None = None) -> DryRunResult:
+            limit: int = 100, spec: dict | None = None, source_columns: list | None = None,
+            join_columns: dict | None = None) -> DryRunResult:
     """Run the transform over the sample; with ``spec``, the result must also have the spec's shape
     (its output columns, numeric measures, at most one row per group, top-N)."""
     rows = list(extract_rows[:limit])
@@ -72,7 +73,7 @@ def dry_run(extract_rows: list[dict], transform_sql: str | None, transform_code:
     if spec is not None and rows:
         from services.agents.qa.spec_checks import result_shape_findings
 
-        findings += result_shape_findings(spec, columns, out)
+        findings += result_shape_findings(spec, columns, out, source_columns, join_columns)
     return _result(rows, out, columns, findings)
 
 

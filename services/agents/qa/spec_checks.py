@@ -105,22 +105,22 @@ def _because(cur: dict) -> str:
 # ---------------------------------------------------------------- spec columns vs the real ones
 
 
-def _resolver(source_columns: Iterable):
-    """The compiler's own name resolution (exact, case, plural, ``_id``), so QA accepts what it compiles."""
-    from services.spec_compiler.sqlgen import Columns, SqlGenerationError
+def _pairs(columns: Optional[list]) -> Optional[list[tuple[str, str]]]:
+    return [(str(c[0]), str(c[1]) if len(c) > 1 else "text") for c in columns] if columns else None
 
-    cols = Columns([(str(c[0]), str(c[1]) if len(c) > 1 else "text") for c in source_columns], "postgres")
 
-    def resolve(name: str) -> Optional[str]:
-        try:
-            return cols.resolve(name)
-        except SqlGenerationError:
-            return None
-    return resolve
+def _scope(spec: dict, source_columns: Optional[list], join_columns: Optional[dict] = None):
+    """The compiler's own view of the row (source plus joins) and its name resolution (exact, case, plural,
+    ``_id``, ``alias.col``), so QA accepts exactly what the compiler compiles."""
+    from services.domain.spec import PipelineSpec
+    from services.spec_compiler.scope import Scope
+
+    joined = {t: _pairs(c) for t, c in (join_columns or {}).items()} or None
+    return Scope(PipelineSpec.model_validate(spec), _pairs(source_columns), joined)
 
 
 def spec_column_refs(spec: dict) -> list[tuple[str, str]]:
-    """(column, where in the spec) for every source column the spec names."""
+    """(column, where in the spec) for every source (or joined) column the spec names."""
     refs: list[tuple[str, str]] = []
     for i, f in enumerate(spec.get("filters") or []):
         refs.append((f.get("column"), f"filters[{i}]"))
@@ -135,89 +135,66 @@ def spec_column_refs(spec: dict) -> list[tuple[str, str]]:
     refs += [(s, "select") for s in spec.get("select") or []]
     for j in spec.get("joins") or []:
         refs += [(k, f"joins[{j.get('table')}].on") for k in j.get("on") or []]
-    outputs = set(output_names(spec) or [])
+    outputs = {m.get("alias") for m in agg.get("measures") or []} | ({agg.get("period")} if agg.get("period") else set())
     refs += [(o.get("column"), "order_by") for o in spec.get("order_by") or [] if o.get("column") not in outputs]
     return [(c, w) for c, w in refs if c]
 
 
-def _join_alias(join: dict) -> str:
-    return join.get("alias") or str(join.get("table", "")).rsplit(".", 1)[-1]
-
-
 def column_findings(spec: dict, source_columns: Optional[list], join_columns: Optional[dict] = None) -> list[Finding]:
     """Spec columns that are not among the real source columns (as the schema analyst introspected them)."""
+    from services.spec_compiler import SqlGenerationError
+
     if not source_columns:
         return []  # unknown (an empty topic): nothing to compare with; the schema check says why
-    resolve = _resolver(source_columns)
-    names = sorted(str(c[0]) for c in source_columns)
-    aliases = {_join_alias(j): j for j in spec.get("joins") or []}
+    try:
+        scope = _scope(spec, source_columns, join_columns)
+    except (SqlGenerationError, ValueError) as exc:
+        return [_err("spec-column", f"the spec's columns do not fit the source: {exc}")]
     out = []
     for column, where in spec_column_refs(spec):
-        if "." in column:
-            alias, name = column.split(".", 1)
-            known = (join_columns or {}).get(alias) or (join_columns or {}).get((aliases.get(alias) or {}).get("table"))
-            if alias not in aliases:
-                out.append(_err("spec-column", f"{where} names {column!r}, but the spec joins no table {alias!r}"))
-            elif known and name not in {str(c[0]) for c in known}:
-                out.append(_err("spec-column", f"{where} names {column!r}: the joined table has no column {name!r}"))
-            continue
-        if resolve(column) is None:
-            out.append(_err("spec-column", f"{where} names column {column!r}, which is not among the source "
-                                           f"columns {names}"))
+        if where.startswith("joins[") and ".on" in where:
+            continue  # join keys are checked by the compiler with the joined table's columns
+        try:
+            scope.resolve(column)
+        except SqlGenerationError as exc:
+            out.append(_err("spec-column", f"{where} names {column!r}: {exc}"))
     return out
 
 
 # ---------------------------------------------------------------- the spec's output shape and grain
 
 
-def _compiler(name: str):
-    """A function of the spec compiler when it has one (``output_shape``, ``grain``), else None."""
-    import services.spec_compiler as compiler
+def output_names(spec: dict, source_columns: Optional[list] = None, join_columns: Optional[dict] = None
+                 ) -> Optional[list[str]]:
+    """The columns one output row has, as the target names them (after ``rename``, less dropped PII);
+    None when they follow from columns nobody knows."""
+    from services.spec_compiler import output_shape
 
-    return getattr(compiler, name, None)
-
-
-def output_names(spec: dict, source_columns: Optional[list] = None) -> Optional[list[str]]:
-    """The columns the spec's output has, before ``rename``; None when they follow only from the source."""
-    shape = _compiler("output_shape")
-    if shape is not None and source_columns:
-        try:
-            return [c[0] if isinstance(c, (list, tuple)) else str(c) for c in shape(spec, source_columns)]
-        except Exception:  # the compiler refuses the spec: the column check reports why
-            pass
-    agg = spec.get("aggregate")
-    if agg:
-        return ([agg["period"]] if agg.get("period") else []) + list(agg.get("dimensions") or []) + \
-            [m["alias"] for m in agg.get("measures") or []]
-    if spec.get("select"):
-        return [s.split(".", 1)[-1] if "." in s else s for s in spec["select"]]
-    if source_columns:
-        dropped = [p.get("column") for p in spec.get("pii") or [] if p.get("action") == "drop"]
-        import fnmatch
-
-        return [str(c[0]) for c in source_columns
-                if not any(fnmatch.fnmatchcase(str(c[0]).lower(), str(d).lower()) for d in dropped)]
+    try:
+        shape = output_shape(spec, _pairs(source_columns), join_columns) if source_columns else None
+    except Exception:  # the spec names a column the source lacks: column_findings reports it
+        shape = None
+    if shape is not None:
+        return [name for name, _ in shape]
+    agg, rename = spec.get("aggregate"), spec.get("rename") or {}
+    if agg:  # its names follow from the spec alone
+        names = ([agg["period"]] if agg.get("period") else []) + [d.split(".")[-1] for d in agg.get("dimensions") or []]
+        return [rename.get(n, n) for n in names + [m["alias"] for m in agg.get("measures") or []]]
     return None
 
 
-def grain_columns(spec: dict) -> list[str]:
-    """The source columns an aggregate groups by (its time column and dimensions); empty: one row per row."""
-    grain = _compiler("grain")
-    if grain is not None:
-        try:
-            got = grain(spec)
-            if isinstance(got, (list, tuple)):
-                return [str(g) for g in got]
-        except Exception:
-            pass
+def grain_sources(spec: dict) -> list[str]:
+    """The source columns an aggregate groups by (its time column and dimensions), as a GROUP BY names them."""
     agg = spec.get("aggregate") or {}
-    return ([agg["time_column"]] if agg.get("period") and agg.get("time_column") else []) + list(agg.get("dimensions") or [])
+    cols = ([agg["time_column"]] if agg.get("period") and agg.get("time_column") else []) + list(agg.get("dimensions") or [])
+    return [c.split(".")[-1] for c in cols]
 
 
 def _accepts(expected: str, got: set[str], spec: dict) -> bool:
-    """An output column is there under its name, the compiler's ``<name>_agg`` or its renamed name."""
-    renamed = (spec.get("rename") or {}).get(expected) or ""
-    return bool({expected.lower(), f"{expected}_agg".lower(), renamed.lower()} & got)
+    """An output column is there under its target name, the compiler's ``<name>_agg`` or its name before
+    ``rename`` (an extract may leave the renaming to the transform)."""
+    before = {old.lower() for old, new in (spec.get("rename") or {}).items() if new == expected}
+    return bool(({expected.lower(), f"{expected}_agg".lower()} | before) & got)
 
 
 def _parse(sql: str, dialect: str):
@@ -243,7 +220,8 @@ def _outer_select(tree):
     return tree if isinstance(tree, exp.Select) else None
 
 
-def sql_shape_findings(spec: dict, cur: dict, source_columns: Optional[list] = None) -> list[Finding]:
+def sql_shape_findings(spec: dict, cur: dict, source_columns: Optional[list] = None,
+                       join_columns: Optional[dict] = None) -> list[Finding]:
     """The extract/transform SQL against the spec: grain, measures, filters, top-N and output columns."""
     from sqlglot import exp
 
@@ -262,10 +240,10 @@ def sql_shape_findings(spec: dict, cur: dict, source_columns: Optional[list] = N
     agg = spec.get("aggregate")
     if agg:
         if not groups:
-            out.append(_err("spec-grain", f"the spec aggregates per {', '.join(grain_columns(spec))} but the {key} "
+            out.append(_err("spec-grain", f"the spec aggregates per {', '.join(grain_sources(spec))} but the {key} "
                                           "has no GROUP BY: it would load one row per source row", sql))
         else:
-            missing = [c for c in grain_columns(spec) if c.lower() not in grouped]
+            missing = [c for c in grain_sources(spec) if c.lower() not in grouped]
             if missing:
                 out.append(_err("spec-grain", f"the {key} does not GROUP BY {missing} as the spec's aggregate does",
                                 sql))
@@ -278,7 +256,7 @@ def sql_shape_findings(spec: dict, cur: dict, source_columns: Optional[list] = N
         out += _limit_findings(spec, cur, dialect)
     select = _outer_select(tree)
     if in_source and select is not None:
-        out += _output_column_findings(spec, select, key, sql, source_columns)
+        out += _output_column_findings(spec, select, key, sql, output_names(spec, source_columns, join_columns))
     return out
 
 
@@ -333,16 +311,15 @@ def _limit_findings(spec: dict, cur: dict, src_dialect: str) -> list[Finding]:
     return []
 
 
-def _output_column_findings(spec: dict, select, key: str, sql: str, source_columns: Optional[list]) -> list[Finding]:
+def _output_column_findings(spec: dict, select, key: str, sql: str, expected: Optional[list[str]]) -> list[Finding]:
     from sqlglot import exp
 
     if any(isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star))
            for p in select.expressions):
         if spec.get("aggregate") or spec.get("select"):
             return [_err("spec-output", f"the {key} selects every column (*), but the spec's output is "
-                                        f"{output_names(spec, source_columns)}", sql)]
+                                        f"{expected}", sql)]
         return []
-    expected = output_names(spec, source_columns)
     if not expected:
         return []
     got = {p.alias_or_name.lower() for p in select.expressions}
@@ -577,20 +554,57 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, decimal.Decimal)) and not isinstance(v, bool)
 
 
-def result_shape_findings(spec: dict, columns: list[str], rows: list[dict], *, source_ran_sql: bool = True
-                          ) -> list[Finding]:
-    """A dry run's output against the spec: its columns, measure types, at most one row per group, top-N."""
+_NUMERIC = {"int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64", "decimal"}
+
+
+def _expected_shape(spec: dict, source_columns: Optional[list], join_columns: Optional[dict]) -> Optional[list]:
+    from services.spec_compiler import output_shape
+
+    try:
+        return output_shape(spec, _pairs(source_columns), join_columns) if source_columns else None
+    except Exception:  # a column the source lacks: column_findings reports it
+        return None
+
+
+def _value_problem(value: Any, canon) -> Optional[str]:
+    """Why a result value does not fit the column's type (numbers read as text are the usual one)."""
+    if value is None or canon is None:
+        return None
+    if canon.kind in _NUMERIC and not _is_number(value):
+        return "a number"
+    if canon.kind in ("date", "timestamp") and not isinstance(value, (dt.date, dt.datetime)):
+        return "a date or timestamp"
+    return None
+
+
+def result_shape_findings(spec: dict, columns: list[str], rows: list[dict], source_columns: Optional[list] = None,
+                          join_columns: Optional[dict] = None) -> list[Finding]:
+    """A dry run's output against the spec: its columns and their types, at most one row per group, top-N.
+
+    A hand-written transform (SQL or Python) may reshape freely; then only the grain and the top-N hold."""
     out: list[Finding] = []
+    hand_written = bool((spec.get("transform") or {}).get("sql") or (spec.get("transform") or {}).get("python"))
+    shape = None if hand_written else _expected_shape(spec, source_columns, join_columns)
+    expected = [n for n, _ in shape] if shape else (None if hand_written else output_names(spec))
     got = {c.lower() for c in columns}
-    expected = output_names(spec)
     if expected and columns:
         missing = [c for c in expected if not _accepts(c, got, spec)]
-        if missing:
-            out.append(_err("result-shape", f"the sample's result has no column(s) {missing} the spec outputs; it "
-                                            f"has {list(columns)}"))
-    agg = spec.get("aggregate")
-    if agg and rows and not out:
-        out += _aggregate_result_findings(spec, columns, rows)
+        extra = [c for c in columns if shape and c.lower() not in {e.lower() for e in expected}]
+        if missing or extra:
+            out.append(_err("result-shape", f"the sample's result has columns {list(columns)}; the spec's output is "
+                                            f"{expected}" + (f" (missing {missing})" if missing else "")
+                                            + (f" (not in the spec: {extra})" if extra else "")))
+    if out or not rows:
+        return out
+    for name, canon in shape or []:
+        col = _find(columns, name, spec)
+        bad = next((r.get(col) for r in rows if col and _value_problem(r.get(col), canon)), None)
+        if bad is not None:
+            out.append(_err("result-type", f"column {name!r} must be {_value_problem(bad, canon)} ({canon.kind}); the "
+                                           f"sample's result has {bad!r} ({type(bad).__name__})"))
+    out += _grain_findings(spec, columns, rows, source_columns)
+    if spec.get("aggregate") and not shape:
+        out += _measure_value_findings(spec, columns, rows)
     if spec.get("limit") and len(rows) > spec["limit"]:
         out.append(_err("result-shape", f"the spec keeps the top {spec['limit']} rows; the sample's result has "
                                         f"{len(rows)}"))
@@ -598,33 +612,47 @@ def result_shape_findings(spec: dict, columns: list[str], rows: list[dict], *, s
 
 
 def _find(columns: list[str], name: str, spec: dict) -> Optional[str]:
-    renamed = (spec.get("rename") or {}).get(name)
     by_lower = {c.lower(): c for c in columns}
-    for cand in (name, f"{name}_agg", renamed or ""):
+    before = [old for old, new in (spec.get("rename") or {}).items() if new == name]
+    for cand in [name, f"{name}_agg", (spec.get("rename") or {}).get(name, ""), *before]:
         if cand.lower() in by_lower:
             return by_lower[cand.lower()]
     return None
 
 
-def _aggregate_result_findings(spec: dict, columns: list[str], rows: list[dict]) -> list[Finding]:
+def _grain_findings(spec: dict, columns: list[str], rows: list[dict], source_columns: Optional[list]) -> list[Finding]:
+    """An aggregate (or a dedupe) yields at most one row per value of its grain."""
+    from services.spec_compiler import grain
+
+    try:
+        keys = grain(spec, _pairs(source_columns))
+    except Exception:
+        keys = None
+    if not keys:
+        return []
+    if keys == ["*"]:
+        group_cols = list(columns)
+    else:
+        group_cols = [c for c in (_find(columns, k, spec) for k in keys) if c]
+        if len(group_cols) < len(keys):
+            return [_err("result-grain", f"the sample's result lacks the grain column(s) {keys}; it has {list(columns)}")]
+    groups = {tuple(repr(r.get(c)) for c in group_cols) for r in rows}
+    if len(groups) < len(rows):
+        return [_err("result-grain", f"the sample's result has {len(rows)} rows for {len(groups)} value(s) of "
+                                     f"{group_cols}: the spec yields one row per value")]
+    return []
+
+
+def _measure_value_findings(spec: dict, columns: list[str], rows: list[dict]) -> list[Finding]:
+    """Without the source's types: measures must still be numbers and a period a date."""
     agg = spec["aggregate"]
     out: list[Finding] = []
-    group_cols = [_find(columns, c, spec) for c in ([agg["period"]] if agg.get("period") else []) +
-                  list(agg.get("dimensions") or [])]
-    groups = {tuple(r.get(c) for c in group_cols if c) for r in rows}
-    if len(groups) < len(rows):
-        out.append(_err("result-grain", f"the sample's result has {len(rows)} rows for {len(groups)} group(s) of "
-                                        f"{[c for c in group_cols if c]}: an aggregate yields one row per group"))
-    for m in agg.get("measures") or []:
-        col = _find(columns, m["alias"], spec)
-        bad = [r.get(col) for r in rows if col and r.get(col) is not None and not _is_number(r.get(col))]
-        if bad:
-            out.append(_err("result-type", f"measure {m['alias']!r} ({m['fn']}) must be a number; the sample has "
-                                           f"{bad[0]!r} ({type(bad[0]).__name__})"))
-    period = _find(columns, agg["period"], spec) if agg.get("period") else None
-    bad = [r.get(period) for r in rows if period and r.get(period) is not None
-           and not isinstance(r.get(period), (dt.date, dt.datetime))]
-    if bad:
-        out.append(_err("result-type", f"period column {period!r} must be a date or timestamp; the sample has "
-                                       f"{bad[0]!r}"))
+    wanted = [(m["alias"], "a number", _is_number) for m in agg.get("measures") or []]
+    if agg.get("period"):
+        wanted.append((agg["period"], "a date or timestamp", lambda v: isinstance(v, (dt.date, dt.datetime))))
+    for name, what, ok in wanted:
+        col = _find(columns, name, spec)
+        bad = next((r.get(col) for r in rows if col and r.get(col) is not None and not ok(r.get(col))), None)
+        if bad is not None:
+            out.append(_err("result-type", f"column {name!r} must be {what}; the sample's result has {bad!r}"))
     return out
