@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from gateway_api import problems
 from gateway_api.kafka_producer import AsyncProducer
 from gateway_api.middleware import JsonBodyByDefault
-from gateway_api.routers import connections, health, hooks, lifecycle, llm, pipelines, runs
+from gateway_api.routers import catalog, connections, health, hooks, lifecycle, llm, pipelines, runs
 from services.core.avro import AvroCodec
 from services.core.messages import Message
 from services.core.settings import Settings
@@ -66,4 +66,5 @@ def create_app(settings: Settings, codec: Optional[AvroCodec] = None) -> FastAPI
     app.include_router(hooks.router)
     app.include_router(llm.router)
     app.include_router(connections.router)
+    app.include_router(catalog.router)
     return app

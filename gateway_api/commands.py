@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from gateway_api.models import CreatePipelineRequest, ReviseRequest
+from gateway_api.models import AnswerRequest, CreatePipelineRequest, ReviseRequest
 from services.core.messages import Message, new_envelope
 
 CREATE_PIPELINE = "aietl.pipelines.v1.CreatePipeline"
@@ -20,7 +20,13 @@ def create_pipeline(req: CreatePipelineRequest, *, tenant_id: str, actor: str) -
 
 def revise_pipeline(pipeline_id: str, req: ReviseRequest, *, tenant_id: str, actor: str) -> Message:
     env = new_envelope(REVISE_PIPELINE, tenant_id=tenant_id, actor=actor, pipeline_id=pipeline_id)
-    return Message(REVISE_PIPELINE, env, {"instructions": req.instructions})
+    return Message(REVISE_PIPELINE, env, {"instructions": req.instructions, "slot": None})
+
+
+def answer_pipeline(pipeline_id: str, req: AnswerRequest, slot: str, *, tenant_id: str, actor: str) -> Message:
+    """An answer is a revision that fills one slot of the open question (RevisePipeline with ``slot``)."""
+    env = new_envelope(REVISE_PIPELINE, tenant_id=tenant_id, actor=actor, pipeline_id=pipeline_id)
+    return Message(REVISE_PIPELINE, env, {"instructions": req.answer, "slot": slot})
 
 
 def pipeline_command(short_name: str, pipeline_id: str, payload: dict, *, tenant_id: str, actor: str) -> Message:

@@ -55,6 +55,24 @@ class ReviseRequest(BaseModel):
         return v
 
 
+class AnswerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"answer": "shop.order_items"}, {"answer": "ignore it", "slot": "unrecognized:pls"}]})
+
+    answer: str = Field(..., min_length=1, max_length=MAX_DESCRIPTION,
+                        description="The answer to the pipeline's open question, in English or Russian.")
+    slot: Optional[str] = Field(None, min_length=1, max_length=200,
+                                description="Which of the question's `missing` slots this answers; the "
+                                            "first one when omitted.")
+
+    @field_validator("answer")
+    @classmethod
+    def not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("answer must not be blank")
+        return v
+
+
 class DeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"version": 2}]})
 

@@ -5,8 +5,8 @@ import json
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from gateway_api import commands, sse
-from gateway_api.models import Accepted, CreatePipelineRequest, ReviseRequest
+from gateway_api import commands, outcomes, sse
+from gateway_api.models import Accepted, AnswerRequest, CreatePipelineRequest, ReviseRequest
 from gateway_api.artifacts import artifact_names
 from gateway_api.lookups import check_uuid, pipeline_state
 from gateway_api.outcomes import pipeline_links
@@ -70,6 +70,28 @@ async def revise_pipeline(pipeline_id: str, body: ReviseRequest, request: Reques
     await deps.send_command(cmd)
     return JSONResponse(Accepted(pipeline_id=cmd.pipeline_id, command_id=cmd.message_id,
                                  links=pipeline_links(cmd.pipeline_id)).model_dump(), status_code=202)
+
+
+@router.post("/{pipeline_id}/answer", summary="Answer the pipeline's open question: fills the slot it named",
+             responses={200: {"description": "Accepted: a new revision reads the request with the answer"},
+                        202: {"description": "Sent; the verdict did not arrive in time"}, 404: NOT_FOUND,
+                        409: {"description": "No open question, or not one of its slots",
+                              "content": {PROBLEM_JSON: {}}}})
+async def answer_pipeline(pipeline_id: str, body: AnswerRequest, request: Request):
+    deps = request.app.state.deps
+    state = await _state(request, pipeline_id)
+    if state["status"] != "needs_clarification":
+        raise Problem(409, "No open question", f"the pipeline is {state['status']}; only a pipeline waiting for "
+                      "clarification can be answered (use /revise to change a draft)", error_code="not_asked")
+    # Without a slot the answer fills the first one the question named; "question" when it named none.
+    slot = body.slot or next(iter(state.get("missing") or []), "question")
+    cmd = commands.answer_pipeline(state["pipeline_id"], body, slot, tenant_id=deps.settings.tenant_id,
+                                   actor="user:anonymous")
+    ev = await outcomes.send_and_wait(deps, cmd)
+    if ev is None:
+        return JSONResponse(outcomes.pending(cmd), status_code=202)
+    outcomes.raise_if_rejected(ev)
+    return JSONResponse({**outcomes.applied(cmd, ev), "slot": slot})
 
 
 @router.get("/{pipeline_id}/versions", summary="The numbered draft versions of a pipeline",

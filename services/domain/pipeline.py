@@ -59,6 +59,12 @@ class PipelineDeletedError(PipelineError):
     code = "pipeline_deleted"
 
 
+class AnswerError(PipelineError):
+    """An answer to a question that is not open (or names a slot the question did not ask for)."""
+
+    code = "not_asked"
+
+
 class RunNotFoundError(PipelineError):
     code = "run_not_found"
 
@@ -119,6 +125,9 @@ class Pipeline(Aggregate):
         self.deployed_version: Optional[int] = None
         self.deployed_history: list[int] = []
         self.runs: dict[str, dict] = {}  # run id -> {version, trigger_kind, slot}
+        self.open_slots: list[str] = []  # what the last clarification asked for (its `missing`)
+        self.instructions: list[str] = []  # the instructions the open clarification was about
+        self.answers: list[dict] = []  # every answer so far: {"slot", "text"}; the planner applies them all
 
     @classmethod
     def request(cls, pipeline_id: UUID, tenant_id: str, description: str, name: Optional[str],
@@ -182,7 +191,9 @@ class Pipeline(Aggregate):
     @event("ClarificationRequested")
     def _clarification_requested(self, revision, question, missing, llm, command_id):
         self.status = "needs_clarification"
+        self.instructions = self.current.get("instructions") or []  # what the answer's revision keeps
         self.current = {"question": question}
+        self.open_slots = list(missing)
         self._seen(command_id)
 
     def refuse(self, revision: int, reason: str, llm: Optional[dict], command_id: str) -> None:
@@ -323,18 +334,33 @@ class Pipeline(Aggregate):
         self._seen(command_id)
 
     # -- user commands -----------------------------------------------------------------------------
-    def revise(self, instructions: str, command_id: str) -> None:
+    def revise(self, instructions: str, command_id: str, slot: Optional[str] = None) -> None:
+        """New instructions, or (with ``slot``) the answer to the open clarification's question."""
         self.check_not_deleted()
         check_description(instructions)
         self.check_stage("revise")
-        self._revision_requested(revision=self.revision + 1, instructions=instructions, command_id=command_id)
+        if slot is not None:
+            self.check_answerable(slot)
+        self._revision_requested(revision=self.revision + 1, instructions=instructions, slot=slot,
+                                 command_id=command_id)
+
+    def check_answerable(self, slot: str) -> None:
+        if self.status != "needs_clarification":
+            raise AnswerError(f"there is no open question to answer: the pipeline is {self.status}")
+        if self.open_slots and slot not in self.open_slots:
+            raise AnswerError(f"the open question asks for {', '.join(self.open_slots)}, not {slot}")
 
     @event("RevisionRequested")
-    def _revision_requested(self, revision, instructions, command_id):
+    def _revision_requested(self, revision, instructions, slot, command_id):
         self.status = "revising"
         self.revision = revision
         self.repair_round = 0
-        self.current = {"instructions": [instructions]}
+        if slot is None:
+            self.current = {"instructions": [instructions]}
+        else:  # an answer keeps the instructions being answered; the planner reads it from `answers`
+            self.answers = [a for a in self.answers if a["slot"] != slot] + [{"slot": slot, "text": instructions}]
+            self.current = {"instructions": list(self.instructions), "answer": slot}
+        self.open_slots = []
         self._seen(command_id)
 
     # -- lifecycle -----------------------------------------------------------------------------------

@@ -28,8 +28,9 @@ _REFLECT = {"revision": 1, "round": 1, "instructions": ["quote the column name"]
 _DRAFT = {"revision": 1, "quality_score": 0.93, "checks_passed": ["parse", "read_only", "dry_run"], "passed_qa": True}
 
 SAMPLES.update({
-    "aietl.pipelines.v1.RevisePipeline": {"instructions": "only orders from RU"},
-    "aietl.pipelines.v1.RevisionRequested": {"revision": 2, "instructions": "only orders from RU"},
+    "aietl.pipelines.v1.RevisePipeline": {"instructions": "only orders from RU", "slot": None},
+    "aietl.pipelines.v1.RevisionRequested": {"revision": 2, "instructions": "only orders from RU",
+                                             "slot": "source.table"},
     "aietl.pipelines.v1.RecordPlan": _PLAN, "aietl.pipelines.v1.PlanProposed": _PLAN,
     "aietl.pipelines.v1.RecordClarification": _CLARIFY, "aietl.pipelines.v1.ClarificationRequested": _CLARIFY,
     "aietl.pipelines.v1.RecordRefusal": _REFUSE, "aietl.pipelines.v1.RequestRefused": _REFUSE,
