@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 AIETL  := $(VENV)/bin/aietl
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-unit stop down status bench clean
+.PHONY: install run test test-unit stop down status bench eval clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or PYTHON=...)"; exit 1; }
@@ -46,6 +46,12 @@ down: install
 bench: install
 	$(AIETL) up
 	$(PY) -m bench
+
+## eval: the acceptance corpus through the real system (HTTP in, rows out) -> docs/EVAL.md; not part of `make test`
+## (EVAL_ARGS: e.g. --only c-agg,join or --provider-chain @providers.json; see --help)
+eval: install
+	$(AIETL) up
+	$(PY) -m tests.acceptance.run_eval --out docs/EVAL.md $(EVAL_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -17,9 +17,13 @@ _COPY_CHUNK = 1 << 16
 
 
 def _copy_file(cur, schema: str, table: str, path: Path) -> None:
-    cols = ", ".join(name for name, _ in shopdata.TABLES[table])
+    copy_csv(cur, f"{schema}.{table}", [name for name, _ in shopdata.TABLES[table]], path)
+
+
+def copy_csv(cur, table_ref: str, columns: list[str], path: Path) -> None:
+    """COPY a CSV file with a header into ``table_ref`` (also used by the clinic data set)."""
     # Explicit column list: the CSV header is skipped (HEADER true), so file order must match this.
-    stmt = f"COPY {schema}.{table} ({cols}) FROM STDIN WITH (FORMAT csv, HEADER true)"
+    stmt = f"COPY {table_ref} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, HEADER true)"
     with path.open("rb") as f, cur.copy(stmt) as copy:
         while chunk := f.read(_COPY_CHUNK):
             copy.write(chunk)
