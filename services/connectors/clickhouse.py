@@ -11,7 +11,9 @@ from services.connectors.introspect import Column, TableNotFound
 from services.connectors.registry import Connection
 
 SYSTEM_DATABASES = ("system", "INFORMATION_SCHEMA", "information_schema")
-READONLY = {"readonly": 1}
+# Introspection and QA samples are small: bounded in time, rows and bytes (dry runs with small caps).
+READONLY = {"max_execution_time": 30, "max_result_rows": 100_000, "max_result_bytes": 256 << 20,
+            "result_overflow_mode": "throw", "readonly": 1}
 UNKNOWN_TABLE_CODES = (60, 81)  # UNKNOWN_TABLE, UNKNOWN_DATABASE
 
 

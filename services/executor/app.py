@@ -250,6 +250,7 @@ class Executor:
         from services.executor.plan import run_pipeline
 
         spec = Deployment(run.pipeline_id, run.tenant_id, run.version, artifacts).spec
+        self._check_stores(run, spec, artifacts)
 
         def on_report(report) -> None:
             crash_point(self.settings, "executor.after_batch_write")
@@ -267,6 +268,13 @@ class Executor:
 
         return run_pipeline(spec, artifacts, self.registry, run.tenant_id, run_id=run.run_id, params=run.params,
                             cursor=cursor, batch_rows=self.settings.executor_batch_rows, on_report=on_report)
+
+    def _check_stores(self, run: RunRecord, spec: dict, artifacts: dict) -> None:
+        """Defence in depth next to QA: the platform's own stores are never a source or target."""
+        from services.connectors.guards import PlatformStores, check_pipeline_stores
+
+        check_pipeline_stores(spec, artifacts, PlatformStores.of(self.settings),
+                              lambda kind, name: self.registry.resolve(run.tenant_id, kind=kind, name=name))
 
     # -- streaming pipelines -------------------------------------------------------------------------
     def sync_streams(self) -> None:
@@ -314,6 +322,7 @@ class Executor:
         runner = StreamRunner(self.settings, deployment, self.registry, run_id=run.run_id,
                               events=_StreamEvents(self, run), stop=stop, first_batch_no=first)
         try:
+            await asyncio.to_thread(self._check_stores, run, deployment.spec, deployment.artifacts)
             await asyncio.to_thread(runner.run)
         except Exception as exc:  # noqa: BLE001 - the runner retries what can be retried itself
             self._broken_streams.add((run.pipeline_id, run.version))

@@ -11,6 +11,7 @@ import json
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -21,10 +22,30 @@ class ReaderError(Exception):
     """A source that cannot be read as asked (missing file, unknown format, bad page)."""
 
 
-def _tracked(batches: Iterator, stats: ReadStats) -> Iterator:
+class ReadLimitExceeded(ReaderError):
+    """A read went past the platform's caps (rows, bytes or time): generated SQL must not run unbounded."""
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Caps on one read the executor makes; the server enforces the time (statement_timeout,
+    max_execution_time), rows and bytes are counted here too, whatever the source."""
+
+    timeout_s: int = 3600
+    max_rows: int = 200_000_000
+    max_bytes: int = 64 << 30
+
+
+RUN_LIMITS = ReadLimits()
+
+
+def _tracked(batches: Iterator, stats: ReadStats, limits: ReadLimits = RUN_LIMITS) -> Iterator:
     for batch in batches:
         if batch.num_rows:
             stats.track(batch)
+            if stats.rows > limits.max_rows or stats.bytes > limits.max_bytes:
+                raise ReadLimitExceeded(f"the read passed the cap of {limits.max_rows:,} rows / "
+                                        f"{limits.max_bytes:,} bytes per run")
             yield batch
 
 
@@ -38,7 +59,7 @@ _NUMERIC_OID = 1700
 
 
 def read_postgres(conn, sql: str, params: Optional[dict] = None, *, batch_rows: int = DEFAULT_BATCH_ROWS,
-                  stats: Optional[ReadStats] = None) -> Iterator:
+                  stats: Optional[ReadStats] = None, limits: ReadLimits = RUN_LIMITS) -> Iterator:
     """A named (server-side) cursor fetched ``batch_rows`` at a time: the server keeps the result set.
 
     psycopg's typing gives exact values (Decimal, datetime); the Arrow schema comes from the column OIDs so
@@ -50,10 +71,12 @@ def read_postgres(conn, sql: str, params: Optional[dict] = None, *, batch_rows: 
     db = pg_connect(conn)
     try:
         with db.transaction():
+            # Each statement of the read (DECLARE, every FETCH) is bounded; READ ONLY comes from pg_connect.
+            db.execute(f"SET LOCAL statement_timeout = {int(limits.timeout_s * 1000)}")
             cur = db.cursor(name=f"aietl_{uuid.uuid4().hex[:12]}")
             cur.itersize = batch_rows
             cur.execute(sql, params or None)
-            yield from _tracked(_pg_batches(cur, batch_rows), stats)
+            yield from _tracked(_pg_batches(cur, batch_rows), stats, limits)
     finally:
         db.close()
 
@@ -115,21 +138,28 @@ def decimal_array(values: list, precision: Optional[int] = None, scale: Optional
 # ---------------------------------------------------------------- ClickHouse
 
 def read_clickhouse(conn, sql: str, params: Optional[dict] = None, *, batch_rows: int = DEFAULT_BATCH_ROWS,
-                    stats: Optional[ReadStats] = None) -> Iterator:
-    """``execute_iter`` streams rows block by block (``max_block_size`` = batch_rows); read-only settings."""
+                    stats: Optional[ReadStats] = None, limits: ReadLimits = RUN_LIMITS) -> Iterator:
+    """``execute_iter`` streams rows block by block (``max_block_size`` = batch_rows); read-only settings and
+    the caps as server settings (the source SQL may not carry a SETTINGS clause to lift them)."""
     from services.connectors.clickhouse import native_client
 
     stats = stats if stats is not None else ReadStats()
     client = native_client(conn)
     try:
         rows = client.execute_iter(sql, params or None, with_column_types=True,
-                                   settings={"max_block_size": batch_rows, "readonly": 2})
+                                   settings={"max_block_size": batch_rows, "readonly": 2,
+                                             **clickhouse_read_settings(limits)})
         types = next(rows, None)
         if types is None:
             return
-        yield from _tracked(_ch_batches(rows, types, batch_rows), stats)
+        yield from _tracked(_ch_batches(rows, types, batch_rows), stats, limits)
     finally:
         client.disconnect()
+
+
+def clickhouse_read_settings(limits: ReadLimits) -> dict:
+    return {"max_execution_time": int(limits.timeout_s), "max_result_rows": int(limits.max_rows),
+            "max_result_bytes": int(limits.max_bytes), "result_overflow_mode": "throw"}
 
 
 def _ch_batches(rows: Iterator, types: list, batch_rows: int) -> Iterator:
@@ -158,16 +188,18 @@ def ch_arrow_type(ch_type: str):
 # ---------------------------------------------------------------- SQLite
 
 def read_sqlite(conn, sql: str, params: Optional[dict] = None, *, batch_rows: int = DEFAULT_BATCH_ROWS,
-                stats: Optional[ReadStats] = None) -> Iterator:
-    """sqlite3 cursor in chunks; the database is opened read-only."""
+                stats: Optional[ReadStats] = None, limits: ReadLimits = RUN_LIMITS) -> Iterator:
+    """sqlite3 cursor in chunks; the database is opened read-only; a progress handler ends it at the cap."""
     from services.connectors.files import sqlite_path
 
     stats = stats if stats is not None else ReadStats()
     db = sqlite_path(conn)
+    deadline = time.monotonic() + limits.timeout_s
+    db.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)  # non-zero aborts the statement
     try:
         cur = db.execute(sql, params or {})
         names = [d[0] for d in cur.description]
-        yield from _tracked(_sqlite_batches(cur, names, batch_rows), stats)
+        yield from _tracked(_sqlite_batches(cur, names, batch_rows), stats, limits)
     finally:
         db.close()
 

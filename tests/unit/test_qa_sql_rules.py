@@ -216,9 +216,9 @@ def test_target_data_modifying_cte_rejected():
     assert "DELETE on shop.orders inside CTE d" in f.message
 
 
-def test_target_create_or_replace_is_a_warning():
+def test_target_create_or_replace_is_refused():
     findings = check_target_sql("CREATE OR REPLACE TABLE shop.orders (id INT)", "duckdb", "shop.orders")
-    assert not has_errors(findings)
+    assert has_errors(findings)
     assert [f.rule for f in findings] == ["target-replace"]
 
 

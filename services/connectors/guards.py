@@ -1,0 +1,167 @@
+"""The platform's own stores are never a pipeline's source or target (docs/SECURITY.md, "Platform stores").
+
+Whatever a connection says, a pipeline may not read or write:
+
+- PostgreSQL: the schema ``aietl_meta`` (connection registry, exactly-once bookkeeping) nor the system
+  catalogs (``pg_*``, ``information_schema``), on any server: the writers keep ``aietl_meta`` in every
+  PostgreSQL target too;
+- ClickHouse: the platform's database (``settings.clickhouse_database``), ``system``, and the writers'
+  bookkeeping tables (``aietl_loaded_batches``, ``aietl_batch_intents``) in any database;
+- Kafka: every topic under the platform's topic prefix, any topic named like a topology topic of another
+  deployment on the broker (``<prefix>pipelines.events.v1``, its ``.dlq``), Faust's internal topics and
+  Kafka's own (``__consumer_offsets``);
+- Redis: no connection kind reaches it (an HTTP connection to its port is the SSRF rule's business).
+
+Names are matched regardless of host: ``localhost``, ``127.0.0.1`` and a DNS alias are the same server,
+and the platform cannot prove they are not. One rule, :func:`check_pipeline_stores`, is called by the
+qa-validator (services/agents/qa/store_rules.py) and again by the executor before every run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Optional
+
+from services.connectors.registry import SCHEMA as PLATFORM_PG_SCHEMA
+
+PG_SYSTEM_SCHEMAS = frozenset({"pg_catalog", "information_schema", "pg_toast"})
+CH_SYSTEM_DATABASES = frozenset({"system", "information_schema"})
+KAFKA_INTERNAL_MARKERS = ("__assignor", "-__leader")  # Faust's per-app internal topics
+
+Resolve = Callable[[str, Optional[str]], object]  # (kind, connection name) -> Connection
+
+
+class PlatformStoreError(ValueError):
+    """A pipeline names one of the platform's own stores as its source or target."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class PlatformStores:
+    """What belongs to this deployment; built from its settings."""
+
+    topic_prefix: str
+    clickhouse_database: str
+    postgres_schema: str = PLATFORM_PG_SCHEMA
+
+    @classmethod
+    def of(cls, settings) -> "PlatformStores":
+        return cls(topic_prefix=settings.topic_prefix, clickhouse_database=settings.clickhouse_database)
+
+
+def check_pipeline_stores(spec: dict, artifacts: Optional[dict], stores: PlatformStores,
+                          resolve: Optional[Resolve] = None) -> None:
+    """Raises PlatformStoreError naming every platform store the spec or its SQL reads or writes."""
+    problems = platform_store_problems(spec, artifacts, stores, resolve)
+    if problems:
+        raise PlatformStoreError(problems)
+
+
+def platform_store_problems(spec: dict, artifacts: Optional[dict], stores: PlatformStores,
+                            resolve: Optional[Resolve] = None) -> list[str]:
+    if hasattr(spec, "model_dump"):
+        spec = spec.model_dump()
+    artifacts = artifacts or {}
+    source, target = spec.get("source") or {}, spec.get("target") or {}
+    trigger = spec.get("trigger") or {}
+    problems: list[str] = []
+    for role, end in (("source", source), ("target", target)):
+        problems += _endpoint_problems(role, end, stores, resolve)
+    if trigger.get("kind") == "kafka" and trigger.get("topic"):
+        problems += _topic_problems("trigger", trigger["topic"], stores)
+    sql = [("source", source, q) for q in (artifacts.get("extract_sql"), artifacts.get("extract_sql_initial"),
+                                           source.get("query")) if q]
+    sql += [("target", target, q) for q in [*(artifacts.get("target_setup_sql") or []), artifacts.get("target_ddl")]
+            if q]
+    for role, end, text in sql:
+        problems += _sql_problems(role, end, text, stores, resolve)
+    return list(dict.fromkeys(problems))
+
+
+# ---------------------------------------------------------------- per store
+
+
+def _endpoint_problems(role: str, end: dict, stores: PlatformStores, resolve: Optional[Resolve]) -> list[str]:
+    kind = end.get("kind")
+    if kind == "kafka" and end.get("topic"):
+        return _topic_problems(role, end["topic"], stores)
+    if kind in ("postgres", "clickhouse") and end.get("table"):
+        parts = tuple(p.strip('"`').lower() for p in str(end["table"]).split("."))
+        return _table_problems(role, kind, parts, stores, _default_database(end, resolve))
+    return []
+
+
+def _topic_problems(role: str, topic: str, stores: PlatformStores) -> list[str]:
+    if topic.startswith(stores.topic_prefix):
+        why = f"is under the platform's topic prefix {stores.topic_prefix!r}"
+    elif topic.startswith("__") or any(m in topic for m in KAFKA_INTERNAL_MARKERS):
+        why = "is an internal topic of Kafka or of the platform's stream processors"
+    elif any(topic == t or topic.endswith("." + t) for t in _topology_topics()):
+        why = "is named like a platform topic (another deployment's log)"
+    else:
+        return []
+    return [f"the {role} Kafka topic {topic!r} {why}: the platform's own topics are never a pipeline's {role}"]
+
+
+def _table_problems(role: str, kind: str, parts: tuple[str, ...], stores: PlatformStores,
+                    default_db: str) -> list[str]:
+    name = ".".join(parts)
+    if kind == "postgres":
+        schema = parts[-2] if len(parts) > 1 else ""
+        if schema == stores.postgres_schema.lower():
+            return [f"the {role} table {name} is in {stores.postgres_schema}, the platform's own schema "
+                    "(connections, bookkeeping): never a pipeline's " + role]
+        if schema in PG_SYSTEM_SCHEMAS or schema.startswith("pg_") or (not schema and parts[-1].startswith("pg_")):
+            return [f"the {role} table {name} is a PostgreSQL system catalog: never a pipeline's {role}"]
+        return []
+    database = parts[-2] if len(parts) > 1 else default_db.lower()
+    if database == stores.clickhouse_database.lower():
+        return [f"the {role} table {name} is in {stores.clickhouse_database}, the platform's own ClickHouse "
+                f"database: never a pipeline's {role}"]
+    if database in CH_SYSTEM_DATABASES:
+        return [f"the {role} table {name} is in the ClickHouse system database: never a pipeline's {role}"]
+    if parts[-1] in _clickhouse_bookkeeping() or parts[-1].endswith("__staging"):
+        return [f"the {role} table {name} is the executor's bookkeeping: never a pipeline's {role}"]
+    return []
+
+
+def _sql_problems(role: str, end: dict, sql: str, stores: PlatformStores, resolve: Optional[Resolve]) -> list[str]:
+    from services.agents.qa.sql_rules import DIALECTS, referenced_tables
+
+    kind = end.get("kind")
+    if kind not in ("postgres", "clickhouse") or kind not in DIALECTS:
+        return []
+    out: list[str] = []
+    for parts in referenced_tables(sql, DIALECTS[kind]):
+        out += _table_problems(f"{role} SQL's", kind, parts, stores, _default_database(end, resolve))
+    return out
+
+
+def _default_database(end: dict, resolve: Optional[Resolve]) -> str:
+    """The database a bare ClickHouse table name lands in: the connection's ``database``, else default."""
+    if end.get("kind") != "clickhouse" or resolve is None:
+        return "default"
+    try:
+        conn = resolve(end["kind"], end.get("connection"))
+    except Exception:  # noqa: BLE001 - an unresolvable connection fails the run on its own
+        return "default"
+    return str(conn.param("database", "default") or "default")
+
+
+@lru_cache(maxsize=1)
+def _topology_topics() -> tuple[str, ...]:
+    from topology.model import load_topology
+
+    return tuple(load_topology().all_topics())
+
+
+def _clickhouse_bookkeeping() -> frozenset[str]:
+    from services.executor.writers import CH_BOOKKEEPING, CH_INTENTS
+
+    return frozenset({CH_BOOKKEEPING, CH_INTENTS})
+
+
+__all__ = ["PlatformStoreError", "PlatformStores", "check_pipeline_stores", "platform_store_problems"]
