@@ -1,8 +1,8 @@
 """reflector: a failed QA round in, repair instructions out (at most 3 rounds); a passed one, a draft.
 
 A repair round that reproduces the previous round's SQL or findings will not converge: the reflector
-escalates once to the SQL compiled from the spec (the SQL expert compiles it without a model), and when
-that is what failed, or it fails the same way, it ends the draft as failed with the findings as the reason.
+escalates once to the SQL compiled from the spec (the SQL expert compiles it without a model); when that is
+what failed already, or the compiled SQL fails too, it ends the draft as failed, the findings saying why.
 
 It is also the drafting watchdog: a pipeline waiting in a drafting stage longer than
 ``agent_stage_timeout_s`` gets ``ExpireStage``, which the aggregate applies only when it is overdue.
@@ -67,9 +67,11 @@ def build() -> AgentSpec:
             return
         findings = list(event.payload.get("findings") or [])
         cur, spec = pipeline.current, current_spec(pipeline)
+        if pipeline.repair_round and ESCALATE_TO_COMPILED in (cur.get("instructions") or []):
+            await complete(ctx, event, pipeline, False)  # the spec's own SQL fails: no repair can help
+            return
         if pipeline.repair_round and repeats_previous_round(cur, findings):
-            escalated = ESCALATE_TO_COMPILED in (cur.get("instructions") or [])
-            if escalated or is_compiled(spec, cur):
+            if is_compiled(spec, cur):
                 await complete(ctx, event, pipeline, False)  # nothing left that could change the outcome
                 return
             await ctx.propose(event, "RecordReflection", {

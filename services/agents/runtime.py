@@ -199,19 +199,12 @@ def build_agent_app(settings: Settings, codec: AvroCodec, agent: AgentSpec):
     return app
 
 
-def _injected_fault(settings: Settings, agent: AgentSpec) -> None:
-    """Test hook: ``fault_point = "<agent>.raise"`` makes that agent's handlers raise (tests/e2e)."""
-    if settings.fault_point == f"{agent.name}.raise":
-        raise RuntimeError(f"injected fault in {agent.name}")
-
-
 async def _guarded(ctx: "AgentContext", handler, args: tuple, msg: Message, cause: Message,
                    pipeline: Pipeline) -> None:
     """A handler that raises must not stop the agent, nor leave the pipeline waiting for an answer that
     will never come: the error becomes the pipeline's failure (``FailDrafting``) when it is drafting."""
     agent = ctx.agent
     try:
-        _injected_fault(ctx.settings, agent)
         await handler(*args)
     except Exception as exc:
         log.exception("%s failed on %s %s: %s", agent.name, msg.short_name, msg.message_id, exc)
