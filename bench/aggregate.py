@@ -147,7 +147,8 @@ def raw_loop(settings, codec, source: str, target: str, n: int, timeout: float) 
     from services.core.messages import Message
     from services.domain.commands import apply_command
 
-    c = consumer(settings, group_id=f"{settings.topic_prefix}bench-raw-{uuid.uuid4().hex[:6]}")
+    # One group for the whole run: each repeat goes on from the previous one's committed offsets.
+    c = consumer(settings, group_id=f"{settings.topic_prefix}bench-raw")
     p = producer(settings)
     c.subscribe([source])
     done, idle_since = 0, time.monotonic()
