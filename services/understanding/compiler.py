@@ -17,20 +17,16 @@ from services.domain.spec import DATABASE_KINDS, PipelineSpec
 
 from .draft import Draft
 from .endpoints import find_mentions, resolve
+from .grammar import RULES
 from .lexicon import ENGINE_NAMES, ENTITY_NOUNS, STOPWORDS_EN, STOPWORDS_RU, VERBS
-from .operations import scan_aggregates, scan_cleaning, scan_filters, scan_pii, scan_quality
-from .rules import destructive_word, scan_incremental, scan_load_mode, scan_streaming, scan_triggers
+from .rules import destructive_word
 from .scanner import Scanner, is_russian, normalize
-from .schedule import scan_cron_literals, scan_schedules_en, scan_schedules_ru, scan_timezone
+from .shaping import shaping_steps
 
 # The grammar describes a sentence or two; a cap also bounds the regex work per request.
 MAX_REQUEST_CHARS = 2000
-# Order matters: a rule consumes its phrase so later, looser rules cannot misread it (streaming bounds
-# before schedules: "every 10 seconds"; aggregates before schedules: "monthly revenue"; incremental
-# before aggregates: "(by updated_at)").
-_RULES = (scan_cron_literals, scan_streaming, scan_triggers, scan_incremental, scan_load_mode, scan_pii,
-          scan_cleaning, scan_quality, scan_aggregates, scan_schedules_en, scan_schedules_ru, scan_timezone,
-          scan_filters)
+# The grammar's rules, in the order they run (grammar.py says why the order matters).
+_RULES = RULES
 
 
 def compile_request(text: str, *, default_connections: Optional[dict[str, str]] = None) -> dict[str, Any]:
@@ -222,7 +218,7 @@ def _spec_dict(d: Draft) -> dict[str, Any]:
             "aggregate": d.aggregate, "cleaning": [{k: v for k, v in c.items() if v is not None} for c in d.cleaning],
             "incremental": d.incremental, "schedule": schedule, "trigger": d.trigger,
             "streaming": d.streaming or {"enabled": False}, "quality_checks": d.checks, "pii": d.pii,
-            "notes": d.notes}
+            "notes": d.notes, **d.shaping()}
     spec["name"] = _name(d)
     spec["steps"] = _steps(spec)
     return spec
@@ -260,6 +256,7 @@ def _steps(spec: dict) -> list[str]:
         groups = ([f"{a['period']} of {a['time_column']}"] if a["period"] else []) + a["dimensions"]
         measures = ", ".join(f"{m['fn']}({m['column'] or '*'}) AS {m['alias']}" for m in a["measures"])
         steps.append(f"Aggregate per {' and '.join(groups)}: {measures}")
+    steps += shaping_steps(spec)
     steps += [f"{p['action'].capitalize()} columns matching {p['column']}" for p in spec["pii"]]
     t = spec["target"]
     keys = f" on {', '.join(t['keys'])}" if t["keys"] else ""

@@ -30,6 +30,17 @@ class Draft:
     load_mode: Optional[str] = None
     keys: list[str] = field(default_factory=list)
     sync: bool = False
+    # Output shaping (spec.joins, select, order_by, limit, rename); see ``shaping()``.
+    joins: list[dict[str, Any]] = field(default_factory=list)
+    select: list[str] = field(default_factory=list)
+    order_by: list[dict[str, Any]] = field(default_factory=list)
+    limit: Optional[int] = None
+    rename: dict[str, str] = field(default_factory=dict)
+    # Phrases naming what is moved ("order lines", «платежи»), for linking to the catalog's tables.
+    subject: list[str] = field(default_factory=list)
+    # Mentions (services.understanding.endpoints.Mention) a grammar rule found itself, e.g. the sides of
+    # "keep <target> in sync with <source>"; resolved together with the ones the endpoint scan finds.
+    mentions: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     defaults_used: int = 0
     problems: list[Problem] = field(default_factory=list)
@@ -46,3 +57,17 @@ class Draft:
     def add_check(self, check: dict[str, Any]) -> None:
         if check not in self.checks:
             self.checks.append(check)
+
+    def shaping(self) -> dict[str, Any]:
+        """The spec's shaping fields, once the source is known (a joined table named by a bare noun
+        lives in the source's schema: "orders joined with customers" from shop.orders -> shop.customers)."""
+        schema = str(self.source.get("table") or "").rpartition(".")[0]
+        joins = []
+        for join in self.joins:
+            join = dict(join)
+            if "." not in join["table"] and schema:
+                join["table"] = f"{schema}.{join['table']}"
+                self.default(f"joined table {join['table']}: a table of the source's schema")
+            joins.append(join)
+        return {"joins": joins, "select": self.select, "order_by": self.order_by, "limit": self.limit,
+                "rename": self.rename}

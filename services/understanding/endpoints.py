@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .draft import Draft
-from .lexicon import ENGINE_NAMES, ENGINES, IDENT, NOT_A_COLUMN, SOURCE_PREPOSITIONS, TARGET_PREPOSITIONS
+from .lexicon import (ENGINE_NAMES, ENGINE_WORDS, ENGINES, IDENT, NOT_A_COLUMN, SOURCE_PREPOSITIONS,
+                      TARGET_PREPOSITIONS)
 from .scanner import Scanner
 
 _TOPIC = r"[A-Za-z0-9](?:[\w.\-]*\w)?"
@@ -30,7 +31,7 @@ class Mention:
 
 
 def _engine(word: str) -> str:
-    w = word.lower()
+    w = " ".join(word.lower().replace("-", " ").split())
     stems = (("постгр", "postgres"), ("кликх", "clickhouse"), ("кафк", "kafka"))
     return ENGINES.get(w) or next(kind for stem, kind in stems if w.startswith(stem))
 
@@ -71,7 +72,7 @@ def _find_files(sc: Scanner) -> list[Mention]:
 
 def _find_engines_and_tables(sc: Scanner) -> list[Mention]:
     found = []
-    engines = r"postgresql|postgres|pg|clickhouse|sqlite|kafka|постгрес\w*|кликхаус\w*|кафк\w*"
+    engines = ENGINE_WORDS
     for m in list(sc.finditer(rf"\b(?P<e>{engines})\b(?:\s+(?:table|database|db|таблиц\w*))?")):
         kind = _engine(m.group("e"))
         found.append(Mention(m.start(), "engine", kind))
@@ -96,7 +97,8 @@ def assign_sides(mentions: list[Mention]) -> tuple[list[Mention], list[Mention]]
 
 
 def resolve(d: Draft, mentions: list[Mention], connections: dict[str, str]) -> None:
-    src, dst = assign_sides(mentions)
+    # Grammar rules may add mentions of their own ("keep <target> in sync with <source>", "to a csv").
+    src, dst = assign_sides(sorted(mentions + d.mentions, key=lambda x: x.pos))
     _resolve_side(d, "source", src, d.source)
     _resolve_side(d, "target", dst, d.target)
     _default_target_table(d)

@@ -18,24 +18,59 @@ STOPWORDS_RU = frozenset("""
 строки строк записи записей событий события сообщения сообщений с со по на это их его её пожалуйста затем только
 """.split())
 
-# Nouns that name what is moved ("Load orders from ..."); they carry no instruction.
+# Nouns that name what is moved ("Load orders from ..."); they carry no instruction. A phrase of them in the
+# verb's object slot ("copy the order lines from ...") is what is moved (verbs.scan_moved_nouns).
 ENTITY_NOUNS = frozenset("""
 order orders customer customers product products click clicks sale sales user users payment payments
 transaction transactions invoice invoices item items log logs metric metrics reading readings
-measurement measurements sensor sensors visit visits session sessions
+measurement measurements sensor sensors visit visits session sessions line lines entry entries
+account accounts employee employees shipment shipments delivery deliveries refund refunds review reviews
+rating ratings booking bookings reservation reservations ticket tickets patient patients appointment
+appointments doctor doctors clinic clinics prescription prescriptions lab labs result results test tests
+signup signups subscription subscriptions subscriber subscribers member members contact contacts lead leads
+deal deals purchase purchases store stores shop shops supplier suppliers vendor vendors category categories
+page pages pageview pageviews view views device devices trip trips ride rides driver drivers vehicle vehicles
+warehouse warehouses inventory stock stocks price prices detail details history histories profile profiles
+student students course courses grade grades claim claims policy policies loan loans card cards
+department departments region regions city cities country countries event click-stream clickstream
+charge charges fee fees salary salaries transfer transfers message chat chats call calls ad ads campaign
+campaigns impression impressions conversion conversions lineitem lineitems basket baskets cart carts
 заказы заказов заказ клиенты клиентов покупатели покупателей товары товаров продукты продуктов
-события клики кликов продажи продаж платежи платежей пользователи пользователей
+события клики кликов продажи продаж платежи платежей пользователи пользователей строки строк позиции позиций
+транзакции транзакций счета счетов пациенты пациентов визиты визитов приёмы приемы приёмов приемов врачи
+врачей анализы анализов сотрудники сотрудников отзывы отзывов подписки подписок доставки доставок
+возвраты возвратов логи логов метрики метрик показания показаний датчики датчиков сессии сессий категории
+категорий магазины магазинов склады складов остатки остатков цены цен поставщики поставщиков
 """.split())
+# Nouns whose "largest"/"top" means the largest amount ("the 5 largest orders" -> by amount).
+MONEY_NOUNS = frozenset("""
+order orders payment payments transaction transactions invoice invoices sale sales deal deals purchase
+purchases refund refunds charge charges transfer transfers заказов заказы платежей платежи транзакций
+""".split())
+# Russian entity words in joins ("с городом клиента", "соединив с клиентами") -> the English table name.
+JOIN_ENTITIES_RU = {"клиента": "customers", "клиентов": "customers", "клиентами": "customers",
+                    "покупателя": "customers", "покупателями": "customers", "товара": "products",
+                    "товарами": "products", "продукта": "products", "продуктами": "products",
+                    "пользователя": "users", "пользователями": "users", "заказа": "orders", "заказами": "orders",
+                    "магазина": "stores", "магазинами": "stores", "пациента": "patients",
+                    "пациентами": "patients", "врача": "doctors", "врачами": "doctors"}
 
 VERBS = frozenset("""
 load loads loading copy copies copying sync syncs syncing synchronize synchronise mirror move moving
 export exporting import importing ingest ingesting replicate replicating transfer transferring send sending
 push pushing write writing save saving store storing put extract extracting pull pulling bring land deliver
-upload uploading stream streaming
+upload uploading stream streaming loaded copied moved exported imported ingested replicated transferred
+sent pushed written saved stored extracted pulled brought landed delivered uploaded synced mirrored
+replicates mirrors pushes ships ship shipping shipped dump dumps dumping dumped pulls ingests migrate
+migrates migrating migrated feed feeding populate populating populated get fetch fetching grab take
+transfers exports imports moves sends writes saves stores puts extracts brings lands delivers uploads
 загружать загружай загрузи загрузить загружайте грузить копировать скопируй скопировать копируй
 перенеси перенести переносить выгрузи выгрузить выгружать выгружай экспортируй экспортировать
 импортируй импортировать синхронизируй синхронизировать синхронизировать переливай перелей переливать
 залей заливать заливай отправляй отправлять сохраняй сохранять пиши писать стримить стримь транслировать
+перелить перелейте перекинь перекинуть перекидывай перекидывать закинь закинуть скинь скинуть положи положить
+реплицируй реплицировать реплицировать выгрузите загрузите скопируйте перенесите отправь отправить забери
+забрать вытащи вытащить подтяни подтянуть грузи загружай импортируй экспортируй переложи переложить
 """.split())
 
 SOURCE_PREPOSITIONS = frozenset(["from", "of", "из"])
@@ -53,10 +88,19 @@ DEDUPE_EXCEPTION = (r"(?:the\s+|all\s+)?(?:duplicates?|duplicate\s+rows|dupes|do
 
 ENGINES = {
     "postgresql": "postgres", "postgres": "postgres", "pg": "postgres", "постгрес": "postgres",
-    "постгресе": "postgres", "постгреса": "postgres",
-    "clickhouse": "clickhouse", "кликхаус": "clickhouse", "кликхаусе": "clickhouse",
-    "sqlite": "sqlite", "kafka": "kafka", "кафка": "kafka", "кафки": "kafka", "кафку": "kafka",
+    "постгресе": "postgres", "постгреса": "postgres", "pgsql": "postgres", "psql": "postgres",
+    "postgre": "postgres", "postgress": "postgres", "postgresq": "postgres", "postrgres": "postgres",
+    "postgers": "postgres", "postgressql": "postgres", "пг": "postgres", "постгре": "postgres",
+    "clickhouse": "clickhouse", "кликхаус": "clickhouse", "кликхаусе": "clickhouse", "ch": "clickhouse",
+    "click house": "clickhouse", "click-house": "clickhouse", "clikhouse": "clickhouse",
+    "clickhose": "clickhouse", "clickhous": "clickhouse", "clickhuose": "clickhouse", "кх": "clickhouse",
+    "кликхауз": "clickhouse",
+    "sqlite": "sqlite", "sqlite3": "sqlite", "kafka": "kafka", "кафка": "kafka", "кафки": "kafka",
+    "кафку": "kafka",
 }
+# The engine words as a regex (longest first), for the endpoint scan; Russian stems take any ending.
+ENGINE_WORDS = "|".join(sorted((w.replace(" ", r"[\s-]") for w in ENGINES if w != "click-house"),
+                               key=len, reverse=True)) + r"|постгрес\w*|кликхаус\w*|кликхауз\w*|кафк\w*"
 ENGINE_NAMES = {"postgres": "PostgreSQL", "clickhouse": "ClickHouse", "sqlite": "SQLite", "kafka": "Kafka",
                 "file": "file", "http": "HTTP API"}
 

@@ -5,8 +5,8 @@ import re
 from typing import Any, Optional
 
 from .draft import Draft
-from .lexicon import (COLUMN_WORDS, DEFAULT_TIME_COLUMN, IDENT, MONEY_WORDS, NOT_A_COLUMN, NUMBER, PERIODS,
-                      STATUS_WORDS, STATUS_WORDS_RU, VALUE, column)
+from .lexicon import (COLUMN_WORDS, DEFAULT_TIME_COLUMN, ENTITY_NOUNS, IDENT, MONEY_WORDS, NOT_A_COLUMN, NUMBER,
+                      PERIODS, STATUS_WORDS, STATUS_WORDS_RU, VALUE, column)
 from .scanner import Scanner
 
 _OPS = (("greater than", ">"), ("more than", ">"), ("higher than", ">"), ("larger than", ">"),
@@ -27,6 +27,18 @@ def column_name(word: str) -> str:
     return COLUMN_WORDS.get(key, word if re.fullmatch(IDENT, word) else re.sub(r"\W+", "_", key))
 
 
+def singular(word: str) -> str:
+    """"categories" -> category, "statuses" -> status, "customers" -> customer (English plurals)."""
+    w = word.lower()
+    if w.endswith("ies") and len(w) > 4:
+        return w[:-3] + "y"
+    if w.endswith(("sses", "uses", "xes", "ches", "shes")):
+        return w[:-2]
+    if w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
 def literal(token: str) -> Any:
     """A value from the request: quoted text, a number, true/false, or a bare word taken as text."""
     if token[:1] in "'\"" and token[-1:] == token[:1] and len(token) >= 2:
@@ -45,7 +57,7 @@ def _op(word: str) -> str:
     return next(op for w, op in _OPS if w == norm)
 
 
-def _add_filter(sc: Scanner, d: Draft, m: re.Match, col: str, op: str, value: Any = None) -> None:
+def add_filter(sc: Scanner, d: Draft, m: re.Match, col: str, op: str, value: Any = None) -> None:
     f = {"column": col, "op": op, "value": value}
     if f not in d.filters:
         d.filters.append(f)
@@ -59,17 +71,17 @@ def scan_filters(sc: Scanner, d: Draft) -> None:
     nouns = r"(?=\s+(?:orders?|payments?|transactions?|invoices?|rows|records|ones|items|sales)\b)"
     status = "|".join(STATUS_WORDS)
     for m in list(sc.finditer(rf"\b(?:only\s+)?(?P<st>{status}){nouns}")):
-        _add_filter(sc, d, m, "status", "=", STATUS_WORDS[m.group("st").lower()])
+        add_filter(sc, d, m, "status", "=", STATUS_WORDS[m.group("st").lower()])
     for m in list(sc.finditer(rf"\b(?:with|having|in)\s+(?:the\s+|a\s+)?status\s+(?:=\s*|of\s+|is\s+)?"
                               rf"(?P<val>{VALUE})")):
-        _add_filter(sc, d, m, "status", "=", literal(m.group("val")))
+        add_filter(sc, d, m, "status", "=", literal(m.group("val")))
     signs = "positive|non-negative|nonnegative|negative|non-zero|nonzero"
     for m in list(sc.finditer(rf"\bwith\s+(?:an?\s+|the\s+)?(?P<sign>{signs})\s+{column('col')}")):
-        _add_filter(sc, d, m, column_name(m.group("col")), *_SIGNS[m.group("sign").lower()])
+        add_filter(sc, d, m, column_name(m.group("col")), *_SIGNS[m.group("sign").lower()])
     _scan_where(sc, d, r"where", r"and")
     for m in list(sc.finditer(rf"\bwith\s+(?:an?\s+|the\s+)?{column('col')}\s+(?P<op>{_OP_WORDS})\s*"
                               rf"(?P<val>{VALUE})")):
-        _add_filter(sc, d, m, column_name(m.group("col")), _op(m.group("op")), literal(m.group("val")))
+        add_filter(sc, d, m, column_name(m.group("col")), _op(m.group("op")), literal(m.group("val")))
     _scan_filters_ru(sc, d)
 
 
@@ -78,11 +90,11 @@ def _scan_filters_ru(sc: Scanner, d: Draft) -> None:
     for m in list(sc.finditer(rf"\b(?:только\s+)?(?P<st>{stems})\w*(?=\s+(?:заказ|платеж|платёж|строк|запис))|"
                               rf"\bтолько\s+(?P<st2>{stems})\w*")):
         stem = (m.group("st") or m.group("st2")).lower()
-        _add_filter(sc, d, m, "status", "=", STATUS_WORDS_RU[stem])
+        add_filter(sc, d, m, "status", "=", STATUS_WORDS_RU[stem])
     sign_stems = "положительн|неотрицательн|отрицательн|ненулев"
     for m in list(sc.finditer(rf"\bс\s+(?P<sign>{sign_stems})\w*\s+(?P<col>сумм\w*|выручк\w*|{IDENT})")):
         col = "amount" if re.match(r"сумм|выручк", m.group("col"), re.I) else m.group("col")
-        _add_filter(sc, d, m, col, *_SIGNS[m.group("sign").lower()])
+        add_filter(sc, d, m, col, *_SIGNS[m.group("sign").lower()])
     _scan_where(sc, d, r"где", r"и")
 
 
@@ -95,7 +107,7 @@ def _scan_where(sc: Scanner, d: Draft, where: str, conj: str) -> None:
         if any(p is None for p in parsed):
             continue
         for col, op, value in parsed:  # type: ignore[misc]
-            _add_filter(sc, d, m, col, op, value)
+            add_filter(sc, d, m, col, op, value)
 
 
 def _condition(text: str) -> Optional[tuple[str, str, Any]]:
@@ -114,12 +126,18 @@ def _condition(text: str) -> Optional[tuple[str, str, Any]]:
 
 # --- aggregates ------------------------------------------------------------------------------------
 
-_MEASURE_EN = (rf"(?:(?:total\s+)?(?:revenue|sales|turnover)|(?:total|sum\s+of|summing(?:\s+up)?|sum|summed)\s+"
+# "as X" / "called X" after a measure names its output column.
+_ALIAS = rf"(?:\s+(?:as|called|named|aliased\s+as|как)\s+(?!a\b|an\b|the\b){IDENT})?"
+_MEASURE_EN = (rf"(?:(?:(?:total|overall|gross)\s+)?(?:revenue|sales|turnover)|average\s+order\s+value|aov|"
+               rf"average\s+(?:check|basket)|(?:total|sum\s+of|summing(?:\s+up)?|sum|summed)\s+"
                rf"(?:the\s+)?{IDENT}|(?:average|avg|mean|averaging)\s+(?:of\s+)?(?:the\s+)?{IDENT}|"
-               rf"(?:count\s+of|number\s+of|counting)\s+(?:the\s+|all\s+)?\w+|(?:order|row|event|click|record)s?\s+"
-               rf"counts?|counts?|(?:min(?:imum)?|max(?:imum)?)\s+(?:of\s+)?(?:the\s+)?{IDENT})")
-_MEASURE_RU = (rf"(?:(?:общ\w+\s+)?(?:выручк\w*|продаж\w*)|(?:сумм\w*|суммируя|итог\w*)\s+(?:по\s+полю\s+)?{IDENT}"
-               rf"|(?:средн\w+)\s+{IDENT}|(?:количество|число)\s+\w+)")
+               rf"(?:count\s+of|number\s+of|counting|how\s+many)\s+(?:the\s+|all\s+)?\w+|"
+               rf"(?:order|row|event|click|record|visit|session|payment|transaction)s?\s+counts?|counts?|"
+               rf"(?:min(?:imum)?|max(?:imum)?|lowest|highest|smallest|largest)\s+(?:of\s+)?(?:the\s+)?{IDENT})"
+               rf"{_ALIAS}")
+_MEASURE_RU = (rf"(?:(?:общ\w+\s+)?(?:выручк\w*|продаж\w*)|средн\w+\s+чек\w*|(?:сумм\w*|суммируя|итог\w*)\s+"
+               rf"(?:по\s+полю\s+)?{IDENT}|(?:средн\w+)\s+{IDENT}|(?:количество|число)\s+\w+|"
+               rf"(?:минимальн\w+|максимальн\w+)\s+{IDENT}){_ALIAS}")
 _GROUP_WORD = rf"(?:calendar\s+day|(?!\w+ing\b){NOT_A_COLUMN}{IDENT})"
 _GROUPS_EN = rf"{_GROUP_WORD}(?:(?:\s*,\s*|\s+(?:and|per|by|for\s+each)\s+){_GROUP_WORD})*"
 _GROUP_WORD_RU = rf"(?:дням|неделям|месяцам|часам|странам|городам|статусам|{IDENT})"
@@ -133,10 +151,11 @@ def scan_aggregates(sc: Scanner, d: Draft) -> None:
     per = r"(?:per|by|for\s+each|for\s+every|grouped\s+by)"
     time_col = (rf"(?:\s+of\s+(?P<timecol>{IDENT})(?![.\w])(?:(?:\s*,\s*|\s+and\s+|\s+per\s+)"
                 rf"(?P<more>{_GROUPS_EN}))?)?")  # "per day of ts and page"
+    each = r"(?:\s+(?:each|every|a|per|by)\s+(?P<period2>day|week|month|hour))?"  # "per category each month"
     patterns = (rf"\b{_ADJ_EN}\s+{measures}(?:\s+{per}\s+(?P<groups>{_GROUPS_EN}))?{time_col}",
-                rf"\b{measures}\s+{per}\s+(?P<groups>{_GROUPS_EN}){time_col}",
-                rf"\b(?P<passive>summed|totall?ed|aggregated|averaged|counted)\s+(?:up\s+)?{per}\s+"
-                rf"(?P<groups>{_GROUPS_EN}){time_col}")
+                rf"\b{measures}\s+{per}\s+(?P<groups>{_GROUPS_EN}){time_col}{each}",
+                rf"\b(?:(?P<pcol>{NOT_A_COLUMN}{IDENT})\s+)?(?P<passive>summed|totall?ed|aggregated|averaged|"
+                rf"counted)\s+(?:up\s+)?{per}\s+(?P<groups>{_GROUPS_EN}){time_col}{each}")
     measures_ru = rf"(?P<measures>{_MEASURE_RU}(?:(?:\s*,\s*|\s+и\s+){_MEASURE_RU})*)"
     patterns_ru = (rf"\b{_ADJ_RU}\s+{measures_ru}(?:\s+по\s+(?P<groups>{_GROUPS_RU}))?",
                    rf"\b{measures_ru}\s+по\s+(?P<groups>{_GROUPS_RU})")
@@ -147,9 +166,11 @@ def scan_aggregates(sc: Scanner, d: Draft) -> None:
 
 def _aggregate(sc: Scanner, d: Draft, m: re.Match) -> None:
     g = m.groupdict()
-    measures = (_passive_measure(sc, d, g["passive"]) if g.get("passive")
+    measures = (_passive_measure(sc, d, g["passive"], g.get("pcol")) if g.get("passive")
                 else [_measure(p) for p in re.split(r"\s*(?:,|\band\b|\bи\b)\s*", g["measures"]) if p])
     periods = [PERIODS[g["adj"].lower()]] if g.get("adj") else []
+    if g.get("period2"):
+        periods.append(PERIODS[g["period2"].lower()])
     dims: list[str] = []
     words = f"{g.get('groups') or ''}, {g.get('more') or ''}"
     for word in re.split(r"\s*(?:,|\band\b|\bper\b|\bby\b|\bfor\s+each\b|\bи\b)\s*", words):
@@ -178,29 +199,63 @@ def _ask_measure(d: Draft) -> None:
                                                "какому одному периоду?")
 
 
-def _measure(text: str) -> Optional[dict[str, Any]]:
+def parse_measure(text: str) -> Optional[dict[str, Any]]:
+    """A measure named after "by" in a ranking ("by revenue", "by order count", "by orders"), else None."""
     t = " ".join(text.lower().split())
-    m = re.fullmatch(r"(?:total\s+)?(revenue|sales|turnover)|(?:общ\w+\s+)?(выручк\w*|продаж\w*)", t)
+    if t in ENTITY_NOUNS and t.endswith(("s", "ы", "и")) or re.fullmatch(r"(?:the\s+)?most\s+\w+", t):
+        return {"fn": "count", "column": None, "alias": "row_count"}
+    if re.fullmatch(_MEASURE_EN + "|" + _MEASURE_RU, t) and not re.fullmatch(r"counts?", t):
+        return _measure(text)
+    return None
+
+
+def _measure(text: str) -> Optional[dict[str, Any]]:
+    t, _, alias = " ".join(text.lower().split()).partition(" as ")
+    for word in (" called ", " named ", " как "):
+        if word in t:
+            t, _, alias = t.partition(word)
+    measure = _measure_of(t.strip())
+    if measure is not None and alias:
+        measure["alias"] = text.split()[-1]  # the user's spelling of the name
+    return measure
+
+
+def _measure_of(t: str) -> Optional[dict[str, Any]]:
+    if re.search(r"\b(?:distinct|unique)\b|уникальн|различн", t):
+        return None  # count(distinct ...) is not in the spec: ask rather than count rows
+    m = re.fullmatch(r"(?:(?:total|overall|gross)\s+)?(revenue|sales|turnover)|(?:общ\w+\s+)?(выручк\w*|продаж\w*)", t)
     if m:
         return {"fn": "sum", "column": "amount", "alias": m.group(1) or "revenue"}
+    if re.fullmatch(r"average\s+order\s+value|aov|average\s+(?:check|basket)|средн\w+\s+чек\w*", t):
+        return {"fn": "avg", "column": "amount", "alias": "avg_order_value"}
     for pattern, fn in ((r"(?:total|sum\s+of|summing(?:\s+up)?|sum|summed|сумм\w*|суммируя|итог\w*)\s+"
                          r"(?:по\s+полю\s+)?(?:the\s+)?(\S+)", "sum"),
                         (r"(?:average|avg|mean|averaging|средн\w+)\s+(?:of\s+)?(?:the\s+)?(\S+)", "avg"),
-                        (r"(min|max)(?:imum)?\s+(?:of\s+)?(?:the\s+)?(\S+)", "minmax")):
+                        (r"(min|max|lowest|highest|smallest|largest|минимальн\w+|максимальн\w+)(?:imum)?\s+"
+                         r"(?:of\s+)?(?:the\s+)?(\S+)", "minmax")):
         m = re.fullmatch(pattern, t)
         if m:
-            fn = m.group(1) if fn == "minmax" else fn
-            col = column_name(text.split()[-1])
+            fn = _MIN_MAX.get(m.group(1)[:4], "min") if fn == "minmax" else fn
+            col = column_name(t.split()[-1])
             return {"fn": fn, "column": col, "alias": f"{fn}_{col}"}
-    if re.search(r"count|number|количество|число", t):
+    if re.search(r"count|number|how many|количество|число", t):
         return {"fn": "count", "column": None, "alias": "row_count"}
     return None
 
 
-def _passive_measure(sc: Scanner, d: Draft, verb: str) -> list[Optional[dict[str, Any]]]:
+_MIN_MAX = {"min": "min", "mini": "min", "lowe": "min", "smal": "min", "мини": "min", "max": "max", "maxi": "max",
+            "high": "max", "larg": "max", "макс": "max"}
+
+
+def _passive_measure(sc: Scanner, d: Draft, verb: str, col: Optional[str]) -> list[Optional[dict[str, Any]]]:
     verb = verb.lower()
     if verb.startswith("count"):
         return [{"fn": "count", "column": None, "alias": "row_count"}]
+    if col and col.lower() not in ENTITY_NOUNS and not any(w in col.lower() for w in MONEY_WORDS):
+        # "amount summed per customer"
+        fn = "avg" if verb.startswith("averag") else "sum"
+        name = column_name(col)
+        return [{"fn": fn, "column": name, "alias": f"{fn}_{name}"}]
     if not verb.startswith("averag") and any(w in sc.text.lower() for w in MONEY_WORDS):
         return [{"fn": "sum", "column": "amount", "alias": "revenue"}]
     return [None]

@@ -1,0 +1,212 @@
+"""Row filters said in words: null checks ("skipping rows where email is missing", «без пустых email»),
+comparisons with spelled-out numbers and units ("over $100", "more than a thousand", «больше тысячи»)
+and status lists ("paid or shipped orders", "excluding cancelled ones", «кроме отменённых»).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from .draft import Draft
+from .lexicon import (ENTITY_NOUNS, IDENT, MONEY_NOUNS, NOT_A_COLUMN, STATUS_WORDS, STATUS_WORDS_RU, STOPWORDS_EN,
+                      VERBS, column)
+from .numbers import AMOUNT, PERCENT_AFTER, amount_value
+from .operations import add_filter, column_name, literal
+from .scanner import Scanner
+
+_ROWS = (r"(?:the\s+|any\s+|all\s+)?(?:rows?|records?|entries|entry|lines?|ones|orders?|customers?|users?|"
+         r"payments?|events?|items?|patients?|visits?|transactions?|contacts?|accounts?|products?)")
+_NULL_WORDS = (r"(?:missing|null|nulls|empty|blank|absent|not\s+set|unset|unknown|not\s+filled(?:\s+in)?|na|n/a|"
+               r"nan|not\s+given|not\s+provided|not\s+available)")
+_PRESENT_WORDS = (r"(?:not\s+(?:null|empty|blank|missing)|present|set|filled(?:\s+in)?|known|non-?empty|non-?null|"
+                  r"available|provided|given)")
+_SKIP = (r"(?:skipping|skip|ignoring|ignore|excluding|exclude|dropping|drop|removing|remove|filtering\s+out|"
+         r"filter\s+out|leaving\s+out|leave\s+out|omitting|omit|discarding|discard|except(?:\s+for)?|but\s+not)")
+_END = r"(?=\s*$|\s*[,.;)]|\s+(?:and|or|from|into|to|in|on|then|also|before|after|while|when|per|by)\b)"
+_RU_COLUMNS = {"почта": "email", "почты": "email", "почтой": "email", "почту": "email", "email'а": "email",
+               "телефон": "phone", "телефона": "phone", "телефоном": "phone", "телефонов": "phone",
+               "город": "city", "города": "city", "городом": "city", "имя": "name", "имени": "name",
+               "именем": "name", "страна": "country", "страны": "country", "страной": "country",
+               "сумма": "amount", "суммы": "amount", "суммой": "amount", "emailов": "email",
+               "email-ов": "email", "емейла": "email", "емейлом": "email"}
+_RU_COL = rf"(?P<col>{'|'.join(sorted(_RU_COLUMNS, key=len, reverse=True))}|{IDENT})"
+
+
+def unique_groups(pattern: str) -> str:
+    """Number repeated group names ("col", "col", ... -> "col", "col_2", ...): alternatives may each name
+    the column; ``_col`` takes whichever matched."""
+    seen: dict[str, int] = {}
+
+    def rename(g: re.Match) -> str:
+        seen[g.group(1)] = seen.get(g.group(1), 0) + 1
+        n = seen[g.group(1)]
+        return g.group(0) if n == 1 else f"(?P<{g.group(1)}_{n}>"
+    return re.sub(r"\(\?P<(\w+)>", rename, pattern)
+
+
+def _col(m: re.Match) -> str:
+    word = next(v for k, v in m.groupdict().items() if v and re.fullmatch(r"col(?:\d|_\d+)?", k))
+    return _RU_COLUMNS.get(word.lower()) or column_name(singular_column(word))
+
+
+def singular_column(word: str) -> str:
+    """"emails" / "phones" after "without" name one column each row has or lacks."""
+    low = word.lower()
+    if low.endswith("s") and re.fullmatch(IDENT, word) and low not in ("status", "address", "sales"):
+        return word[:-1]
+    return word
+
+
+def _null_filter(sc: Scanner, d: Draft, m: re.Match, op: str) -> None:
+    col = _col(m)
+    if col.lower() not in STOPWORDS_EN:
+        add_filter(sc, d, m, col, op)
+
+
+def scan_null_filters(sc: Scanner, d: Draft) -> None:
+    c = column("col")
+    present = (
+        rf"\b{_SKIP}\s+{_ROWS}?\s*(?:where|whose|in\s+which|when|if)\s+(?:the\s+|their\s+|its\s+)?{c}\s+"
+        rf"(?:is|are|was|were)\s+{_NULL_WORDS}\b",
+        rf"\b{_SKIP}\s+{_ROWS}?\s*(?:with(?:out)?\s+(?:an?\s+|the\s+)?(?:missing|null|empty|blank|no)\s+{c}|"
+        rf"without\s+(?:an?\s+|the\s+|any\s+)?{c}|(?:missing|lacking)\s+(?:an?\s+|the\s+)?{c}|"
+        rf"that\s+(?:have|has)\s+no\s+{c}|(?:having|with)\s+no\s+{c}){_END}",
+        rf"\b{_SKIP}\s+(?:the\s+|any\s+|all\s+)?(?:missing|null|empty|blank)\s+{c}{_END}",
+        rf"\b(?:only\s+)?{_ROWS}\s+(?:that|which|who)\s+(?:have|has|contain|contains)\s+(?:an?\s+|the\s+|some\s+|a\s+"
+        rf"non-?empty\s+|a\s+valid\s+)?{c}{_END}",
+        rf"\b(?:only\s+)?{_ROWS}\s+(?:with|having)\s+(?:an?\s+|a\s+non-?empty\s+|a\s+non-?null\s+|a\s+valid\s+|"
+        rf"some\s+)(?!positive|negative|non-negative|non-zero){c}{_END}",
+        rf"\b(?:where|with|whose|when)\s+(?:the\s+)?{c}\s+(?:is|are)\s+{_PRESENT_WORDS}\b",
+        rf"\bwith\s+(?:an?\s+)?non-?(?:empty|null|blank)\s+{c}",
+        rf"\bwith\s+(?:the\s+)?{c}\s+filled(?:\s+in)?\b",
+        rf"\bбез\s+(?:пуст\w+|null|NULL|незаполненн\w+)\s+(?:значений\s+)?(?:в\s+)?{_RU_COL}",
+        rf"\b(?:пропуская|исключая|игнорируя|отбрасывая|убирая|выкидывая|кроме)\s+(?:строк\w*|запис\w*|тех)?,?\s*"
+        rf"(?:без\s+{_RU_COL}|с\s+пуст\w+\s+{_RU_COL}|где\s+{_RU_COL}\s+"
+        rf"(?:пуст\w*|не\s+указан\w*|не\s+заполнен\w*|отсутствует|null))",
+        rf"\bгде\s+{_RU_COL}\s+(?:не\s+пуст\w*|заполнен\w*|указан\w*|есть|не\s+null|is\s+not\s+null)",
+        rf"\b(?:только\s+)?(?:строк\w*|запис\w*|\w+)?\s*с\s+(?:заполненн\w+|непуст\w+|указанн\w+)\s+{_RU_COL}",
+        rf"\bтолько\s+(?:строк\w*|запис\w*|клиент\w*|пользовател\w*|пациент\w*|заказ\w*)\s+с\s+{_RU_COL}",
+    )
+    for pattern in present:
+        for m in list(sc.finditer(unique_groups(pattern))):
+            _null_filter(sc, d, m, "not_null")
+    absent = (
+        rf"\b(?:only\s+)?{_ROWS}?\s*(?:where|whose)\s+(?:the\s+)?{c}\s+(?:is|are)\s+{_NULL_WORDS}\b",
+        rf"\b(?:only\s+)?{_ROWS}\s+(?:without|with\s+no|missing|lacking|that\s+(?:have|has)\s+no|having\s+no)\s+"
+        rf"(?:an?\s+|the\s+|any\s+)(?!\w+\s+column){c}{_END}",
+        rf"\bгде\s+{_RU_COL}\s+(?:пуст\w*|не\s+указан\w*|не\s+заполнен\w*|отсутствует|null|is\s+null)",
+    )
+    for pattern in absent:
+        for m in list(sc.finditer(unique_groups(pattern))):
+            _null_filter(sc, d, m, "is_null")
+
+
+# --- comparisons with units and number words ---------------------------------------------------------
+
+_OPS_EN = (("greater than or equal to", ">="), ("more than or equal to", ">="), ("less than or equal to", "<="),
+           ("greater than", ">"), ("more than", ">"), ("higher than", ">"), ("larger than", ">"),
+           ("bigger than", ">"), ("above", ">"), ("over", ">"), ("exceeding", ">"), ("in excess of", ">"),
+           ("of at least", ">="), ("at least", ">="), ("no less than", ">="), ("not less than", ">="),
+           ("minimum", ">="), ("less than", "<"), ("lower than", "<"), ("smaller than", "<"),
+           ("cheaper than", "<"), ("below", "<"), ("under", "<"), ("of at most", "<="), ("at most", "<="),
+           ("no more than", "<="), ("not more than", "<="), ("up to", "<="), ("maximum", "<="),
+           ("exactly", "="), ("equal to", "="), ("equals", "="), (">=", ">="), ("<=", "<="), (">", ">"),
+           ("<", "<"), ("=", "="))
+_OPS_RU = (("не менее", ">="), ("не меньше", ">="), ("не более", "<="), ("не больше", "<="),
+           ("больше", ">"), ("более", ">"), ("свыше", ">"), ("выше", ">"), ("дороже", ">"), ("от", ">="),
+           ("меньше", "<"), ("менее", "<"), ("ниже", "<"), ("дешевле", "<"), ("до", "<="))
+_OPS = dict(_OPS_EN + _OPS_RU)
+
+
+def _op_regex(ops: tuple) -> str:
+    return "|".join(re.escape(w).replace(r"\ ", r"\s+") for w, _ in ops)
+
+
+def scan_comparisons(sc: Scanner, d: Draft) -> None:
+    c = column("col")
+    val = rf"(?P<val>{AMOUNT})(?P<pct>{PERCENT_AFTER})?"
+    low_high = rf"(?P<low>{AMOUNT})\s+(?:and|to|-|и)\s+(?P<high>{AMOUNT})"
+    patterns = (
+        (rf"\b(?:with|where|whose|having)\s+(?:an?\s+|the\s+)?{c}\s+(?:is\s+|of\s+)?(?:between|from)\s+{low_high}", True),
+        (rf"\b(?:with|where|whose|having)\s+(?:an?\s+|the\s+)?{c}\s+(?:is\s+|of\s+)?(?P<op>{_op_regex(_OPS_EN)})\s*{val}",
+         True),
+        (rf"\b(?P<what>{IDENT}|\w+)\s+(?:that\s+(?:are|cost|costs|is)\s+|which\s+(?:are|cost)\s+|costing\s+|worth\s+|"
+         rf"of\s+|with\s+(?:a\s+)?(?:total|value|price|amount)\s+(?:of\s+)?)?(?P<op>{_op_regex(_OPS_EN)})\s*{val}",
+         False),
+        (rf"\b(?:с\s+)?(?:(?:на\s+)?сумм(?:ой|у|а)|ценой|цена|amount|price)\s+(?P<op>{_op_regex(_OPS_RU)})\s+{val}", False),
+        (rf"\b(?P<what>\w+)\s+(?P<op>{_op_regex(_OPS_RU)})\s+{val}", False),
+    )
+    for pattern, named in patterns:
+        for m in list(sc.finditer(pattern)):
+            _comparison(sc, d, m, named)
+
+
+def _comparison(sc: Scanner, d: Draft, m: re.Match, named: bool) -> None:
+    g = m.groupdict()
+    if g.get("low"):
+        low, high = amount_value(g["low"])[0], amount_value(g["high"])[0]
+        if low is not None and high is not None:
+            add_filter(sc, d, m, column_name(g["col"]), "between", [low, high])
+        return
+    value, currency = amount_value(g["val"])
+    col = column_name(g["col"]) if named else _compared_column(d, m, currency)
+    if value is None or col is None:
+        return
+    if g.get("pct"):
+        d.ask("filters", f"'{m.group(0)}': is the percentage stored as {value} or as {value / 100:g} in {col}?",
+              f"'{m.group(0)}': процент хранится в {col} как {value} или как {value / 100:g}?")
+        sc.take(m)
+        return
+    add_filter(sc, d, m, col, _OPS[" ".join(g["op"].lower().split())], value)
+
+
+def _compared_column(d: Draft, m: re.Match, currency: bool) -> Optional[str]:
+    """Which column "<word> over <value>" compares: the word when it is a column, a money column when the
+    value is money ("orders over $100", «на сумму больше 1000»), else None (nothing says which)."""
+    what = (m.groupdict().get("what") or "").lower()
+    price = re.search(r"цен|price|cost|дороже|дешевле|cheaper", m.group(0), re.I)
+    if currency or re.search(r"сумм|цен", m.group(0), re.I):
+        return "price" if price else "amount"
+    if what in MONEY_NOUNS:
+        col = "price" if price else "amount"
+        d.default(f"'{m.group(0)}' compares {col}")
+        return col
+    if re.fullmatch(IDENT, what) and what not in STOPWORDS_EN and what not in ENTITY_NOUNS and what not in VERBS \
+            and not re.match(NOT_A_COLUMN + r"\w", what):
+        return column_name(what)
+    return None
+
+
+# --- status lists ------------------------------------------------------------------------------------
+
+def scan_status_lists(sc: Scanner, d: Draft) -> None:
+    st = "|".join(STATUS_WORDS)
+    nouns = r"(?=\s+(?:orders?|payments?|transactions?|invoices?|rows|records|ones|items|sales|shipments?)\b)"
+    lists = rf"(?P<list>(?:{st})(?:\s*(?:,|and|or|/)\s*(?:{st}))+)"
+    for m in list(sc.finditer(rf"\b(?:only\s+)?(?:either\s+)?{lists}{nouns}")):
+        _status_in(sc, d, m, "in", [STATUS_WORDS[w.lower()] for w in re.findall(st, m.group("list"), re.I)])
+    vals = r"(?P<list>[\w'\"-]+(?:\s*(?:,|or|and)\s*(?:either\s+)?[\w'\"-]+)+)"
+    for m in list(sc.finditer(rf"\b(?:with|having|in)\s+(?:a\s+|the\s+)?status\s+(?:of\s+|in\s+)?(?:either\s+)?{vals}"
+                              rf"(?=\s*$|\s*[,.;]|\s+(?:from|into|to|in|on)\b)")):
+        items = [str(literal(v)) for v in re.split(r"\s*(?:,|\bor\b|\band\b|\beither\b)\s*", m.group("list")) if v]
+        _status_in(sc, d, m, "in", items)
+    neg = r"(?:excluding|exclude|except(?:\s+for)?|without|but\s+not|other\s+than|not|non-?|ignoring|skipping)"
+    one_or_more = rf"(?P<list>(?:{st})(?:\s*(?:,|and|or|/)\s*(?:{st}))*)"
+    for m in list(sc.finditer(rf"\b{neg}\s*(?:the\s+|any\s+)?{one_or_more}(?:\s+(?:ones|orders?|payments?|rows|"
+                              rf"records|transactions?|items))?\b")):
+        _status_in(sc, d, m, "not_in", [STATUS_WORDS[w.lower()] for w in re.findall(st, m.group("list"), re.I)])
+    for m in list(sc.finditer(rf"\bstatus\s+(?:is\s+)?(?:not|other\s+than|!=|<>)\s+(?P<list>'[^']*'|\"[^\"]*\"|\w+)")):
+        _status_in(sc, d, m, "not_in", [str(literal(m.group("list")))])
+    stems = "|".join(STATUS_WORDS_RU)
+    for m in list(sc.finditer(rf"\b(?:кроме|исключая|без|не)\s+(?P<st>{stems})\w*(?:\s+(?:заказ\w*|платеж\w*|платёж\w*))?")):
+        _status_in(sc, d, m, "not_in", [STATUS_WORDS_RU[m.group("st").lower()]])
+    for m in list(sc.finditer(rf"\b(?:только\s+)?(?P<st>{stems})\w*\s+(?:и|или)\s+(?P<st2>{stems})\w*")):
+        _status_in(sc, d, m, "in", [STATUS_WORDS_RU[m.group("st").lower()], STATUS_WORDS_RU[m.group("st2").lower()]])
+
+
+def _status_in(sc: Scanner, d: Draft, m: re.Match, op: str, values: list[Any]) -> None:
+    values = list(dict.fromkeys(values))
+    if len(values) == 1:
+        add_filter(sc, d, m, "status", "=" if op == "in" else "!=", values[0])
+    else:
+        add_filter(sc, d, m, "status", op, values)

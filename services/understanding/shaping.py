@@ -1,0 +1,328 @@
+"""The shape of the output: joins on keys, top-N, column selection and renames (spec.joins, order_by,
+limit, select, rename). See docs/builtin-provider.md, "Joins" and "Shaping the output".
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from .draft import Draft
+from .lexicon import (DEFAULT_TIME_COLUMN, ENTITY_NOUNS, IDENT, JOIN_ENTITIES_RU, MONEY_NOUNS, STOPWORDS_EN,
+                      STOPWORDS_RU, column)
+from .numbers import NUMBER_ANY, number_value
+from .operations import column_name, parse_measure, singular
+from .scanner import Scanner
+
+_REF = rf"{IDENT}(?:\.{IDENT})?"
+_KEYS = rf"(?P<keys>{IDENT}(?:\.{IDENT})?(?:\s*=\s*{IDENT}(?:\.{IDENT})?)?(?:\s*(?:,|and|и)\s*{IDENT}(?!\.\w))*)"
+_KEY_WORD = r"(?:on|by|using|via|over|through|matching\s+on|по)"
+_COLS = rf"(?P<cols>{column('c1')}(?:\s*(?:,|and|и)\s*(?:the\s+)?{IDENT})*)"
+
+
+# --- joins -----------------------------------------------------------------------------------------
+
+def scan_joins(sc: Scanner, d: Draft) -> None:
+    table = (rf"(?:the\s+)?(?:table\s+)?[`'\"]?(?P<table>{_REF})[`'\"]?(?:\s+(?:table|data|info|details|"
+             rf"records|rows))?")
+    explicit = (
+        rf"\b(?:(?P<kind>left|inner)\s+)?(?:join(?:ed|ing|s)?|merged|combined|matched)\s+(?:it\s+|them\s+)?"
+        rf"(?:with|to|against|on)?\s*{table}\s+{_KEY_WORD}\s+(?:the\s+)?(?:key\s+|keys\s+|columns?\s+)?{_KEYS}",
+        rf"\b(?P<enrich>enrich(?:ed|ing|es)?|augment(?:ed|ing|s)?|extend(?:ed|ing|s)?)\s+(?:(?:them|it|each\s+"
+        rf"\w+|(?P<what>\w+))\s+)?with\s+(?:data\s+from\s+|info\s+from\s+|details\s+from\s+)?{table}\s+"
+        rf"{_KEY_WORD}\s+(?:the\s+)?{_KEYS}",
+        rf"\b(?:(?P<kind>left|inner)\s+)?(?:соедин\w*|объедин\w*|джойн\w*|присоедин\w*|(?P<enrich>обогат\w*))\s+"
+        rf"(?:(?P<what>\w+)\s+)?(?:с|со)\s+(?:таблиц\w+\s+)?[`'\"]?(?P<table>{_REF})[`'\"]?\s+по\s+"
+        rf"(?:ключу\s+|полю\s+|колонке\s+)?{_KEYS}",
+    )
+    for pattern in explicit:
+        for m in list(sc.finditer(pattern)):
+            _explicit_join(sc, d, m)
+    _scan_possessive_joins(sc, d)
+
+
+def _explicit_join(sc: Scanner, d: Draft, m: re.Match) -> None:
+    g = m.groupdict()
+    name = _join_table(g["table"])
+    if name is None:
+        return
+    on, right_on = _join_keys(g["keys"])
+    kind = (g.get("kind") or ("left" if g.get("enrich") else "inner")).lower()
+    what = g.get("what")
+    if what and what.lower() not in ENTITY_NOUNS and not what.lower().endswith(("s", "и", "ы")):
+        return  # "enrich <something> with ...": the word would be guessed into the subject
+    if what:
+        d.subject.append(what)
+    _add_join(sc, d, m, {"table": name, "kind": kind, "on": on, "right_on": right_on, "columns": []})
+
+
+def _join_table(word: str) -> Optional[str]:
+    """A table named in a join: ``shop.customers``, "customers", «клиентами» (-> customers)."""
+    low = word.lower()
+    if low in JOIN_ENTITIES_RU:
+        return JOIN_ENTITIES_RU[low]
+    if "." in word or re.fullmatch(IDENT, word) and low not in STOPWORDS_EN and low not in ("it", "them"):
+        return word
+    return None
+
+
+def _join_keys(text: str) -> tuple[list[str], list[str]]:
+    """``customer_id`` / ``a, b`` -> on; ``orders.customer_id = customers.id`` -> on + right_on."""
+    on: list[str] = []
+    right: list[str] = []
+    for part in re.split(r"\s*(?:,|\band\b|\bи\b)\s*", text.strip()):
+        left, _, other = part.partition("=")
+        on.append(left.strip().rsplit(".", 1)[-1])
+        if other.strip():
+            right.append(other.strip().rsplit(".", 1)[-1])
+    return on, (right if len(right) == len(on) and right != on else [])
+
+
+def _add_join(sc: Scanner, d: Draft, m: re.Match, join: dict[str, Any]) -> None:
+    same = [j for j in d.joins if j["table"] == join["table"]]
+    if same and (same[0]["on"], same[0]["right_on"]) != (join["on"], join["right_on"]):
+        d.ask("joins", f"{join['table']} is joined twice on different keys; which key?",
+              f"{join['table']} присоединяется дважды по разным ключам; по какому?")
+    elif same:
+        same[0]["columns"] += [c for c in join["columns"] if c not in same[0]["columns"]]
+    else:
+        d.joins.append(join)
+    keys = ", ".join(join["on"]) + (f" = {', '.join(join['right_on'])}" if join["right_on"] else "")
+    cols = f" adding {', '.join(join['columns'])}" if join["columns"] else ""
+    sc.take(m, f"{join['kind']} join {join['table']} on {keys}{cols}")
+
+
+def _scan_possessive_joins(sc: Scanner, d: Draft) -> None:
+    lead = r"(?:with|plus|along\s+with|together\s+with|including|adding|and\s+add(?:ing)?)"
+    patterns = (
+        rf"\b{lead}\s+(?:their|its|the|each\s+\w+'s)\s+(?P<ent>[A-Za-z]+)(?:'s|s')\s+{_COLS}",
+        rf"\b{lead}\s+(?:their|its)\s+(?P<ent>[A-Za-z]+)\s+{_COLS}",
+    )
+    for pattern in patterns:
+        for m in list(sc.finditer(pattern)):
+            ent = singular(m.group("ent").lower())
+            if ent in STOPWORDS_EN or ent in ("own", "new", "old"):
+                continue
+            cols = [column_name(c) for c in re.split(r"\s*(?:,|\band\b|\bthe\b)\s*", m.group("cols")) if c]
+            _add_join(sc, d, m, {"table": _plural(ent), "kind": "left", "on": [f"{ent}_id"], "right_on": [],
+                                 "columns": cols})
+    cols_ru = r"(?P<cols>(?:городом|именем|имени|почтой|email|страной|телефоном|названием|ценой|категорией)" \
+              r"(?:\s*(?:,|и)\s*(?:городом|именем|почтой|email|страной|телефоном|названием|ценой|категорией))*)"
+    ents = "|".join(JOIN_ENTITIES_RU)
+    for m in list(sc.finditer(rf"\b(?:с|вместе\s+с|добавив|добавляя)\s+{cols_ru}\s+(?P<ent>{ents})\b")):
+        table = JOIN_ENTITIES_RU[m.group("ent").lower()]
+        cols = [_RU_COLUMN[c.lower()] for c in re.split(r"\s*(?:,|\bи\b)\s*", m.group("cols")) if c]
+        _add_join(sc, d, m, {"table": table, "kind": "left", "on": [f"{singular(table)}_id"], "right_on": [],
+                             "columns": cols})
+
+
+_RU_COLUMN = {"городом": "city", "именем": "name", "имени": "name", "почтой": "email", "email": "email",
+              "страной": "country", "телефоном": "phone", "названием": "title", "ценой": "price",
+              "категорией": "category"}
+
+
+def _plural(word: str) -> str:
+    if word.endswith("y") and not word.endswith(("ay", "ey", "oy", "uy")):
+        return word[:-1] + "ies"
+    return word + ("es" if word.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+# --- top-N -----------------------------------------------------------------------------------------
+
+_DESC = {"largest": "value", "biggest": "value", "highest": "value", "top": "value", "most expensive": "price",
+         "priciest": "price", "costliest": "price", "latest": "time", "newest": "time", "most recent": "time",
+         "last": "time", "крупнейших": "value", "самых крупных": "value", "самых больших": "value",
+         "самых дорогих": "price", "последних": "time", "самых новых": "time", "свежих": "time"}
+_ASC = {"smallest": "value", "lowest": "value", "cheapest": "price", "least expensive": "price",
+        "oldest": "time", "earliest": "time", "самых мелких": "value", "самых маленьких": "value",
+        "самых дешёвых": "price", "самых дешевых": "price", "самых старых": "time", "первых": "time"}
+_ADJ = "|".join(sorted(map(lambda w: w.replace(" ", r"\s+"), {**_DESC, **_ASC}), key=len, reverse=True))
+_NP = r"(?P<what>(?:[A-Za-zА-Яа-яЁё]+\s+){0,2}?[A-Za-zА-Яа-яЁё]+)"
+_BY = (r"(?P<by>(?:total|overall|average|avg|mean|sum\s+of|number\s+of|count\s+of)?\s*(?:the\s+)?"
+       rf"(?:[A-Za-z_][A-Za-z0-9_]*)(?:\s+(?:spent|count|paid|total))?|общ\w+\s+\w+|средн\w+\s+\w+|\w+)")
+
+
+def scan_top_n(sc: Scanner, d: Draft) -> None:
+    n = rf"(?P<n>{NUMBER_ANY})"
+    by_word = r"\s+(?:by|in\s+terms\s+of|ranked\s+by|sorted\s+by|ordered\s+by|по)\s+"
+    by = rf"{by_word}{_BY}"
+    patterns = (
+        rf"\b(?:the\s+)?(?:top|топ)[\s-]*{n}\s+(?:(?:most\s+)?{_NP}(?={by_word}))?{by}",
+        rf"\b(?:the\s+)?(?:top|топ)[\s-]*{n}\s+(?P<adj>{_ADJ})\s+{_NP}(?:{by})?",
+        rf"\b(?:the\s+)?{n}\s+(?P<adj>{_ADJ})\s+{_NP}(?:{by})?",
+        rf"\b(?:the\s+)?(?P<adj>{_ADJ})\s+{n}\s+{_NP}(?:{by})?",
+        rf"\b(?:the\s+)?(?:top|топ)[\s-]*{n}\s+{_NP}",
+        rf"\b(?:the\s+)?(?:first|первые)\s+{n}\s+(?P<rows>rows|records|lines|entries|строк\w*|запис\w*)"
+        rf"(?:{by})?",
+        rf"\b(?:limit(?:ed)?\s+(?:it\s+|to\s+|at\s+)*|capped\s+at\s+|at\s+most\s+|no\s+more\s+than\s+|"
+        rf"не\s+более\s+|ограничив\w*\s+(?:до\s+)?){n}\s+(?P<rows>rows|records|lines|entries|строк\w*|запис\w*)",
+    )
+    for pattern in patterns:
+        for m in list(sc.finditer(pattern)):
+            _top_n(sc, d, m)
+
+
+def _top_n(sc: Scanner, d: Draft, m: re.Match) -> None:
+    g = m.groupdict()
+    count = number_value(g["n"])
+    if not isinstance(count, int) or count <= 0:
+        return
+    if d.limit is not None and d.limit != count:
+        d.ask("limit", "Two different top-N sizes were given; how many rows?",
+              "Указаны два разных размера топа; сколько строк нужно?")
+    d.limit = count
+    adj = " ".join((g.get("adj") or "").lower().split())
+    if g.get("by"):
+        _order_by_phrase(d, g["by"], g.get("what") or "", descending=adj not in _ASC)
+    elif adj:
+        _order_by_adjective(d, adj, g.get("what") or "")
+    elif g.get("rows"):
+        d.notes.append(f"at most {count} rows, in no particular order (say 'by <column>' to choose which)")
+    elif d.aggregate and len(d.aggregate["measures"]) == 1:
+        d.order_by = [{"column": d.aggregate["measures"][0]["alias"], "descending": True}]
+    else:
+        d.ask("order_by", f"Top {count} by which column (e.g. 'top {count} by amount')?",
+              f"Топ-{count} по какой колонке (например, 'топ-{count} по amount')?")
+    shown = ", ".join(f"{o['column']}{' desc' if o['descending'] else ''}" for o in d.order_by)
+    sc.take(m, f"top {count}" + (f" by {shown}" if shown else ""))
+
+
+def _order_by_adjective(d: Draft, adj: str, what: str) -> None:
+    kind = _DESC.get(adj) or _ASC.get(adj)
+    descending = adj in _DESC
+    if kind == "time":
+        d.order_by = [{"column": DEFAULT_TIME_COLUMN, "descending": descending}]
+        d.default(f"'{adj}' orders by {DEFAULT_TIME_COLUMN} (say 'by <column>' to choose another)")
+    elif kind == "price":
+        d.order_by = [{"column": "price", "descending": descending}]
+    elif what.split()[-1].lower() in MONEY_NOUNS or not what:
+        d.order_by = [{"column": "amount", "descending": descending}]
+    else:
+        d.ask("order_by", f"'{adj} {what}' by which column?", f"'{adj} {what}' - по какой колонке?")
+
+
+def _order_by_phrase(d: Draft, by: str, what: str, descending: bool) -> None:
+    """"by amount" orders rows; "customers by revenue" ranks groups by a measure (an aggregate)."""
+    measure = parse_measure(by)
+    head = singular(what.split()[-1].lower()) if what.strip() else ""
+    grain = head and head not in {singular(w) for w in MONEY_NOUNS | {"row", "record", "line", "entry"}}
+    if measure is not None and grain:
+        if d.aggregate is None:
+            d.aggregate = {"period": None, "dimensions": [column_name(head)], "measures": [measure],
+                           "time_column": None}
+        elif measure not in d.aggregate["measures"]:
+            d.aggregate["measures"].append(measure)
+        d.order_by = [{"column": measure["alias"], "descending": descending}]
+        return
+    if measure is not None and d.aggregate is None:
+        measure = None if measure["column"] is None else measure
+    col = column_name(by.split()[-1]) if measure is None else measure["column"]
+    if d.aggregate and measure is not None:
+        col = next((x["alias"] for x in d.aggregate["measures"] if x["column"] == measure["column"]), col)
+    d.order_by = [{"column": col, "descending": descending}]
+
+
+# --- renames ---------------------------------------------------------------------------------------
+
+def scan_rename(sc: Scanner, d: Draft) -> None:
+    new = rf"[`'\"]?(?P<new>{IDENT})[`'\"]?"
+    patterns = (
+        rf"\brenam(?:e|ed|es|ing)\s+(?:the\s+)?(?:column\s+|field\s+)?{column('old')}(?:\s+column)?\s+"
+        rf"(?:to|as|into)\s+{new}",
+        rf"\b{column('old')}\s+renamed\s+(?:to|as)\s+{new}",
+        rf"\bпереимен\w*\s+(?:колонку\s+|поле\s+|столбец\s+)?{column('old', True)}\s+в\s+{new}",
+    )
+    for pattern in patterns:
+        for m in list(sc.finditer(pattern)):
+            _rename(sc, d, m, column_name(m.group("old")), m.group("new"))
+    its = (rf"\b(?:and\s+)?(?:call(?:ing)?|nam(?:e|ing)|label(?:ling|ing)?)\s+(?:it|that|this|the\s+result|"
+           rf"the\s+(?:sum|total|count|average|measure|column|metric))\s+(?:as\s+)?{new}",
+           rf"\b(?:назов\w*|назвав)\s+(?:это|её|его|результат|колонку)\s+{new}",
+           rf"\bas\s+a\s+column\s+(?:called|named)\s+{new}")
+    for it in its:
+        for m in list(sc.finditer(it)):
+            _call_it(sc, d, m, m.group("new"))
+
+
+def _rename(sc: Scanner, d: Draft, m: re.Match, old: str, new: str) -> None:
+    measure = next((x for x in (d.aggregate or {}).get("measures", []) if old in (x["column"], x["alias"])), None)
+    if measure is not None:
+        measure["alias"] = new
+    elif d.rename.get(old, new) != new:
+        d.ask("rename", f"{old} is renamed twice; to which name?", f"{old} переименован дважды; как назвать?")
+    else:
+        d.rename[old] = new
+    sc.take(m, f"rename {old} -> {new}")
+
+
+def _call_it(sc: Scanner, d: Draft, m: re.Match, new: str) -> None:
+    measures = (d.aggregate or {}).get("measures", [])
+    if len(measures) == 1:
+        measures[0]["alias"] = new
+        sc.take(m, f"name the measure {new}")
+    elif len(d.select) == 1:
+        _rename(sc, d, m, d.select[0], new)
+    else:
+        d.ask("rename", f"Which column should be called {new}?", f"Какую колонку назвать {new}?")
+        sc.take(m)
+
+
+# --- column selection ------------------------------------------------------------------------------
+
+_ITEM = rf"(?:the\s+)?{IDENT}(?:\.{IDENT})?(?:\s+(?:as|как)\s+{IDENT})?"
+_LIST = rf"(?P<list>{_ITEM}(?:\s*(?:,|and|и)\s*{_ITEM})*)"
+_COLUMNS = r"(?:columns?|fields?|колонк\w*|пол(?:я|е)|столбц\w*|столбец)"
+
+
+def scan_select(sc: Scanner, d: Draft) -> None:
+    only = r"(?:only|just|keeping\s+only|keep\s+only|selecting|select|taking\s+only|with\s+only|только)"
+    patterns = (
+        (rf"\b{only}\s+(?:the\s+)?{_COLUMNS}\s+{_LIST}", 1),
+        (rf"\b{only}\s+(?:the\s+)?{_LIST}\s+{_COLUMNS}\b", 1),
+        (rf"\b(?:keeping|keep|selecting|select|with|taking)\s+(?:the\s+)?{_COLUMNS}\s+{_LIST}", 1),
+        (rf"\b{only}\s+{_LIST}", 2),
+    )
+    for pattern, least in patterns:
+        for m in list(sc.finditer(pattern)):
+            _select(sc, d, m, least)
+
+
+def _select(sc: Scanner, d: Draft, m: re.Match, least: int) -> None:
+    items = [i for i in re.split(r"\s*(?:,|\band\b|\bи\b)\s*", m.group("list")) if i]
+    names: list[tuple[str, Optional[str]]] = []
+    for item in items:
+        old, _, new = re.sub(r"^the\s+", "", item, flags=re.I).partition(" as ")
+        if " как " in item:
+            old, _, new = item.partition(" как ")
+        word = old.strip().lower()
+        if word in STOPWORDS_EN or word in STOPWORDS_RU or word in ENTITY_NOUNS or word in ("rows", "records"):
+            return  # "only paid orders and rows ...": not a list of columns
+        names.append((column_name(old.strip()), new.strip() or None))
+    if len(names) < least:
+        return
+    for col, new in names:
+        if col not in d.select:
+            d.select.append(col)
+        if new:
+            d.rename[col] = new
+    sc.take(m, "select " + ", ".join(c + (f" as {n}" if n else "") for c, n in names))
+
+
+# --- steps -----------------------------------------------------------------------------------------
+
+def shaping_steps(spec: dict[str, Any]) -> list[str]:
+    """Human-readable plan lines for the shaping fields of a spec dict."""
+    steps = []
+    for j in spec.get("joins") or []:
+        keys = ", ".join(j["on"]) + (f" = {', '.join(j['right_on'])}" if j["right_on"] else "")
+        cols = f", adding {', '.join(j['columns'])}" if j["columns"] else ""
+        steps.append(f"{j['kind'].capitalize()} join {j['table']} on {keys}{cols}")
+    if spec.get("select"):
+        steps.append("Keep columns " + ", ".join(spec["select"]))
+    if spec.get("order_by"):
+        steps.append("Order by " + ", ".join(o["column"] + (" descending" if o["descending"] else "")
+                                             for o in spec["order_by"]))
+    if spec.get("limit"):
+        steps.append(f"Keep the first {spec['limit']} rows")
+    if spec.get("rename"):
+        steps.append("Rename " + ", ".join(f"{a} to {b}" for a, b in spec["rename"].items()))
+    return steps

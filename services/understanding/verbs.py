@@ -1,0 +1,164 @@
+"""How analysts say "move it": verb phrases, the sides of "keep X in sync with Y", format words ("a csv")
+and the noun phrase naming what is moved ("copy the order lines from ...", «перелей платежи из ...»).
+"""
+from __future__ import annotations
+
+import re
+
+from .draft import Draft
+from .endpoints import Mention
+from .lexicon import ENGINES, ENTITY_NOUNS, STOPWORDS_EN, STOPWORDS_RU, VERBS
+from .numbers import NUMBER_WORDS
+from .scanner import MASK, Scanner
+
+# Particles that make a phrasal verb of a load verb: "copy over", "sync up", "bring across".
+_PHRASAL = (r"\b(?P<verb>copy|copies|copying|move|moving|bring|bringing|carry|send|sending|ship|shipping|push|"
+            r"pushing|pull|pulling|sync|syncing|dump|dumping|load|loading)\s+(?P<particle>over|up|across|in|out)\b"
+            r"(?!\s+(?:\d|the\s+last|the\s+past))")
+_SYNC_WITH = r"(?:in\s+sync|synced|synchronized|synchronised|up[\s-]to[\s-]date|consistent|identical)\s+with"
+
+
+def scan_verb_phrases(sc: Scanner, d: Draft) -> None:
+    for m in list(sc.finditer(_PHRASAL)):
+        if m.group("particle").lower() in ("in", "out") and m.group("verb").lower() not in ("pull", "pulling",
+                                                                                           "dump", "dumping"):
+            continue  # "load in batches", "send out": not a phrasal load verb
+        if m.group("verb").lower().startswith("sync"):
+            d.sync = True
+        sc.take(m, "load verb" if not d.sync else "sync (keep the target equal to the source)")
+    _scan_keep_in_sync(sc, d)
+
+
+def _scan_keep_in_sync(sc: Scanner, d: Draft) -> None:
+    """"keep <target> in sync with <source>": the object is the target, what follows "with" the source."""
+    patterns = (rf"\b(?P<keep>keep|keeping|keeps|maintain)\b(?P<obj>[^,;]{{1,120}}?)\b(?P<with>{_SYNC_WITH})\b",
+                r"\b(?P<keep>держ\w*|поддержива\w*)\b(?P<obj>[^,;]{1,120}?)(?P<with>(?:в\s+синхроне|"
+                r"синхронизированн\w*|в\s+актуальном\s+состоянии|актуальн\w*)\s+с|со)\b")
+    for pattern in patterns:
+        for m in list(sc.finditer(pattern)):
+            keep, sync_with = _group_match(m, "keep"), _group_match(m, "with")
+            d.sync = True
+            d.mentions += [Mention(m.start("keep"), "prep", "into"), Mention(m.start("with"), "prep", "from")]
+            sc.take(keep, "keep the target (what follows) equal to the source")
+            sc.take(sync_with, "sync with the source (what follows)")
+
+
+class _Span:
+    """A sub-span of a match, in the shape ``Scanner.take`` expects."""
+
+    def __init__(self, start: int, end: int):
+        self._span = (start, end)
+
+    def span(self) -> tuple[int, int]:
+        return self._span
+
+
+def _group_match(m: re.Match, group: str) -> "_Span":
+    return _Span(m.start(group), m.end(group))
+
+
+# --- format words ----------------------------------------------------------------------------------
+
+_FORMATS = {"csv": "csv", "tsv": None, "parquet": "parquet", "jsonl": "jsonl", "json lines": "jsonl",
+            "ndjson": "jsonl", "xml": "xml"}
+
+
+def scan_file_words(sc: Scanner, d: Draft) -> None:
+    """"to a csv called out.csv", "as parquet", "into a CSV": a format said without the word "file"."""
+    fmt = r"(?P<fmt>csv|parquet|jsonl|json\s+lines|ndjson|xml)"
+    before_name = (rf"\b(?:an?\s+|the\s+)?{fmt}(?:\s+(?:export|dump|extract|snapshot))?\s+(?:named\s+|called\s+)?"
+                   rf"(?=[`'\"]?[\w\-/]+\.(?:csv|parquet|jsonl|ndjson|xml)\b)")
+    for m in list(sc.finditer(before_name)):
+        sc.take(m, f"{m.group('fmt')} format")
+    for m in list(sc.finditer(rf"\bas\s+(?:an?\s+)?{fmt}(?!\s*(?:file|файл|-))\b")):
+        if re.search(r"\.(?:csv|parquet|jsonl|ndjson|xml)\b", sc.text, re.I):
+            sc.take(m, f"{m.group('fmt')} format")  # "out.parquet as parquet": the name already says it
+    noname = rf"\b(?:an?|the|some)\s+{fmt}(?:\s+(?:export|dump|extract|snapshot))?(?!\s*(?:file|файл|-))\b"
+    for m in list(sc.finditer(noname)):
+        d.mentions.append(Mention(m.start(), "file_noname", _FORMATS[" ".join(m.group("fmt").lower().split())]))
+        sc.take(m, f"{m.group('fmt')} file")
+
+
+# --- what is moved ---------------------------------------------------------------------------------
+
+_TOKENS = re.compile(rf"{MASK}+|\w+(?:[-'’]\w+)*(?:[./@]\w+(?:[-'’]\w+)*)*|[^\w\s]")
+_BOUNDARY_WORDS = frozenset("from of into to onto in at on with by for via where whose that which who per "
+                            "из в во на с со по для где которые что за".split())
+# Words that say something about the rows (a filter, an order): never a name for what is moved.
+_MEANINGFUL = frozenset("""
+new old recent active inactive latest last first top best worst big large small huge valid invalid good bad
+unique duplicate duplicates missing empty null deleted archived open closed current previous next other some
+most more less few many several important cheap expensive high low long short own certain specific
+""".split()) | frozenset(re.findall(r"[a-zа-яё]+", NUMBER_WORDS))
+_ADJ_EN = re.compile(r".*(?:ive|ed|ful|ous|able|ible|less|ish|ical|est)$")
+_ADJ_RU = re.compile(r".*(?:ый|ий|ой|ая|яя|ое|ее|ые|ие|ых|их|ого|его|ому|ему|ую|юю|ыми|ими)$")
+_MAX_SLOT = 4
+
+
+def scan_moved_nouns(sc: Scanner, d: Draft) -> None:
+    """The noun phrase right after the load verb (or right before "from") names what is moved.
+
+    Its head may be any noun ("copy the *signups* from ..."): the catalog links it to a table. Other
+    words of the phrase must be known nouns or words of the named tables; an adjective ("active
+    customers") would change which rows move, so it stays unexplained and the compiler asks.
+    """
+    tokens = [(m.start(), m.end(), m.group(0)) for m in _TOKENS.finditer(sc.masked)]
+    names = _name_words(sc.text)
+    russian = bool(re.search(r"[а-яё]", sc.text, re.I))
+    for i, (_, _, tok) in enumerate(tokens):
+        if _is_verb(tok) or (tok.startswith(MASK) and _verb_hit_ends_at(sc, tokens[i][1])):
+            _claim_slot(sc, d, tokens, i + 1, names, russian)
+
+
+def _is_verb(tok: str) -> bool:
+    return tok.lower() in VERBS
+
+
+def _verb_hit_ends_at(sc: Scanner, end: int) -> bool:
+    return any(h.end == end and (h.meaning == "load verb" or h.meaning.startswith("sync")) for h in sc.hits)
+
+
+def _claim_slot(sc: Scanner, d: Draft, tokens: list, start: int, names: set[str], russian: bool) -> None:
+    slot: list[tuple[int, int, str]] = []
+    for begin, end, tok in tokens[start:]:
+        low = tok.lower()
+        if tok.startswith(MASK) or low in STOPWORDS_EN or low in STOPWORDS_RU:
+            if slot and tok.startswith(MASK):
+                break  # a consumed phrase after the noun ends it ("order lines <filter>")
+            continue
+        if not re.fullmatch(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*", tok) or low in _BOUNDARY_WORDS or low in ENGINES \
+                or low in VERBS:
+            break
+        slot.append((begin, end, tok))
+        if len(slot) > _MAX_SLOT:
+            return
+    if not slot:
+        return
+    words = [t for _, _, t in slot]
+    head = 0 if russian and re.search(r"[а-яё]", words[0], re.I) else len(words) - 1
+    claimed = [s for k, s in enumerate(slot) if _fits(s[2], k == head, names, russian)]
+    if not claimed:
+        return
+    phrase = " ".join(t for _, _, t in claimed)
+    d.subject.append(phrase)
+    for begin, end, _ in claimed:
+        sc.take(_Span(begin, end), f"what is moved: {phrase}")
+
+
+def _fits(word: str, is_head: bool, names: set[str], russian: bool) -> bool:
+    low = word.lower()
+    if low in ENTITY_NOUNS or low in names or low.rstrip("s") in names:
+        return True
+    if low in _MEANINGFUL or _ADJ_RU.match(low) or (not russian and _ADJ_EN.match(low)):
+        return False
+    return is_head
+
+
+def _name_words(text: str) -> set[str]:
+    """Words of the dotted names and files in the request ("shop.order_lines" -> order, lines, line)."""
+    words: set[str] = set()
+    for name in re.findall(r"\w+(?:[./]\w+)+", text):
+        for part in re.split(r"[./_\-]+", name.lower()):
+            if part:
+                words |= {part, part.rstrip("s")}
+    return words
