@@ -567,6 +567,8 @@ def cleanup_deployment(dep) -> None:
 
 
 def _commit() -> str:
+    if os.environ.get("AIETL_EVAL_COMMIT"):  # run from an exported tree (git archive), which has no .git
+        return os.environ["AIETL_EVAL_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               timeout=10).stdout.strip() or "unknown"
@@ -582,6 +584,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--provider-chain", default="builtin",
                    help="LLM providers of the deployment: 'builtin' (default, offline), a comma list of kinds, "
                         "a JSON list like AIETL_LLM_PROVIDERS_JSON, or @file.json")
+    p.add_argument("--corpus", default=str(CORPUS), help="the corpus file (default tests/acceptance/corpus.yaml)")
     p.add_argument("--only", default=None,
                    help="comma-separated case ids, id prefixes (c-agg), categories (join) or data sets (clinic)")
     p.add_argument("--out", default=str(ROOT / "docs" / "EVAL.md"), help="the report (default docs/EVAL.md)")
@@ -596,7 +599,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cases = select(load_corpus(), args.only)
+    cases = select(load_corpus(Path(args.corpus)), args.only)
     if not cases:
         print(f"no case matches --only {args.only!r}", file=sys.stderr)
         return 2
