@@ -1,5 +1,6 @@
-"""The agent chain beyond the happy path: revisions, versions and artifacts, memory, bounded repairs,
-and the router's cache answering a redelivered request."""
+"""The agent chain beyond the happy path: revisions, versions and artifacts, memory, and the router's cache
+answering a redelivered request. (Repairs that do not converge: tests/e2e/test_verification.py; the bound of
+three rounds: tests/unit/test_pipeline_aggregate.py.)"""
 import json
 import time
 import uuid
@@ -69,21 +70,6 @@ def test_the_planner_recalls_similar_past_drafts(system, tenant_connections):
                            "analytics.orders_mem2 every day at 2 AM")
     plan = next(e for e in events(system, second["pipeline_id"]) if e["type"] == "PlanProposed")
     assert f"{first['pipeline_id']}/v1" in plan["payload"]["recalled_ids"]
-
-
-def test_a_repair_that_reproduces_the_compiled_sql_stops_instead_of_repeating_it(system, tenant_connections):
-    # The source table is missing: the compiled SQL cannot change, so one repair round shows it and the
-    # draft fails then (it used to re-emit the same SQL for three rounds; the bound itself is a unit test).
-    state = draft(system, "Load orders from the PostgreSQL table shop.no_such_table into the ClickHouse table "
-                          "analytics.nothing every day at 2 AM", timeout=90)
-    assert state["status"] == "draft_failed", state["status"]
-    types = [e["type"] for e in events(system, state["pipeline_id"])]
-    assert types.count("QaFailed") == 2 and types.count("ReflectionIssued") == 1
-    sql = [e["payload"]["extract_sql"] for e in events(system, state["pipeline_id"]) if e["type"] == "SqlProposed"]
-    assert len(sql) == 2 and sql[0] == sql[1]
-    failed = next(e for e in events(system, state["pipeline_id"]) if e["type"] == "QaFailed")
-    assert any("no_such_table" in f for f in failed["payload"]["findings"])
-    assert state["versions"][-1]["passed_qa"] is False
 
 
 def test_a_redelivered_llm_request_is_answered_from_the_cache_not_paid_twice(system):
