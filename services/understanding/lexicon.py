@@ -47,6 +47,10 @@ MONEY_NOUNS = frozenset("""
 order orders payment payments transaction transactions invoice invoices sale sales deal deals purchase
 purchases refund refunds charge charges transfer transfers заказов заказы платежей платежи транзакций
 """.split())
+# Russian plural genitives of what a top-N ranks ("топ-10 клиентов по выручке") -> the grouping column.
+GRAIN_RU = {"клиентов": "customer", "покупателей": "customer", "товаров": "product", "продуктов": "product",
+            "стран": "country", "городов": "city", "категорий": "category", "пользователей": "user",
+            "магазинов": "store", "поставщиков": "supplier", "страниц": "page", "регионов": "region"}
 # Russian entity words in joins ("с городом клиента", "соединив с клиентами") -> the English table name.
 JOIN_ENTITIES_RU = {"клиента": "customers", "клиентов": "customers", "клиентами": "customers",
                     "покупателя": "customers", "покупателями": "customers", "товара": "products",
@@ -80,9 +84,16 @@ TARGET_PREPOSITIONS = frozenset(["into", "to", "onto", "в", "во"])
 # "remove/drop/удалить" followed by duplicates is cleaning and is allowed (see DEDUPE_EXCEPTION).
 DESTRUCTIVE_EN = (r"delete|deletes|deleting|drop|drops|dropping|truncate|truncating|erase|erasing|wipe|"
                   r"wiping|purge|purging|destroy|destroying|remove|removing|update|updating|modify|"
-                  r"modifying|alter|altering")
+                  r"modifying|alter|altering|nuke|nuking|clear\s+out|clearing\s+out|clean\s+out|cleaning\s+out|"
+                  r"empty\s+out|overwrite\s+the\s+source|wipe\s+out|wiping\s+out")
 DESTRUCTIVE_RU = (r"удал\w*|очист\w*|стереть|сотри|сотрите|стирать|уничтож\w*|измени|изменить|измените|"
-                  r"изменять|обнови|обновить|обновите|дропни|дропнуть|транкейт\w*")
+                  r"изменять|обнови|обновить|обновите|дропни|дропнуть|транкейт\w*|снеси|снести|сносить|снесите|"
+                  r"грохни|грохнуть|затри|затереть")
+# "dropping rows where email is missing" while loading filters the batch: drop/remove (never delete) with
+# rows and a condition, in a request that also says what to load (ROW_FILTER_EXCEPTION, rules.py).
+ROW_FILTER_EXCEPTION = (r"(?:the\s+|any\s+|all\s+)?(?:rows|records|entries|lines|ones)\s+(?:where|with|without|that|"
+                        r"whose|having|lacking|missing|in\s+which)\b|(?:the\s+|any\s+)?(?:missing|null|empty|blank)\s+\w+|"
+                        r"(?:строки|записи)\s+(?:без|где|с\s+пуст)")
 DEDUPE_EXCEPTION = (r"(?:the\s+|all\s+)?(?:duplicates?|duplicate\s+rows|dupes|doubles|whitespace|spaces|"
                     r"blank\s+\w+|дубл\w*|повтор\w*|пробел\w*)")
 
@@ -150,7 +161,10 @@ IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 # Words that must never be read as a column name in "lowercasing X", "per X", ...
 NOT_A_COLUMN = (r"(?!(?:the|a|an|all|and|or|with|from|into|to|of|by|per|on|in|each|every|as|at|"
                 r"only|then|also|table|column|file|whitespace|spaces|duplicates?|dupes|empty|blank|missing|"
-                r"null|values?|daily|weekly|monthly|hourly)\b)")
+                r"null|values?|daily|weekly|monthly|hourly|call|calling|rename|renaming|renamed|top|limit|"
+                r"limited|sorted|ordered|ranked|joined|joining|skipping|ignoring|excluding|keeping|since|before|"
+                r"after|between|until|over|under|above|below|more|less|last|past|first|onto|where|whose|without|"
+                r"except|including|then|it|them)\b)")
 _COLUMN_WORD = rf"e-?mail\s+address(?:es)?|e-?mails?|phone\s+numbers?|{IDENT}"
 _COLUMN_WORD_RU = rf"почту|почты|имена|города|город|страны|страну|сумму|суммы|телефоны|{_COLUMN_WORD}"
 

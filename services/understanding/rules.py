@@ -5,7 +5,9 @@ import re
 from typing import Optional
 
 from .draft import Draft
-from .lexicon import DEDUPE_EXCEPTION, DESTRUCTIVE_EN, DESTRUCTIVE_RU, IDENT, NUMBER, VALUE
+from .lexicon import (DEDUPE_EXCEPTION, DESTRUCTIVE_EN, DESTRUCTIVE_RU, IDENT, NUMBER, ROW_FILTER_EXCEPTION, VALUE,
+                      VERBS)
+from .numbers import NUMBER_WORDS, number_value
 from .scanner import Scanner
 
 _TOPIC = r"[A-Za-z0-9](?:[\w.\-]*\w)?"
@@ -16,10 +18,16 @@ _FILE_FORMATS = {"csv": "csv", "jsonl": "jsonl", "json lines": "jsonl", "ndjson"
 def destructive_word(text: str) -> Optional[str]:
     """The first word asking to change or destroy data, ignoring quoted values and cleaning phrases."""
     unquoted = re.sub(r"'[^']*'|\"[^\"]*\"", " ", text)
+    unquoted = re.sub(r"\w+(?:[./]\w+)+", " ", unquoted)  # names: a table analytics.drop is not a verb
+    loads = any(w.lower() in VERBS for w in re.findall(r"[^\W\d_]+", unquoted))
     for m in re.finditer(rf"\b(?:{DESTRUCTIVE_EN}|{DESTRUCTIVE_RU})\b", unquoted, re.I):
         rest = unquoted[m.end():]
         if re.match(rf"\s+{DEDUPE_EXCEPTION}", rest, re.I):
             continue  # "removing duplicates", "удаляя дубликаты": cleaning the batch, not the source
+        after_load = re.search(r"\b(?:then|afterwards|after\s+that|затем|потом)\W*$", unquoted[:m.start()], re.I)
+        if loads and not after_load and re.match(r"(?:drop|remov|skip|exclud|убир|убра|отбрас|выкид)", m.group(0), re.I) \
+                and re.match(rf"\s+{ROW_FILTER_EXCEPTION}", rest, re.I):
+            continue  # "loading ..., dropping rows where email is missing": a filter on what is loaded
         if re.match(rf"\s+(?:the\s+)?{IDENT}\s+column\b", rest, re.I):
             continue  # "dropping the phone column": leaving a column out of the load
         return m.group(0)
@@ -51,7 +59,7 @@ def scan_streaming(sc: Scanner, d: Draft) -> None:
         rf"\bпачками\s+по\s+(?P<rows>{NUMBER})\s*{things}?(?:\s*(?:,|или|и)\s*(?:каждые|раз\s+в)\s+"
         rf"(?P<secs>\d+)\s*{unit})?",
     )
-    for pattern in patterns:
+    for pattern in patterns + _one_bound_patterns(sc, unit, things):
         for m in list(sc.finditer(pattern)):
             _set_streaming(sc, d, m)
     for m in list(sc.finditer(r"\b(?:stream|streams|streaming|стримить|стримь|стримь|стриминг\w*|"
@@ -60,13 +68,42 @@ def scan_streaming(sc: Scanner, d: Draft) -> None:
         sc.take(m, "streaming (continuous micro-batches)")
 
 
+def _one_bound_patterns(sc: Scanner, unit: str, things: str) -> tuple[str, ...]:
+    """A bound given only as a time ("flush every 10 s", "in 30-second batches") or only as a size
+    ("500 rows per batch"). A bare "every 10 seconds" is a bound only for a stream (the request names a
+    topic, Kafka or streaming); otherwise seconds are not a schedule and stay unexplained."""
+    secs = rf"(?P<secs>\d+(?:\.\d+)?|{NUMBER_WORDS})\s*-?\s*{unit}"
+    patterns = [
+        rf"\b(?:flush(?:ing|ed)?|commit(?:ting)?|writ(?:e|ing)|emit(?:ting)?|send(?:ing)?|batch(?:ing)?|"
+        rf"micro-?batch(?:ing)?|in\s+(?:micro-?)?batches|сбрасыва\w*|пачками|батчами)\s+(?:them\s+|it\s+)?"
+        rf"(?:every|each|once\s+every|каждые|раз\s+в)\s+{secs}\b",
+        rf"\b(?:in|with)\s+(?P<secs2>\d+(?:\.\d+)?)\s*-?\s*(?P<unit2>seconds?|secs?|s|minutes?|mins?)\s+"
+        rf"(?:micro-?)?(?:batches|windows?)\b",
+        rf"\b(?:micro-?)?batches\s+of\s+{secs}\b",
+        rf"\b(?:in\s+)?(?P<rows>{NUMBER})\s*-?\s*(?:{things})\s+(?:per|a|each)\s+(?:micro-?)?batch\b",
+        rf"\b(?:with\s+)?(?:a\s+)?batch\s+size\s+(?:of\s+)?(?P<rows>{NUMBER})(?:\s*{things})?",
+        rf"\bin\s+(?P<rows>{NUMBER})\s*-\s*(?:row|event|message|record)\s+batches\b",
+    ]
+    if re.search(r"\b(?:kafka|topic|stream\w*|кафк\w*|топик\w*|потоков\w*|стрим\w*)", sc.text, re.I):
+        patterns.append(rf"\b(?:every|each|каждые|раз\s+в)\s+{secs}\b")
+    return tuple(patterns)
+
+
 def _set_streaming(sc: Scanner, d: Draft, m: re.Match) -> None:
-    bounds: dict = {"enabled": True, "max_batch_rows": _count(m.group("rows"))}
-    if m.group("secs"):
-        bounds["max_batch_seconds"] = _seconds(m.group("secs"), m.group("unit"))
+    g = m.groupdict()
+    bounds: dict = {"enabled": True}
+    if g.get("rows"):
+        bounds["max_batch_rows"] = _count(g["rows"])
+    secs, unit = g.get("secs") or g.get("secs2"), g.get("unit") or g.get("unit2")
+    if secs:
+        value = number_value(secs)
+        if value is None or value <= 0:
+            return
+        bounds["max_batch_seconds"] = _seconds(str(value), unit)
     d.streaming = {**(d.streaming or {}), **bounds}
-    secs = bounds.get("max_batch_seconds")
-    sc.take(m, f"micro-batches of {bounds['max_batch_rows']} rows" + (f" or {secs:g} s" if secs else ""))
+    rows, secs_value = bounds.get("max_batch_rows"), bounds.get("max_batch_seconds")
+    shown = " or ".join(([f"{rows} rows"] if rows else []) + ([f"{secs_value:g} s"] if secs_value else []))
+    sc.take(m, f"micro-batches of {shown}")
 
 
 def scan_triggers(sc: Scanner, d: Draft) -> None:

@@ -7,14 +7,15 @@ import re
 from typing import Any, Optional
 
 from .draft import Draft
-from .lexicon import (DEFAULT_TIME_COLUMN, ENTITY_NOUNS, IDENT, JOIN_ENTITIES_RU, MONEY_NOUNS, STOPWORDS_EN,
-                      STOPWORDS_RU, column)
+from .lexicon import (DEFAULT_TIME_COLUMN, ENTITY_NOUNS, GRAIN_RU, IDENT, JOIN_ENTITIES_RU, MONEY_NOUNS, NOT_A_COLUMN,
+                      STOPWORDS_EN, STOPWORDS_RU, column)
 from .numbers import NUMBER_ANY, number_value
 from .operations import column_name, parse_measure, singular
 from .scanner import Scanner
 
 _REF = rf"{IDENT}(?:\.{IDENT})?"
-_KEYS = rf"(?P<keys>{IDENT}(?:\.{IDENT})?(?:\s*=\s*{IDENT}(?:\.{IDENT})?)?(?:\s*(?:,|and|и)\s*{IDENT}(?!\.\w))*)"
+_KEYS = (rf"(?P<keys>{IDENT}(?:\.{IDENT})?(?:\s*=\s*{IDENT}(?:\.{IDENT})?)?"
+         rf"(?:\s*(?:,|and|и)\s*{NOT_A_COLUMN}(?!(?:из|в|во|с|по)\b){IDENT}(?!\.\w))*)")
 _KEY_WORD = r"(?:on|by|using|via|over|through|matching\s+on|по)"
 _COLS = rf"(?P<cols>{column('c1')}(?:\s*(?:,|and|и)\s*(?:the\s+)?{IDENT})*)"
 
@@ -203,7 +204,8 @@ def _order_by_adjective(d: Draft, adj: str, what: str) -> None:
 def _order_by_phrase(d: Draft, by: str, what: str, descending: bool) -> None:
     """"by amount" orders rows; "customers by revenue" ranks groups by a measure (an aggregate)."""
     measure = parse_measure(by)
-    head = singular(what.split()[-1].lower()) if what.strip() else ""
+    last = what.split()[-1].lower() if what.strip() else ""
+    head = GRAIN_RU.get(last) or singular(last)
     grain = head and head not in {singular(w) for w in MONEY_NOUNS | {"row", "record", "line", "entry"}}
     if measure is not None and grain:
         if d.aggregate is None:
