@@ -15,9 +15,12 @@ from pydantic import ValidationError
 
 from services.domain.spec import DATABASE_KINDS, PipelineSpec
 
+from .answers import Dialogue, apply_answers
 from .draft import Draft
-from .endpoints import find_mentions, resolve
+from .endpoints import default_target_table, find_mentions, resolve
+from .grounding import Grounding, check_columns, choices_for, explain_leftovers, ground_source, rewrite_columns
 from .grammar import RULES
+from .linking import CatalogIndex
 from .lexicon import ENGINE_NAMES, ENTITY_NOUNS, STOPWORDS_EN, STOPWORDS_RU, VERBS
 from .rules import destructive_word
 from .scanner import Scanner, is_russian, normalize
@@ -29,27 +32,66 @@ MAX_REQUEST_CHARS = 2000
 _RULES = RULES
 
 
-def compile_request(text: str, *, default_connections: Optional[dict[str, str]] = None) -> dict[str, Any]:
-    """Compile an English or Russian ETL request (see docs/builtin-provider.md for the grammar)."""
+def compile_request(text: str, *, default_connections: Optional[dict[str, str]] = None,
+                    catalog: Optional[dict[str, Any]] = None,
+                    answers: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
+    """Compile an English or Russian ETL request (see docs/builtin-provider.md for the grammar).
+
+    ``catalog`` (services.connectors.catalog's shape) grounds names in the tenant's real tables and
+    columns; ``answers`` ([{"slot", "text"}]) fill the slots earlier clarifications named.
+    """
     text = normalize(text or "")
     russian = is_russian(text)
     if len(text) > MAX_REQUEST_CHARS:
         return _too_long(russian)
+    index = CatalogIndex.of(catalog)
+    text, dialogue = apply_answers(text, answers, index)
     word = destructive_word(text)
     if word:
         return _refuse(word, russian)
-    sc, d = Scanner(text), Draft(russian=russian)
-    for rule in _RULES:
-        rule(sc, d)
-    resolve(d, find_mentions(sc), dict(default_connections or {}))
-    _take_verbs(sc)
-    _check_leftovers(sc, d)
+    sc, d, grounding = _read(text, dict(default_connections or {}), index, russian)
+    dialogue.apply(d)
+    _check_leftovers(sc, d, grounding, dialogue)
     _check_complete(d)
     if not d.problems:
         _settle_run_mode(d)
     if d.problems:
-        return _clarify(d)
-    return _plan(sc, d)
+        return _clarify(d, index)
+    return _plan(sc, d, grounding, dialogue)
+
+
+def _read(text: str, connections: dict[str, str], index: Optional[CatalogIndex],
+          russian: bool) -> tuple[Scanner, Draft, Grounding]:
+    """Run the grammar; with a catalog, read once more with the source's prose column names replaced."""
+    sc, d, links = _scan(text, connections, index, russian)
+    grounding = Grounding(index)
+    table = index.table_for(d.source) if index else None
+    if table is not None:
+        rewrite, notes = rewrite_columns(text, [table])
+        if notes:
+            sc, d, links = _scan(rewrite.text, connections, index, russian)
+            grounding.rewrite = rewrite
+            links += notes
+    for pos, note in links:
+        grounding.note(pos, note)
+    return sc, d, grounding
+
+
+def _scan(text: str, connections: dict[str, str], index: Optional[CatalogIndex], russian: bool):
+    sc, d = Scanner(text), Draft(russian=russian)
+    for rule in _RULES:
+        rule(sc, d)
+    mentions, links = find_mentions(sc), []
+    resolve(d, mentions, connections, index, links)
+    _take_verbs(sc)
+    if index is not None:
+        ground_source(sc, d, index, sorted(mentions + list(d.mentions), key=lambda m: m.pos))
+        default_target_table(d)
+        defaults = {**index.default_connections(), **connections}
+        for side in (d.source, d.target):
+            if side.get("kind") in defaults and not side.get("connection"):
+                side["connection"] = defaults[side["kind"]]
+    return sc, d, links
 
 
 def _too_long(russian: bool) -> dict[str, Any]:
@@ -68,9 +110,11 @@ def _refuse(word: str, russian: bool) -> dict[str, Any]:
     return {"outcome": "refuse", "reason": reason}
 
 
-def _clarify(d: Draft) -> dict[str, Any]:
+def _clarify(d: Draft, index: Optional[CatalogIndex] = None) -> dict[str, Any]:
     questions = [p.question_ru if d.russian else p.question_en for p in d.problems]
-    return {"outcome": "clarify", "question": " ".join(questions), "missing": [p.missing for p in d.problems]}
+    questions += [choices_for(p.missing, d, index, " ".join(questions)) for p in d.problems]  # the catalog's tables
+    return {"outcome": "clarify", "question": " ".join(q for q in questions if q),
+            "missing": [p.missing for p in d.problems]}
 
 
 def _take_verbs(sc: Scanner) -> None:
@@ -90,18 +134,29 @@ def _name_words(d: Draft) -> set[str]:
     return words
 
 
-def _check_leftovers(sc: Scanner, d: Draft) -> None:
-    allowed = STOPWORDS_EN | STOPWORDS_RU | ENTITY_NOUNS | _name_words(d)
-    unknown = [w for _, w in sc.leftover_words() if w.lower() not in allowed]
+def _check_leftovers(sc: Scanner, d: Draft, grounding: Optional[Grounding] = None,
+                     dialogue: Optional[Dialogue] = None) -> None:
+    allowed = STOPWORDS_EN | STOPWORDS_RU | ENTITY_NOUNS | _name_words(d) | (dialogue.answered if dialogue else set())
+    left = [(pos, w) for pos, w in sc.leftover_words() if w.lower() not in allowed]
+    candidates: dict[str, tuple] = {}
+    if grounding is not None and grounding.index is not None:
+        left, candidates = explain_leftovers(left, sc, d, grounding.index, grounding)
+    unknown = [w for _, w in left]
     if unknown:
         shown = ", ".join(f'"{w}"' for w in dict.fromkeys(unknown))
-        d.ask("unrecognized",
+        near = "; ".join(f'"{w}" may be {" or ".join(c)}' for w, c in candidates.items())
+        if near:
+            shown += f" ({near})"
+        words = list(dict.fromkeys(x.lower() for x in unknown))
+        d.ask(f"unrecognized:{words[0]}",
               f"I did not understand {shown}. Please rephrase with the phrases the offline planner knows "
-              f"(e.g. 'only paid orders', 'summing amount per day', 'daily at 2 AM'; see docs/builtin-provider.md) "
-              f"or configure an LLM provider.",
+              f"(e.g. 'only paid orders', 'summing amount per day', 'daily at 2 AM'; see docs/builtin-provider.md), "
+              f"answer what the word means, or configure an LLM provider.",
               f"Не понял: {shown}. Переформулируйте известными фразами (например, 'только оплаченные заказы', "
-              f"'суммируя amount по дням', 'ежедневно в 2 часа ночи'; см. docs/builtin-provider.md) или подключите "
-              f"LLM-провайдера.")
+              f"'суммируя amount по дням', 'ежедневно в 2 часа ночи'; см. docs/builtin-provider.md), ответьте, что "
+              f"означает слово, или подключите LLM-провайдера.")
+        for w in words[1:]:  # one slot per word (each can be answered), one question for all
+            d.ask(f"unrecognized:{w}", "", "")
 
 
 def _check_complete(d: Draft) -> None:
@@ -193,8 +248,14 @@ def _default_load_mode(d: Draft) -> None:
         d.default(f"duplicates by {dedupe[0]} are also removed across batches and runs: merge on {dedupe[0]}")
 
 
-def _plan(sc: Scanner, d: Draft) -> dict[str, Any]:
+def _plan(sc: Scanner, d: Draft, grounding: Optional[Grounding] = None,
+          dialogue: Optional[Dialogue] = None) -> dict[str, Any]:
     spec = _spec_dict(d)
+    if grounding is not None and grounding.index is not None:
+        check_columns(spec, d, grounding.index, grounding, dialogue.columns if dialogue else {})
+        if d.problems:
+            return _clarify(d, grounding.index)
+        spec["steps"] = _steps(spec)  # with the real column names
     try:
         model = PipelineSpec.model_validate(spec)
     except ValidationError as exc:
@@ -204,7 +265,9 @@ def _plan(sc: Scanner, d: Draft) -> dict[str, Any]:
         return _clarify(d)
     dumped = model.model_dump(mode="json")
     confidence = round(max(0.5, 1.0 - 0.1 * d.defaults_used), 2)
-    return {"outcome": "plan", "spec": dumped, "understood": sc.understood(), "confidence": confidence}
+    understood = grounding.understood(sc) if grounding is not None else sc.understood()
+    understood += dialogue.notes if dialogue else []
+    return {"outcome": "plan", "spec": dumped, "understood": understood, "confidence": confidence}
 
 
 def _spec_dict(d: Draft) -> dict[str, Any]:

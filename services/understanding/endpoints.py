@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .draft import Draft
+from .grounding import ask_which_holder, table_holders
 from .lexicon import (ENGINE_NAMES, ENGINE_WORDS, ENGINES, IDENT, NOT_A_COLUMN, SOURCE_PREPOSITIONS,
                       TARGET_PREPOSITIONS)
 from .scanner import Scanner
@@ -96,20 +97,27 @@ def assign_sides(mentions: list[Mention]) -> tuple[list[Mention], list[Mention]]
     return source, target
 
 
-def resolve(d: Draft, mentions: list[Mention], connections: dict[str, str]) -> None:
+def resolve(d: Draft, mentions: list[Mention], connections: dict[str, str], index=None,
+            links: Optional[list] = None) -> None:
+    """Fill both sides from their mentions; ``index`` (a linking.CatalogIndex) knows which connection
+    holds a table named without an engine. What the catalog decided is appended to ``links`` as
+    (position, understood line)."""
     # Grammar rules may add mentions of their own ("keep <target> in sync with <source>", "to a csv").
     src, dst = assign_sides(sorted(mentions + d.mentions, key=lambda x: x.pos))
-    _resolve_side(d, "source", src, d.source)
-    _resolve_side(d, "target", dst, d.target)
-    _default_target_table(d)
+    _resolve_side(d, "source", src, d.source, index, links)
+    _resolve_side(d, "target", dst, d.target, index, links)
+    default_target_table(d)
     for side in (d.source, d.target):
         if side.get("kind") and side.get("kind") in connections and not side.get("connection"):
             side["connection"] = connections[side["kind"]]
 
 
-def _resolve_side(d: Draft, role: str, mentions: list[Mention], out: dict) -> None:
+def _resolve_side(d: Draft, role: str, mentions: list[Mention], out: dict, index=None,
+                  links: Optional[list] = None) -> None:
     engines = sorted({m.value for m in mentions if m.kind == "engine"})
-    by_kind = {k: [m for m in mentions if m.kind == k] for k in ("table", "file", "topic", "url", "file_noname")}
+    # "Load orders from shop.orders": the same name twice is one mention.
+    by_kind = {k: list({m.value: m for m in mentions if m.kind == k}.values())
+               for k in ("table", "file", "topic", "url", "file_noname")}
     locators = [k for k in ("table", "file", "topic", "url") if by_kind[k]]
     if len(engines) > 1 or len(locators) > 1 or any(len(by_kind[k]) > 1 for k in locators):
         names = ", ".join(m.value for m in mentions)
@@ -122,10 +130,11 @@ def _resolve_side(d: Draft, role: str, mentions: list[Mention], out: dict) -> No
             d.ask(role, "The file comes from the webhook payload; what are the other source names for?",
                   "Файл берётся из запроса вебхука; зачем указан ещё один источник?")
         return
-    _fill_endpoint(d, role, engine, by_kind, out)
+    _fill_endpoint(d, role, engine, by_kind, out, index, links if links is not None else [])
 
 
-def _fill_endpoint(d: Draft, role: str, engine: Optional[str], by_kind: dict, out: dict) -> None:
+def _fill_endpoint(d: Draft, role: str, engine: Optional[str], by_kind: dict, out: dict, index=None,
+                   links: Optional[list] = None) -> None:
     if by_kind["file"]:
         _fill_file(d, role, engine, by_kind["file"][0], out)
     elif by_kind["topic"]:
@@ -136,12 +145,23 @@ def _fill_endpoint(d: Draft, role: str, engine: Optional[str], by_kind: dict, ou
     elif by_kind["url"]:
         out.update({"kind": "http", "url": by_kind["url"][0].value})
     elif by_kind["table"]:
+        table = by_kind["table"][0].value
+        holders = _holders(index, table, engine)
+        if len(holders) > 1:
+            ask_which_holder(d, role, table, holders)
+            return
+        if engine in (None, "kafka") and holders:
+            out.update({"kind": holders[0].kind, "table": holders[0].name, "connection": holders[0].connection})
+            links.append((by_kind["table"][0].pos, f'"{table}" -> {ENGINE_NAMES[holders[0].kind]} connection '
+                                                   f'{holders[0].connection} (the catalog: it holds {holders[0].name})'))
+            return
         if engine in (None, "kafka"):
-            table = by_kind["table"][0].value
             d.ask(f"{role}.kind", f"Which database holds {table} (PostgreSQL, ClickHouse or SQLite)?",
                   f"В какой базе лежит {table} (PostgreSQL, ClickHouse или SQLite)?")
             return
-        out.update({"kind": engine, "table": by_kind["table"][0].value})
+        out.update({"kind": engine, "table": holders[0].name if holders else table})
+        if holders:
+            out["connection"] = holders[0].connection
     elif engine:
         out["kind"] = engine  # the table/topic is still missing; resolved or asked about later
     elif by_kind["file_noname"]:
@@ -164,12 +184,23 @@ def _fill_file(d: Draft, role: str, engine: Optional[str], mention: Mention, out
     out.update({"kind": "file", "path": path, "format": fmt})
 
 
+def _holders(index, table: str, engine: Optional[str]) -> list:
+    """The catalog's tables ``table`` may be (within the named engine); none without a catalog."""
+    if index is None:
+        return []
+    found = table_holders(index, table, engine)
+    # A table of the same name in two connections of one kind: the default connection is meant.
+    if len({t.kind for t in found}) == 1 and len(found) > 1 and any(t.default for t in found):
+        found = [t for t in found if t.default]
+    return found
+
+
 def _ask_conflict(d: Draft, role: str) -> None:
     d.ask(role, f"The {role} names two different kinds of place (a database and a file or topic); which is it?",
           "Указаны два разных вида хранилища (база и файл или топик); какой нужен?")
 
 
-def _default_target_table(d: Draft) -> None:
+def default_target_table(d: Draft) -> None:
     """A target engine without a table takes the source's name (documented default, noted in the plan)."""
     t, s = d.target, d.source
     if t.get("kind") not in ("postgres", "clickhouse", "sqlite") or t.get("table"):

@@ -1,0 +1,380 @@
+"""Grounding a draft in the tenant's catalog: the request's words become real tables and columns.
+
+Four steps, each using ``linking`` to compare words with catalog names (see its docstring for the classes):
+
+* **Tables without an engine** ("load shop.orders into analytics.x") - done in ``endpoints.resolve``: the
+  connection that holds the table gives the kind.
+* **The source from a noun** (``ground_source``): a source side without a table is looked for among the
+  words left on that side ("load the payments into ClickHouse", «загрузи платежи в кликхаус»).
+* **Prose columns** (``rewrite_columns``): once the source table is known, phrases naming its columns
+  ("order amount", "created date", "customer's city") are replaced by the column names *before* the
+  grammar reads the text again, so every rule that takes a column (filters, aggregates, cursors, keys,
+  joins, select, rename) sees the real name. ``understood`` shows the user's words.
+* **The spec's columns** (``check_columns``): every column the spec names must be a column of the source
+  (or a joined table); one that is not is linked when a class decides, and asked about otherwise, naming
+  the candidates.
+
+Words that name the source table or its columns are not unknown words (``explain_leftovers``).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from services.domain.spec import DATABASE_KINDS
+
+from .draft import Draft
+from .lexicon import (ENGINES, ENGINE_NAMES, PERIODS, SOURCE_PREPOSITIONS, STATUS_WORDS, STOPWORDS_EN,
+                      STOPWORDS_RU, TARGET_PREPOSITIONS, VERBS, WEEKDAYS)
+from .linking import (CatalogIndex, Lookup, Table, is_temporal, link_column, link_table, prose, similarity,
+                      tokens, words, LINK_SIMILARITY, ASK_SIMILARITY, LEVELS)
+from .scanner import MASK, Hit, Scanner
+
+# Words that never start or end a phrase naming a table or column.
+FUNCTION_WORDS = frozenset("""
+a an the of and or from into to onto in on at by per for with where every each all any some only then also
+please as is are be that this these those it its their them via than but not no new my our your
+и а в во из по на с со для где или только все всё всех весь каждый каждую каждые их его её это
+""".split())
+# Grammar words: a rule reads them; a column phrase made of them would steal the rule's words.
+_GRAMMAR = frozenset("""
+sum summing summed total totals average avg mean averaging count counts counting number min max minimum
+maximum revenue sales turnover greater more less higher lower larger smaller above over under below least
+most equal equals exceeding daily weekly monthly hourly day days week weeks month months hour hours year
+incremental incrementally changed modified cursor upsert upserting merge merging replace replacing append
+appending sync mirror keep latest top first last rows row records record data table tables column columns
+file files folder topic database db schema join joined joining with without missing empty null blank
+""".split())
+_GRAMMAR_RU_STEMS = ("сумм", "итог", "средн", "количеств", "числ", "выручк", "продаж", "ежедн", "еженед",
+                     "ежемес", "ежечас", "кажд", "оплаченн", "минимал", "максимал", "последн", "перв", "топ")
+_NAME = re.compile(r"[`'\"][^`'\"]*[`'\"]|https?://\S+|[\w\-]+(?:[./][\w\-]+)+")
+_WORD = re.compile(r"[^\W\d_][\w]*(?:['’]s)?")
+
+
+def _grammar_word(w: str) -> bool:
+    low = w.lower()
+    return (low in _GRAMMAR or low in VERBS or low in PERIODS or low in STATUS_WORDS or low in ENGINES
+            or low in WEEKDAYS or low in STOPWORDS_EN or low.startswith(_GRAMMAR_RU_STEMS))
+
+
+def _content(w: str) -> bool:
+    return w.lower() not in FUNCTION_WORDS
+
+
+# ---------------------------------------------------------------- phrases of a text
+
+def phrases(items: list[tuple[int, int, str]], text: str, longest: int = 3) -> list[tuple[int, int, str]]:
+    """(start, end, phrase) n-grams of adjacent words (only spaces between), longest first."""
+    out = []
+    for i in range(len(items)):
+        for n in range(longest, 0, -1):
+            run = items[i:i + n]
+            if len(run) < n or any(text[a[1]:b[0]].strip() for a, b in zip(run, run[1:])):
+                continue
+            if not (_content(run[0][2]) and _content(run[-1][2])):
+                continue
+            out.append((run[0][0], run[-1][1], text[run[0][0]:run[-1][1]]))
+    return sorted(out, key=lambda p: (-(len(p[2].split())), p[0]))
+
+
+def _text_words(text: str) -> list[tuple[int, int, str]]:
+    masked = _NAME.sub(lambda m: "\x1f" * len(m.group(0)), text)
+    return [(m.start(), m.end(), m.group(0)) for m in _WORD.finditer(masked)]
+
+
+# ---------------------------------------------------------------- rewriting prose columns
+
+@dataclass
+class Rewrite:
+    original: str
+    text: str
+    spans: list[tuple[int, int, int, int]] = field(default_factory=list)  # new start/end, original start/end
+
+    def to_original(self, start: int, end: int) -> tuple[int, int]:
+        return self._map(start, False), self._map(end, True)
+
+    def _map(self, p: int, is_end: bool) -> int:
+        shift = 0
+        for ns, ne, os_, oe in self.spans:
+            if (ns < p <= ne) if is_end else (ns <= p < ne):
+                return oe if is_end else os_
+            if (p > ne) if is_end else (p >= ne):
+                shift += (oe - os_) - (ne - ns)
+        return p + shift
+
+
+def rewrite_columns(text: str, tables: list[Table]) -> tuple[Rewrite, list[tuple[int, str]]]:
+    """``text`` with prose column phrases of ``tables`` replaced by the column names, and the link notes."""
+    taken: list[tuple[int, int, str, str]] = []
+    for start, end, phrase in phrases(_text_words(text), text):
+        # A grammar word may be part of a column phrase ("created date") but is never one alone.
+        if all(_grammar_word(w) for w in phrase.split()) or any(s < end and start < e for s, e, _, _ in taken):
+            continue
+        look = link_column(phrase, tables, similar=False)
+        column = look.linked
+        if column is None or column == phrase:
+            continue
+        taken.append((start, end, column, look.how or ""))
+    taken.sort()
+    out, spans, notes, pos, shift = [], [], [], 0, 0
+    for start, end, column, how in taken:
+        out.append(text[pos:start])
+        new_start = start + shift
+        out.append(column)
+        spans.append((new_start, new_start + len(column), start, end))
+        notes.append((new_start, f'"{text[start:end]}" -> column {column} ({how})'))
+        shift += len(column) - (end - start)
+        pos = end
+    out.append(text[pos:])
+    return Rewrite(text, "".join(out), spans), notes
+
+
+# ---------------------------------------------------------------- the source from a noun
+
+def side_of(pos: int, mentions: list) -> str:
+    side = "source"
+    for m in mentions:
+        if m.kind == "prep" and m.pos < pos:
+            side = "target" if m.value in TARGET_PREPOSITIONS else "source"
+    return side
+
+
+def _has_locator(ep: dict) -> bool:
+    return any(ep.get(k) for k in ("table", "path", "path_param", "topic", "url"))
+
+
+def ground_source(sc: Scanner, d: Draft, index: CatalogIndex, mentions: list) -> None:
+    """A source without a table: the words on its side may name one of the catalog's tables.
+
+    Candidates are the grammar's "what is moved" phrase and the words left over on the source side,
+    combined, so «строки заказов» is one phrase even though "строки" alone is filler.
+    """
+    src = d.source
+    if _has_locator(src) or src.get("kind") in ("kafka", "http") or any(p.missing.startswith("source")
+                                                                      for p in d.problems):
+        return
+    pool = [t for t in index.tables if src.get("kind") in (None, t.kind)
+            and (not src.get("connection") or t.connection == src["connection"])
+            and t.name != d.target.get("table")]
+    subject = [h for h in sc.hits if h.meaning.startswith("what is moved")]
+    items = sorted({(pos, pos + len(w), w) for pos, w in sc.leftover_words()
+                    if side_of(pos, mentions) == "source" and w.lower() not in FUNCTION_WORDS}
+                   | {(h.start, h.end, h.text) for h in subject})
+    found = phrases(items, sc.text)
+    if not pool or not found:
+        return
+    for start, end, phrase in found:
+        look = link_table(phrase, pool, similar=False)
+        if look.names:
+            return _use_source(sc, d, pool, look, start, end)
+    looks = [link_table(p, pool) for _, _, p in found[:6]]
+    best = [(lk, f) for lk, f in zip(looks, found) if lk.linked]
+    if len({lk.linked for lk, _ in best}) == 1:
+        return _use_source(sc, d, pool, best[0][0], best[0][1][0], best[0][1][1])
+    candidates = list(dict.fromkeys(c for lk in looks for c in lk.choices))
+    if candidates:
+        _ask_table(d, found[0][2], [t for t in pool if t.name in candidates])
+
+
+def _use_source(sc: Scanner, d: Draft, pool: list[Table], look: Lookup, start: int, end: int) -> None:
+    if look.linked is None:
+        _ask_table(d, look.phrase, [t for t in pool if t.name in look.names])
+        return
+    table = next(t for t in pool if t.name == look.linked)
+    _set_endpoint(d.source, table)
+    # The phrase may be partly consumed already (the grammar's "what is moved"): mask it all, one hit.
+    sc.masked = sc.masked[:start] + MASK * (end - start) + sc.masked[end:]
+    sc.hits.append(Hit(start, end, sc.text[start:end],
+                       f"source table {table.name} ({look.how}, connection {table.connection})"))
+
+
+def _set_endpoint(ep: dict, table: Table) -> None:
+    if table.kind == "file":
+        fmt = table.name.rsplit(".", 1)[-1].lower()
+        ep.update({"kind": "file", "path": table.name, "format": {"ndjson": "jsonl"}.get(fmt, fmt)})
+    else:
+        ep.update({"kind": table.kind, "table": table.name})
+    ep["connection"] = table.connection
+
+
+def _ask_table(d: Draft, phrase: str, tables: list[Table]) -> None:
+    shown = ", ".join(t.shown() for t in tables[:6])
+    d.ask("source.table", f'Which table is "{phrase}": {shown}?', f"Какая таблица - «{phrase}»: {shown}?")
+
+
+def table_holders(index: CatalogIndex, table: str, engine: Optional[str]) -> list[Table]:
+    """For ``endpoints``: the catalog tables a named table may be (its engine's, when one was named)."""
+    return index.holders(table, engine if engine not in (None, "kafka") else None)
+
+
+def ask_which_holder(d: Draft, role: str, table: str, holders: list[Table]) -> None:
+    kinds = {t.kind for t in holders}
+    shown = ", ".join(f"{t.connection} ({ENGINE_NAMES.get(t.kind, t.kind)})" for t in holders)
+    slot = f"{role}.kind" if len(kinds) > 1 else f"{role}.connection"
+    d.ask(slot, f"{table} is in several connections: {shown}. Which one?",
+          f"{table} есть в нескольких подключениях: {shown}. Какое нужно?")
+
+
+# ---------------------------------------------------------------- leftover words
+
+def explain_leftovers(unknown: list[tuple[int, str]], sc: Scanner, d: Draft, index: Optional[CatalogIndex],
+                      grounding: "Grounding") -> tuple[list[tuple[int, str]], dict[str, tuple[str, ...]]]:
+    """Drop words naming the source table or its columns; candidates for the words that remain."""
+    table = index.table_for(d.source) if index else None
+    if table is None or not unknown:
+        return unknown, {}
+    vocab = {level: table.entity(level).union(*(tokens(c, level) for c in table.column_names))
+             for level, _ in LEVELS}
+    left = []
+    for pos, w in unknown:
+        if any(tokens(w, level) and tokens(w, level) <= vocab[level] for level, _ in LEVELS):
+            grounding.note(pos, f'"{w}" -> names the source {table.name} or its columns')
+            continue
+        left.append((pos, w))
+    if not left:
+        return left, {}
+    names = [table.name, *table.column_names]
+    forms = {table.name: prose(table.name)}
+    candidates: dict[str, tuple[str, ...]] = {}
+    still = []
+    for pos, w in left:
+        scores = similarity(w, [forms.get(n) or " ".join(words(n)) for n in names])
+        ranked = sorted(zip(names, scores or []), key=lambda x: (-x[1], x[0]))
+        if ranked and ranked[0][1] >= LINK_SIMILARITY and (len(ranked) == 1 or ranked[0][1] - ranked[1][1] >= 0.05):
+            grounding.note(pos, f'"{w}" -> {"table" if ranked[0][0] == table.name else "column"} {ranked[0][0]} '
+                                f'(similar name)')
+            continue
+        near = tuple(n for n, s in ranked if s >= ASK_SIMILARITY)[:4]
+        if near:
+            candidates[w.lower()] = near
+        still.append((pos, w))
+    return still, candidates
+
+
+# ---------------------------------------------------------------- the spec's columns
+
+def check_columns(spec: dict[str, Any], d: Draft, index: CatalogIndex, grounding: "Grounding",
+                  answered: dict[str, str]) -> None:
+    """Every column the spec names is a real column of its source (or joined tables), linked or asked."""
+    source = index.table_for(spec["source"])
+    if source is None or not source.columns:
+        return
+    tables = [source] + [t for j in spec.get("joins") or [] for t in index.holders(j["table"], source.kind)[:1]]
+    known = {c.lower() for t in tables for c in t.column_names}
+    aliases = {m["alias"].lower() for m in (spec.get("aggregate") or {}).get("measures") or []}
+    aliases |= {str(v).lower() for v in (spec.get("rename") or {}).values()}
+    if not all(t.columns for t in tables):
+        return
+
+    def fix(col: Optional[str], outputs_ok: bool = False) -> Optional[str]:
+        if not col or "*" in col or "?" in col or col.lower() in known or (outputs_ok and col.lower() in aliases):
+            return col if not col or col.lower() not in known else next(
+                c for t in tables for c in t.column_names if c.lower() == col.lower())
+        if col in answered:
+            grounding.note(None, f'"{col}" -> column {answered[col]} (your answer)')
+            return answered[col]
+        look = link_column(col, tables)
+        if look.linked:
+            grounding.note(None, f'"{col}" -> column {look.linked} ({look.how})')
+            return look.linked
+        choices = look.choices or tuple(c for c in source.column_names)[:12]
+        shown = ", ".join(choices)
+        d.ask(f"column:{col}", f"{source.name} has no column {col!r}; which column is it ({shown})?",
+              f"В {source.name} нет колонки {col!r}; какая это колонка ({shown})?")
+        return col
+
+    _time_column(spec, d, source, answered, grounding)
+    for f in spec.get("filters") or []:
+        f["column"] = fix(f["column"])
+    agg = spec.get("aggregate")
+    if agg:
+        for m in agg["measures"]:
+            m["column"] = fix(m.get("column"))
+        agg["dimensions"] = [fix(c) for c in agg["dimensions"]]
+    if spec.get("incremental"):
+        spec["incremental"]["cursor_column"] = fix(spec["incremental"]["cursor_column"])
+    if not agg:
+        spec["target"]["keys"] = [fix(k) for k in spec["target"].get("keys") or []]
+    for c in spec.get("cleaning") or []:
+        c["column"] = fix(c["column"])
+    for p in spec.get("pii") or []:
+        p["column"] = fix(p["column"])
+    spec["select"] = [fix(c) for c in spec.get("select") or []]
+    spec["rename"] = {fix(k, True): v for k, v in (spec.get("rename") or {}).items()}
+    for o in spec.get("order_by") or []:
+        o["column"] = fix(o["column"], True)
+    for j in spec.get("joins") or []:
+        j["on"] = [fix(c) for c in j.get("on") or []]
+    for q in spec.get("quality_checks") or []:
+        if q.get("column"):
+            q["column"] = fix(q["column"], True)
+
+
+def _time_column(spec: dict, d: Draft, table: Table, answered: dict[str, str], grounding: "Grounding") -> None:
+    """A per-period aggregate needs a time column the source has; the default one may not exist."""
+    agg = spec.get("aggregate")
+    if not agg or not agg.get("period") or table.column(agg.get("time_column") or ""):
+        if agg and agg.get("time_column") and table.column(agg["time_column"]):
+            agg["time_column"] = table.column(agg["time_column"])
+        return
+    wanted = agg.get("time_column") or ""
+    if "@time" in answered:
+        agg["time_column"] = answered["@time"]
+        grounding.note(None, f'"per {agg["period"]}" -> time column {answered["@time"]} (your answer)')
+        return
+    look = link_column(wanted, [table], similar=False) if wanted else Lookup("")
+    temporal = [c for c, t in table.columns if is_temporal(t)]
+    if look.linked:
+        agg["time_column"] = look.linked
+        grounding.note(None, f'"{wanted}" -> column {look.linked} ({look.how})')
+    elif len(temporal) == 1:
+        agg["time_column"] = temporal[0]
+        d.default(f"per-{agg['period']} grouping: {table.name} has no {wanted}; its only date/time column is "
+                  f"{temporal[0]}")
+    else:
+        shown = ", ".join(temporal or table.column_names[:12])
+        d.ask("aggregate.time_column", f"{table.name} has no {wanted}; which column dates a row ({shown})?",
+              f"В {table.name} нет {wanted}; по какой колонке считать время ({shown})?")
+
+
+# ---------------------------------------------------------------- choices in questions
+
+def choices_for(missing: str, d: Draft, index: Optional[CatalogIndex], asked: str = "") -> str:
+    """A list of catalog tables to choose from, for a question about the source that names none yet."""
+    if index is None or missing not in ("source", "source.table"):
+        return ""
+    kind = d.source.get("kind")
+    if kind and kind not in DATABASE_KINDS and kind != "file":
+        return ""
+    tables = [t for t in index.tables if kind in (None, t.kind)][:8]
+    if not tables or any(t.shown() in asked for t in index.tables):
+        return ""
+    return "Tables: " + ", ".join(t.shown() for t in tables) + "."
+
+
+# ---------------------------------------------------------------- what was linked, for `understood`
+
+@dataclass
+class Grounding:
+    index: Optional[CatalogIndex]
+    rewrite: Optional[Rewrite] = None
+    notes: list[tuple[Optional[int], str]] = field(default_factory=list)
+
+    def note(self, pos: Optional[int], text: str) -> None:
+        if (pos, text) not in self.notes:
+            self.notes.append((pos, text))
+
+    def understood(self, sc: Scanner) -> list[str]:
+        """The scanner's hits in the user's own words, with the links, in text order."""
+        text = self.rewrite.original if self.rewrite else sc.text
+        entries = []
+        for h in sc.hits:
+            start, end = self.rewrite.to_original(h.start, h.end) if self.rewrite else (h.start, h.end)
+            entries.append((start, end, f'"{text[start:end]}" -> {h.meaning}'))
+        for pos, note in self.notes:
+            if pos is not None:
+                start = self.rewrite.to_original(pos, pos)[0] if self.rewrite else pos
+                entries.append((start, start, note))
+        tail = [note for pos, note in self.notes if pos is None]
+        return [e for _, _, e in sorted(entries, key=lambda x: (x[0], x[1]))] + tail

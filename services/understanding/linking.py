@@ -1,0 +1,332 @@
+"""Linking the words of a request to the tenant's catalog: which table "the payments" is, which column
+"order amount" or «дата создания» names.
+
+A phrase is compared with catalog names by classes, in order; the first class that finds anything decides:
+
+1. ``exact`` - the name itself, any case ("shop.orders", "Amount").
+2. ``normalised`` - the same words after case, plural/singular, ``_`` vs space, camelCase, a possessive
+   's, word endings (created/creation) and time words (created_at = "created date" = "created on"); the
+   table's own noun may be left out ("order amount" is ``amount`` of ``orders``).
+3. ``abbreviation`` - with abbreviations expanded (qty, amt, cust, txn, ...).
+4. ``lexicon`` - with English synonyms (client = customer, line = item) and Russian stems (платеж =
+   payment, дата = date) translated.
+5. ``similar name`` - MiniLM cosine of the phrase and the name written as prose; a link needs
+   ``LINK_SIMILARITY`` and a lead of ``SIMILARITY_MARGIN`` over the runner-up. Names at
+   ``ASK_SIMILARITY`` or more are only *candidates*: the compiler asks, naming them.
+
+Two names found by the same class are ambiguous: a question, never a pick. The thresholds are constants
+so the same catalog and text always give the same links. Catalog names are embedded once per process
+and name (a small cache), the phrases of a request in one batch, and only when classes 1-4 found nothing.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+log = logging.getLogger(__name__)
+
+# MiniLM all-MiniLM-L6-v2 on short names: "date of birth"/"birth date" 0.95, "payments"/"payment
+# transactions" 0.80, but "patients"/"doctors" 0.72 and "clients"/"customers" 0.72 - below 0.8 a high score
+# does not mean the same thing, so it is only a candidate named in a question.
+LINK_SIMILARITY = 0.80
+SIMILARITY_MARGIN = 0.05
+ASK_SIMILARITY = 0.55
+MAX_CANDIDATES = 4
+_CACHE_CAP = 20_000
+
+ABBREVIATIONS = {
+    "qty": "quantity", "qnty": "quantity", "amt": "amount", "cust": "customer", "cnt": "count",
+    "num": "number", "nr": "number", "desc": "description", "addr": "address", "prod": "product",
+    "cat": "category", "txn": "transaction", "trx": "transaction", "tx": "transaction", "inv": "invoice",
+    "pmt": "payment", "pymt": "payment", "acct": "account", "acc": "account", "org": "organization",
+    "dept": "department", "emp": "employee", "mgr": "manager", "usr": "user", "msg": "message",
+    "tel": "phone", "pct": "percent", "val": "value", "ref": "reference", "ctry": "country",
+    "cntry": "country", "curr": "currency", "ccy": "currency", "wh": "warehouse", "loc": "location",
+    "cat_id": "category_id", "sku": "sku", "info": "information", "img": "image", "lang": "language",
+}
+SYNONYMS = {"client": "customer", "buyer": "customer", "purchaser": "customer", "line": "item",
+            "position": "item", "e-mail": "email", "mail": "email", "telephone": "phone", "mobile": "phone",
+            "town": "city", "nation": "country", "cost": "price", "sum": "amount"}
+# Russian stems (any ending) -> the English word they stand for.
+RU_STEMS = (
+    ("платёж", "payment"), ("платеж", "payment"), ("оплат", "payment"), ("заказ", "order"),
+    ("клиент", "customer"), ("покупател", "customer"), ("товар", "product"), ("продукт", "product"),
+    ("сумм", "amount"), ("дат", "date"), ("время", "time"), ("времен", "time"), ("город", "city"),
+    ("стран", "country"), ("статус", "status"), ("цен", "price"), ("количеств", "quantity"),
+    ("созда", "created"), ("обновл", "updated"), ("изменен", "updated"), ("строк", "line"),
+    ("позици", "item"), ("пользовател", "user"), ("сотрудник", "employee"), ("продаж", "sale"),
+    ("счёт", "invoice"), ("счет", "invoice"), ("транзакц", "transaction"), ("событи", "event"),
+    ("клик", "click"), ("адрес", "address"), ("имя", "name"), ("имен", "name"), ("телефон", "phone"),
+    ("почт", "email"), ("категори", "category"), ("отдел", "department"), ("регион", "region"),
+    ("магазин", "store"), ("склад", "warehouse"), ("поставщик", "supplier"), ("доставк", "delivery"),
+    ("скидк", "discount"), ("зарплат", "salary"), ("пациент", "patient"), ("визит", "visit"),
+    ("врач", "doctor"), ("сесси", "session"), ("датчик", "sensor"), ("показани", "reading"),
+    ("измерени", "measurement"), ("идентификатор", "id"), ("номер", "number"), ("описани", "description"),
+    ("назван", "name"), ("наименовани", "name"), ("рождени", "birth"), ("возраст", "age"), ("пол", "gender"),
+)
+_TIME_WORDS = frozenset({"at", "on", "date", "time", "ts", "timestamp", "datetime", "dt", "dttm", "tstamp"})
+_FILLER = frozenset({"the", "a", "an", "of", "s", "для"})
+LEVELS = ((1, "normalised"), (2, "abbreviation"), (3, "lexicon"))
+
+
+# ---------------------------------------------------------------- normalisation
+
+def _singular(w: str) -> str:
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith(("sses", "xes", "ches", "shes", "uses")):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+def _stem(w: str) -> str:
+    """created/creation/create -> creat, shipped/shipping -> ship: endings do not change a name."""
+    for suffix in ("ing", "ion", "ed", "e"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 4:
+            w = w[:-len(suffix)]
+            break
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "aeiousl":
+        w = w[:-1]
+    return w
+
+
+def _russian(w: str) -> Optional[str]:
+    return next((en for stem, en in RU_STEMS if w.startswith(stem)), None)
+
+
+def words(text: str) -> list[str]:
+    text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)  # camelCase names
+    text = re.sub(r"['’]s\b", " ", text.lower())
+    return [w for w in re.findall(r"[^\W_]+", text) if w]
+
+
+def _norm_word(w: str, level: int) -> str:
+    if level >= 3:
+        w = _russian(w) or w
+    if level >= 2:
+        w = ABBREVIATIONS.get(w, w)
+    w = _singular(w)
+    if level >= 3:
+        w = SYNONYMS.get(w, w)
+    if w in _TIME_WORDS:
+        return "@time"
+    return _stem(w)
+
+
+def tokens(text: str, level: int) -> frozenset[str]:
+    return frozenset(_norm_word(w, level) for w in words(text) if w not in _FILLER)
+
+
+def prose(name: str) -> str:
+    """A catalog name as words: "shop.order_items" -> "order items", "customers.csv" -> "customers"."""
+    short = name.rsplit("/", 1)[-1]
+    short = re.sub(r"\.(csv|jsonl|ndjson|json|xml|parquet|tsv|txt)$", "", short, flags=re.I)
+    short = short.rsplit(".", 1)[-1]
+    return " ".join(words(short))
+
+
+# ---------------------------------------------------------------- the catalog as the linker sees it
+
+@dataclass(frozen=True)
+class Table:
+    connection: str
+    kind: str
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (name, type)
+    default: bool = False
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c for c, _ in self.columns]
+
+    def column(self, name: str) -> Optional[str]:
+        """The real spelling of a column named in any case."""
+        return next((c for c in self.column_names if c.lower() == name.lower()), None)
+
+    def type_of(self, column: str) -> str:
+        return next((t for c, t in self.columns if c == column), "")
+
+    def entity(self, level: int) -> frozenset[str]:
+        return tokens(prose(self.name), level)
+
+    def shown(self) -> str:
+        return f"{self.name} ({self.connection})"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What a phrase links to: one name (linked), several (ambiguous) or none, plus question candidates."""
+
+    phrase: str
+    names: tuple[str, ...] = ()
+    how: Optional[str] = None
+    candidates: tuple[str, ...] = ()
+
+    @property
+    def linked(self) -> Optional[str]:
+        return self.names[0] if len(self.names) == 1 else None
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return self.names if len(self.names) > 1 else self.candidates
+
+
+@dataclass
+class CatalogIndex:
+    tables: list[Table] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, catalog: Optional[dict[str, Any]]) -> Optional["CatalogIndex"]:
+        if not isinstance(catalog, dict) or not catalog.get("connections"):
+            return None
+        tables = []
+        for conn in catalog["connections"]:
+            for t in conn.get("tables") or []:
+                cols = tuple((str(c["name"]), str(c.get("type") or "")) for c in t.get("columns") or [])
+                tables.append(Table(str(conn["name"]), str(conn["kind"]), str(t["name"]), cols,
+                                    bool(conn.get("default"))))
+        return cls(tables) if tables else None
+
+    def holders(self, name: str, kind: Optional[str] = None) -> list[Table]:
+        """Tables called ``name`` (schema.table, or a bare table name), optionally of one kind."""
+        low = name.lower()
+        pool = [t for t in self.tables if kind in (None, t.kind)]
+        full = [t for t in pool if t.name.lower() == low]
+        return full or ([t for t in pool if t.name.lower().rsplit(".", 1)[-1] == low] if "." not in low else [])
+
+    def default_connections(self) -> dict[str, str]:
+        """kind -> the catalog's default connection of that kind (the planner's defaults win over it)."""
+        return {t.kind: t.connection for t in self.tables if t.default}
+
+    def table_for(self, side: dict) -> Optional[Table]:
+        """The catalog table a resolved spec side names (its connection when several hold it)."""
+        name = side.get("table") or side.get("path")
+        if not name:
+            return None
+        found = self.holders(name, side.get("kind"))
+        if side.get("connection"):
+            found = [t for t in found if t.connection == side["connection"]] or found
+        if len(found) > 1:
+            found = [t for t in found if t.default] or found
+        return found[0] if len(found) == 1 else None
+
+
+# ---------------------------------------------------------------- matching
+
+def match(phrase: str, names: list[str], entity: Optional[dict[int, list[frozenset]]] = None,
+          similar: bool = True, exact_forms: Optional[dict[str, str]] = None) -> Lookup:
+    """Link ``phrase`` to one of ``names`` (see the module docstring for the classes)."""
+    names = list(dict.fromkeys(names))
+    low = " ".join(phrase.lower().split())
+    forms = exact_forms or {}
+    exact = [n for n in names if low in (n.lower(), n.lower().replace("_", " "), forms.get(n, "").lower())]
+    if exact:
+        return Lookup(phrase, tuple(exact), "exact")
+    for level, how in LEVELS:
+        p = tokens(phrase, level)
+        if not p:
+            return Lookup(phrase)
+        ents = (entity or {}).get(level, [])
+        found = [n for n in names if _same(p, tokens(prose_of(n, forms), level), ents)]
+        if found:
+            return Lookup(phrase, tuple(found), how)
+    if not similar or not names:
+        return Lookup(phrase)
+    return _similar(phrase, names, forms)
+
+
+def prose_of(name: str, forms: dict[str, str]) -> str:
+    return forms.get(name) or " ".join(words(name))
+
+
+def _same(p: frozenset, n: frozenset, entities: list[frozenset]) -> bool:
+    if not n:
+        return False
+    if p == n:
+        return True
+    for ent in entities:  # the table's own noun may be said or left out: "order amount", "customer id"
+        if (p - ent and p - ent == n) or (n - ent and p == n - ent):
+            return True
+    return False
+
+
+def _similar(phrase: str, names: list[str], forms: dict[str, str]) -> Lookup:
+    scores = similarity(phrase, [prose_of(n, forms) for n in names])
+    if scores is None:
+        return Lookup(phrase)
+    ranked = sorted(zip(names, scores), key=lambda x: (-x[1], x[0]))
+    best, top = ranked[0]
+    runner = ranked[1][1] if len(ranked) > 1 else -1.0
+    if top >= LINK_SIMILARITY and top - runner >= SIMILARITY_MARGIN:
+        return Lookup(phrase, (best,), "similar name")
+    candidates = tuple(n for n, s in ranked if s >= ASK_SIMILARITY)[:MAX_CANDIDATES]
+    return Lookup(phrase, (), None, candidates)
+
+
+def link_table(phrase: str, tables: list[Table], similar: bool = True) -> Lookup:
+    """Link a phrase to a table; names in the Lookup are table names (unique among ``tables``)."""
+    forms = {t.name: prose(t.name) for t in tables}
+    return match(phrase, [t.name for t in tables], similar=similar, exact_forms=forms)
+
+
+def link_column(phrase: str, tables: list[Table], similar: bool = True) -> Lookup:
+    """Link a phrase to a column of ``tables`` (the source, plus joined tables)."""
+    names = [c for t in tables for c in t.column_names]
+    entities = {level: [t.entity(level) for t in tables] for level, _ in LEVELS}
+    return match(phrase, names, entities, similar)
+
+
+# ---------------------------------------------------------------- similarity (MiniLM)
+
+class _Embeddings:
+    """The MiniLM embedder, built on first use, and a cache of name vectors (catalog names repeat)."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._failed = False
+        self._cache: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def vectors(self, texts: list[str]):
+        with self._lock:
+            if self._failed:
+                return None
+            if self._model is None:
+                try:
+                    from services.core.embeddings import MiniLMEmbedder
+
+                    self._model = MiniLMEmbedder()
+                except Exception:  # no model installed: the similarity class is off, the others still work
+                    log.warning("linking: MiniLM unavailable; similar-name links are off", exc_info=True)
+                    self._failed = True
+                    return None
+            missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+            if missing:
+                if len(self._cache) + len(missing) > _CACHE_CAP:
+                    self._cache.clear()
+                for text, vec in zip(missing, self._model.embed(missing)):
+                    self._cache[text] = vec
+            return [self._cache[t] for t in texts]
+
+
+_EMBEDDINGS = _Embeddings()
+
+
+def similarity(phrase: str, names: list[str]) -> Optional[list[float]]:
+    """Cosine of ``phrase`` with each name, rounded to 4 places (stable comparisons with thresholds)."""
+    import numpy as np
+
+    vecs = _EMBEDDINGS.vectors([phrase.lower(), *[n.lower() for n in names]])
+    if vecs is None:
+        return None
+    head, rest = vecs[0], np.asarray(vecs[1:])
+    return [round(float(s), 4) for s in rest @ head]
+
+
+def is_temporal(type_: str) -> bool:
+    return bool(re.search(r"date|time", type_, re.I))
