@@ -63,8 +63,10 @@ def _sources(settings: Settings):
 
 def _planner_spec(settings: Settings):
     from services.agents import planner
+    from services.connectors.catalog import catalog_from_settings
 
-    return planner.build(memory=_memory(settings), connections=_sources(settings).default_connections)
+    return planner.build(memory=_memory(settings), connections=_sources(settings).default_connections,
+                         catalog=catalog_from_settings(settings).get_or_none)
 
 
 def _sql_expert_spec(settings: Settings):

@@ -20,16 +20,21 @@ def request_text(pipeline: Pipeline) -> str:
     return "\n".join(parts) if pipeline.revision > 1 else pipeline.description
 
 
-def build(memory=None, connections=None) -> AgentSpec:
+def build(memory=None, connections=None, catalog=None) -> AgentSpec:
     async def on_request(ctx: AgentContext, event: Message, pipeline: Pipeline) -> None:
         text = request_text(pipeline)
         recalled = []
         if memory is not None:
             recalled = await asyncio.to_thread(memory.recall, pipeline.tenant_id, text, 3, event.pipeline_id)
         defaults = await asyncio.to_thread(connections, pipeline.tenant_id) if connections else None
+        task_input = {"text": text, "default_connections": defaults}
+        if catalog is not None:  # the tenant's tables and columns (services/connectors/catalog.py)
+            task_input["catalog"] = await asyncio.to_thread(catalog, pipeline.tenant_id)
+        if getattr(pipeline, "answers", None):  # answered clarifications: their slots are filled
+            task_input["answers"] = list(pipeline.answers)
         await ctx.ask(event, pipeline, task="plan", prompt_version=prompts.PLAN_VERSION,
                       messages=prompts.plan_messages(text, PipelineSpec.model_json_schema(), recalled),
-                      input={"text": text, "default_connections": defaults},
+                      input=task_input,
                       context={"recalled_ids": [r["id"] for r in recalled]})
 
     async def on_draft(ctx: AgentContext, event: Message, pipeline: Pipeline) -> None:

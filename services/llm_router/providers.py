@@ -448,7 +448,8 @@ class BuiltinProvider:
         text = data.get("text")
         if not isinstance(text, str):
             raise ProviderRequestError("builtin task 'plan' needs input['text'] (the user's request)")
-        return compile_request(text, default_connections=data.get("default_connections"))
+        return compile_request(text, default_connections=data.get("default_connections"),
+                               catalog=data.get("catalog"), answers=data.get("answers"))
 
     @staticmethod
     def _sql(data: dict[str, Any]) -> dict[str, Any]:
