@@ -38,14 +38,16 @@ _UNITS = {"minute": "minute", "min": "minute", "hour": "hour", "hr": "hour", "da
           "день": "day", "сут": "day", "недел": "week", "месяц": "month", "год": "year", "лет": "year"}
 _UNIT_EN = r"(?P<unit>minutes?|mins?|hours?|hrs?|days?|weeks?|months?|years?|quarters?)"
 _UNIT_RU = r"(?P<unit>минут\w*|час\w*|дн\w+|день|сутки|недел\w+|месяц\w*|год\w*|лет|квартал\w*)"
-_COL = rf"(?P<col>{IDENT})"
+# A column named before a date phrase must look like a time ("visit_date", "created_at", "ts"): another
+# word there ("per country for 2024") belongs to another rule.
+_TIME_COL = r"(?:[A-Za-z_][A-Za-z0-9_]*?(?:_at|_on|date|time|_ts|_dt|_day)|ts)(?![\w.])"
 _BY_COL = rf"(?:\s+(?:by|on|of|using|based\s+on|according\s+to|по)\s+(?:the\s+)?(?:(?:поле|полю)\s+)?(?P<bycol>{IDENT}))?"
 _CREATED = r"(?:created|placed|made|registered|signed\s+up|submitted|booked|opened|созданн\w+|оформленн\w+|зарегистрированн\w+)"
 _UPDATED = r"(?:updated|modified|changed|edited|обновлённ\w+|обновленн\w+|изменённ\w+|измененн\w+)"
 
 
 def scan_dates(sc: Scanner, d: Draft) -> None:
-    lead = rf"(?:(?P<who>{_CREATED}|{_UPDATED})\s+|(?:with\s+|where\s+|whose\s+)?(?P<col0>{IDENT})\s+(?:is\s+)?)?"
+    lead = rf"(?:(?P<who>{_CREATED}|{_UPDATED})\s+|(?:with\s+|where\s+|whose\s+)?(?P<col0>{_TIME_COL})\s+(?:is\s+)?)?"
     relative = (
         rf"\b{lead}(?:in|over|during|for|within|from)?\s*(?:the\s+)?(?:last|past|previous|recent|trailing)\s+"
         rf"(?P<n>{NUMBER_ANY}\s+)?{_UNIT_EN}(?!\w){_BY_COL}",
@@ -82,9 +84,8 @@ def _column(d: Draft, m: re.Match) -> str:
     g = m.groupdict()
     if g.get("bycol"):
         return g["bycol"]
-    col0 = g.get("col0")
-    if col0 and re.search(r"_at$|_on$|date|time|_ts$|^ts$|day$|_dt$", col0, re.I):
-        return col0
+    if g.get("col0"):
+        return g["col0"]
     if g.get("who") and re.match(_UPDATED, g["who"], re.I):
         return "updated_at"
     d.default(f"dates are compared on {DEFAULT_TIME_COLUMN} (say 'by <column>' to choose another)")
@@ -107,6 +108,12 @@ def _scan_absolute(sc: Scanner, d: Draft, lead: str) -> None:
               (r"from", ">=", 0, ""), (r"after|later\s+than|после", ">=", 1, "?"),
               (r"before|earlier\s+than|prior\s+to|до", "<", 0, "?"),
               (r"until|till|through|thru|up\s+to|on\s+or\s+before|по", "<", 1, "?"))
+    year_bounds = ((r"since|from|starting(?:\s+from|\s+in)?|с|начиная\s+с", ">=", 0), (r"after|после", ">=", 1),
+                   (r"before|prior\s+to|до", "<", 0), (r"until|till|through|thru|up\s+to|по", "<", 1))
+    for words, op, shift in year_bounds:
+        for m in list(sc.finditer(rf"\b{lead}(?:{words})\s+(?P<year>{_YEAR})(?:\s*(?:г\.|год\w*))?{onwards}?"
+                                  rf"(?![\w.-]){_BY_COL}")):
+            add_filter(sc, d, m, _column(d, m), op, date(int(m.group("year")) + shift, 1, 1).isoformat())
     for words, op, shift, optional in bounds:
         for m in list(sc.finditer(rf"\b{lead}(?:{words})\s+{one}{onwards}{optional}(?![\w-]){_BY_COL}")):
             day = _date(m, "")

@@ -7,7 +7,7 @@ from typing import Any, Optional
 from .draft import Draft
 from .lexicon import (COLUMN_WORDS, DEFAULT_TIME_COLUMN, ENTITY_NOUNS, IDENT, MONEY_WORDS, NOT_A_COLUMN, NUMBER,
                       PERIODS, STATUS_WORDS, STATUS_WORDS_RU, VALUE, column)
-from .scanner import Scanner
+from .scanner import Scanner, Span
 
 _OPS = (("greater than", ">"), ("more than", ">"), ("higher than", ">"), ("larger than", ">"),
         ("above", ">"), ("over", ">"), ("exceeding", ">"), ("of at least", ">="), ("at least", ">="),
@@ -57,7 +57,7 @@ def _op(word: str) -> str:
     return next(op for w, op in _OPS if w == norm)
 
 
-def add_filter(sc: Scanner, d: Draft, m: re.Match, col: str, op: str, value: Any = None) -> None:
+def add_filter(sc: Scanner, d: Draft, m: "re.Match | Span", col: str, op: str, value: Any = None) -> None:
     f = {"column": col, "op": op, "value": value}
     if f not in d.filters:
         d.filters.append(f)
@@ -131,7 +131,8 @@ _ALIAS = rf"(?:\s+(?:as|called|named|aliased\s+as|как)\s+(?!a\b|an\b|the\b){I
 _MEASURE_EN = (rf"(?:(?:(?:total|overall|gross)\s+)?(?:revenue|sales|turnover)|average\s+order\s+value|aov|"
                rf"average\s+(?:check|basket)|(?:total|sum\s+of|summing(?:\s+up)?|sum|summed)\s+"
                rf"(?:the\s+)?{IDENT}|(?:average|avg|mean|averaging)\s+(?:of\s+)?(?:the\s+)?{IDENT}|"
-               rf"(?:count\s+of|number\s+of|counting|how\s+many)\s+(?:the\s+|all\s+)?\w+|"
+               rf"(?:count\s+of|number\s+of|counting|how\s+many)\s+(?:the\s+|all\s+)?(?:(?:distinct|unique|"
+               rf"different)\s+)?\w+|"
                rf"(?:order|row|event|click|record|visit|session|payment|transaction)s?\s+counts?|counts?|"
                rf"(?:min(?:imum)?|max(?:imum)?|lowest|highest|smallest|largest)\s+(?:of\s+)?(?:the\s+)?{IDENT})"
                rf"{_ALIAS}")

@@ -12,7 +12,7 @@ from .lexicon import (ENTITY_NOUNS, IDENT, MONEY_NOUNS, NOT_A_COLUMN, STATUS_WOR
                       VERBS, column)
 from .numbers import AMOUNT, PERCENT_AFTER, amount_value
 from .operations import add_filter, column_name, literal
-from .scanner import Scanner
+from .scanner import Scanner, Span
 
 _ROWS = (r"(?:the\s+|any\s+|all\s+)?(?:rows?|records?|entries|entry|lines?|ones|orders?|customers?|users?|"
          r"payments?|events?|items?|patients?|visits?|transactions?|contacts?|accounts?|products?)")
@@ -157,6 +157,8 @@ def _comparison(sc: Scanner, d: Draft, m: re.Match, named: bool) -> None:
               f"'{m.group(0)}': процент хранится в {col} как {value} или как {value / 100:g}?")
         sc.take(m)
         return
+    if not named and (g.get("what") or "").lower() in ENTITY_NOUNS:
+        m = Span(m.end("what"), m.end())  # "paid orders over $50": "orders" stays for the status rule
     add_filter(sc, d, m, col, _OPS[" ".join(g["op"].lower().split())], value)
 
 

@@ -35,6 +35,18 @@ class Hit:
     meaning: str
 
 
+@dataclass(frozen=True)
+class Span:
+    """A part of a match (``Scanner.take`` needs only ``span()``): "orders over $100" consumes "over $100"
+    and leaves "orders" to the rules that read what is moved."""
+
+    start: int
+    end: int
+
+    def span(self) -> tuple[int, int]:
+        return self.start, self.end
+
+
 @dataclass
 class Scanner:
     text: str

@@ -151,7 +151,7 @@ def scan_top_n(sc: Scanner, d: Draft) -> None:
         rf"\b(?:the\s+)?(?:top|топ)[\s-]*{n}\s+(?P<adj>{_ADJ})\s+{_NP}(?:{by})?",
         rf"\b(?:the\s+)?{n}\s+(?P<adj>{_ADJ})\s+{_NP}(?:{by})?",
         rf"\b(?:the\s+)?(?P<adj>{_ADJ})\s+{n}\s+{_NP}(?:{by})?",
-        rf"\b(?:the\s+)?(?:top|топ)[\s-]*{n}\s+{_NP}",
+        rf"\b(?:the\s+)?(?:top|топ)[\s-]*{n}(?:\s+{_NP})?(?![\w-])",
         rf"\b(?:the\s+)?(?:first|первые)\s+{n}\s+(?P<rows>rows|records|lines|entries|строк\w*|запис\w*)"
         rf"(?:{by})?",
         rf"\b(?:limit(?:ed)?\s+(?:it\s+|to\s+|at\s+)*|capped\s+at\s+|at\s+most\s+|no\s+more\s+than\s+|"
@@ -230,7 +230,7 @@ def scan_rename(sc: Scanner, d: Draft) -> None:
     patterns = (
         rf"\brenam(?:e|ed|es|ing)\s+(?:the\s+)?(?:column\s+|field\s+)?{column('old')}(?:\s+column)?\s+"
         rf"(?:to|as|into)\s+{new}",
-        rf"\b{column('old')}\s+renamed\s+(?:to|as)\s+{new}",
+        rf"\b(?:with\s+)?(?:the\s+)?{column('old')}\s+(?:column\s+)?renamed\s+(?:to|as)\s+{new}",
         rf"\bпереимен\w*\s+(?:колонку\s+|поле\s+|столбец\s+)?{column('old', True)}\s+в\s+{new}",
     )
     for pattern in patterns:

@@ -9,7 +9,7 @@ from .draft import Draft
 from .endpoints import Mention
 from .lexicon import ENGINES, ENTITY_NOUNS, STOPWORDS_EN, STOPWORDS_RU, VERBS
 from .numbers import NUMBER_WORDS
-from .scanner import MASK, Scanner
+from .scanner import MASK, Scanner, Span
 
 # Particles that make a phrasal verb of a load verb: "copy over", "sync up", "bring across".
 _PHRASAL = (r"\b(?P<verb>copy|copies|copying|move|moving|bring|bringing|carry|send|sending|ship|shipping|push|"
@@ -43,18 +43,8 @@ def _scan_keep_in_sync(sc: Scanner, d: Draft) -> None:
             sc.take(sync_with, "sync with the source (what follows)")
 
 
-class _Span:
-    """A sub-span of a match, in the shape ``Scanner.take`` expects."""
-
-    def __init__(self, start: int, end: int):
-        self._span = (start, end)
-
-    def span(self) -> tuple[int, int]:
-        return self._span
-
-
-def _group_match(m: re.Match, group: str) -> "_Span":
-    return _Span(m.start(group), m.end(group))
+def _group_match(m: re.Match, group: str) -> Span:
+    return Span(m.start(group), m.end(group))
 
 
 # --- format words ----------------------------------------------------------------------------------
@@ -142,7 +132,7 @@ def _claim_slot(sc: Scanner, d: Draft, tokens: list, start: int, names: set[str]
     phrase = " ".join(t for _, _, t in claimed)
     d.subject.append(phrase)
     for begin, end, _ in claimed:
-        sc.take(_Span(begin, end), f"what is moved: {phrase}")
+        sc.take(Span(begin, end), f"what is moved: {phrase}")
 
 
 def _fits(word: str, is_head: bool, names: set[str], russian: bool) -> bool:
