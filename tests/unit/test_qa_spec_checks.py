@@ -204,3 +204,15 @@ def test_csv_na_markers_read_as_null_so_numeric_columns_stay_numeric(tmp_path):
     result = dry_run(rows, cur["transform_sql"], None, spec=spec, source_columns=columns)
     assert result.ok, result.findings
     assert {r["city"]: r["avg_score"] for r in result.sample} == {"Oslo": 1.5, "Rome": None, None: 2.25}
+
+
+def test_spec_words_resolve_like_the_compiler_resolves_them():
+    # "countries" is the compiler's "country", "amounts" its "amount", "Status" its "status": the SQL compiled
+    # from them passes, a wrong GROUP BY does not.
+    spec = {"source": PG, "target": ch("analytics.by_country"), "filters": [{"column": "Status", "op": "=",
+                                                                             "value": "paid"}],
+            "aggregate": {"dimensions": ["countries"], "measures": [{"fn": "sum", "column": "amounts", "alias": "total"}]}}
+    cur = draft(spec)
+    assert "GROUP BY country" in cur["extract_sql"] and errors(spec, cur) == {}
+    found = errors(spec, draft(spec, extract_sql=cur["extract_sql"].replace("GROUP BY country", "GROUP BY status")))
+    assert any("does not GROUP BY ['country']" in m for m in found["spec_shape"])

@@ -183,11 +183,28 @@ def output_names(spec: dict, source_columns: Optional[list] = None, join_columns
     return None
 
 
-def grain_sources(spec: dict) -> list[str]:
+def _namer(spec: dict, source_columns: Optional[list], join_columns: Optional[dict]):
+    """A spec's word for a column -> the column's own name as SQL writes it (``countries`` -> ``country``,
+    ``c.region`` -> ``region``), by the compiler's resolution when the columns are known."""
+    try:
+        scope = _scope(spec, source_columns, join_columns) if source_columns else None
+    except Exception:  # the spec does not fit the columns: column_findings says why
+        scope = None
+
+    def name(word: str) -> str:
+        try:
+            return scope.resolve(word).column.lower() if scope is not None else word.split(".")[-1].lower()
+        except Exception:
+            return word.split(".")[-1].lower()
+    return name
+
+
+def grain_sources(spec: dict, name=None) -> list[str]:
     """The source columns an aggregate groups by (its time column and dimensions), as a GROUP BY names them."""
+    name = name or (lambda w: w.split(".")[-1].lower())
     agg = spec.get("aggregate") or {}
     cols = ([agg["time_column"]] if agg.get("period") and agg.get("time_column") else []) + list(agg.get("dimensions") or [])
-    return [c.split(".")[-1] for c in cols]
+    return [name(c) for c in cols]
 
 
 def _accepts(expected: str, got: set[str], spec: dict) -> bool:
@@ -235,23 +252,24 @@ def sql_shape_findings(spec: dict, cur: dict, source_columns: Optional[list] = N
     if tree is None:
         return []  # the static rules report the parse error
     out: list[Finding] = []
+    name = _namer(spec, source_columns, join_columns)
     groups = list(tree.find_all(exp.Group))
     grouped = set().union(*(_column_names(g) for g in groups)) if groups else set()
     agg = spec.get("aggregate")
     if agg:
         if not groups:
-            out.append(_err("spec-grain", f"the spec aggregates per {', '.join(grain_sources(spec))} but the {key} "
+            out.append(_err("spec-grain", f"the spec aggregates per {', '.join(grain_sources(spec, name))} but the {key} "
                                           "has no GROUP BY: it would load one row per source row", sql))
         else:
-            missing = [c for c in grain_sources(spec) if c.lower() not in grouped]
+            missing = [c for c in grain_sources(spec, name) if c not in grouped]
             if missing:
                 out.append(_err("spec-grain", f"the {key} does not GROUP BY {missing} as the spec's aggregate does",
                                 sql))
-        out += _measure_findings(spec, tree, key, sql)
+        out += _measure_findings(spec, tree, key, sql, name)
     elif groups and not (spec.get("cleaning") and any(c.get("op") == "dedupe" for c in spec["cleaning"])):
         out.append(_err("spec-grain", f"the spec has no aggregate but the {key} groups rows (GROUP BY)", sql))
     if in_source:
-        out += _filter_findings(spec, tree, sql)
+        out += _filter_findings(spec, tree, sql, name)
     if spec.get("limit"):
         out += _limit_findings(spec, cur, dialect)
     select = _outer_select(tree)
@@ -260,7 +278,7 @@ def sql_shape_findings(spec: dict, cur: dict, source_columns: Optional[list] = N
     return out
 
 
-def _measure_findings(spec: dict, tree, key: str, sql: str) -> list[Finding]:
+def _measure_findings(spec: dict, tree, key: str, sql: str, name) -> list[Finding]:
     from sqlglot import exp
 
     select = _outer_select(tree)
@@ -277,17 +295,17 @@ def _measure_findings(spec: dict, tree, key: str, sql: str) -> list[Finding]:
         if not funcs:
             out.append(_err("spec-measure", f"{key} column {m['alias']!r} must be {m['fn']}({m.get('column') or '*'})",
                             sql))
-        elif m.get("column") and m["column"].lower() not in set().union(*(_column_names(f) for f in funcs)):
+        elif m.get("column") and name(m["column"]) not in set().union(*(_column_names(f) for f in funcs)):
             out.append(_err("spec-measure", f"{key} column {m['alias']!r} must aggregate {m['column']!r}", sql))
     return out
 
 
-def _filter_findings(spec: dict, tree, sql: str) -> list[Finding]:
+def _filter_findings(spec: dict, tree, sql: str, name) -> list[Finding]:
     from sqlglot import exp
 
     wheres = list(tree.find_all(exp.Where))
     filtered = set().union(*(_column_names(w) for w in wheres)) if wheres else set()
-    missing = [f["column"] for f in spec.get("filters") or [] if f["column"].split(".")[-1].lower() not in filtered]
+    missing = [f["column"] for f in spec.get("filters") or [] if name(f["column"]) not in filtered]
     if missing:
         return [_err("spec-filter", f"the extract SQL does not filter on {missing} as the spec's filters do", sql)]
     return []
