@@ -139,7 +139,7 @@ _MEASURE_EN = (rf"(?:(?:(?:total|overall|gross)\s+)?(?:revenue|sales|turnover)|a
 _MEASURE_RU = (rf"(?:(?:общ\w+\s+)?(?:выручк\w*|продаж\w*)|средн\w+\s+чек\w*|(?:сумм\w*|суммируя|итог\w*)\s+"
                rf"(?:по\s+полю\s+)?{IDENT}|(?:средн\w+)\s+{IDENT}|(?:количество|число)\s+\w+|"
                rf"(?:минимальн\w+|максимальн\w+)\s+{IDENT}){_ALIAS}")
-_GROUP_WORD = rf"(?:calendar\s+day|(?!\w+ing\b){NOT_A_COLUMN}{IDENT})"
+_GROUP_WORD = rf"(?:calendar\s+day|(?!\w+ing\b){NOT_A_COLUMN}{IDENT}\b(?!\s+(?:it|them|this|that)\b))"  # "name it"
 _GROUPS_EN = rf"{_GROUP_WORD}(?:(?:\s*,\s*|\s+(?:and|per|by|for\s+each)\s+){_GROUP_WORD})*"
 _GROUP_WORD_RU = rf"(?:дням|неделям|месяцам|часам|странам|городам|статусам|{IDENT})"
 _GROUPS_RU = rf"{_GROUP_WORD_RU}(?:(?:\s*,\s*|\s+и\s+){_GROUP_WORD_RU})*"
@@ -252,7 +252,8 @@ def _passive_measure(sc: Scanner, d: Draft, verb: str, col: Optional[str]) -> li
     verb = verb.lower()
     if verb.startswith("count"):
         return [{"fn": "count", "column": None, "alias": "row_count"}]
-    if col and col.lower() not in ENTITY_NOUNS and not any(w in col.lower() for w in MONEY_WORDS):
+    rows_noun = col and col.lower() in ENTITY_NOUNS and col.lower().endswith(("s", "ы", "и"))  # "orders summed"
+    if col and not rows_noun and not any(w in col.lower() for w in MONEY_WORDS):
         # "amount summed per customer"
         fn = "avg" if verb.startswith("averag") else "sum"
         name = column_name(col)

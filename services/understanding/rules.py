@@ -75,7 +75,7 @@ def _one_bound_patterns(sc: Scanner, unit: str, things: str) -> tuple[str, ...]:
     secs = rf"(?P<secs>\d+(?:\.\d+)?|{NUMBER_WORDS})\s*-?\s*{unit}"
     patterns = [
         rf"\b(?:flush(?:ing|ed)?|commit(?:ting)?|writ(?:e|ing)|emit(?:ting)?|send(?:ing)?|batch(?:ing)?|"
-        rf"micro-?batch(?:ing)?|in\s+(?:micro-?)?batches|сбрасыва\w*|пачками|батчами)\s+(?:them\s+|it\s+)?"
+        rf"micro-?batch(?:ing)?|(?:in\s+)?(?:micro-?)?batches|сбрасыва\w*|пачками|батчами)\s+(?:them\s+|it\s+)?"
         rf"(?:every|each|once\s+every|каждые|раз\s+в)\s+{secs}\b",
         rf"\b(?:in|with)\s+(?P<secs2>\d+(?:\.\d+)?)\s*-?\s*(?P<unit2>seconds?|secs?|s|minutes?|mins?)\s+"
         rf"(?:micro-?)?(?:batches|windows?)\b",

@@ -32,8 +32,11 @@ def scan_joins(sc: Scanner, d: Draft) -> None:
         rf"\w+|(?P<what>\w+))\s+)?with\s+(?:data\s+from\s+|info\s+from\s+|details\s+from\s+)?{table}\s+"
         rf"{_KEY_WORD}\s+(?:the\s+)?{_KEYS}",
         rf"\b(?:(?P<kind>left|inner)\s+)?(?:соедин\w*|объедин\w*|джойн\w*|присоедин\w*|(?P<enrich>обогат\w*))\s+"
-        rf"(?:(?P<what>\w+)\s+)?(?:с|со)\s+(?:таблиц\w+\s+)?[`'\"]?(?P<table>{_REF})[`'\"]?\s+по\s+"
+        rf"(?:(?P<what>\w+)\s+)?(?:с|со)\s+(?:таблиц\w+\s+)?(?:данными\s+)?[`'\"]?(?P<table>{_REF}|"
+        rf"{'|'.join(JOIN_ENTITIES_RU)})[`'\"]?\s+по\s+"
         rf"(?:ключу\s+|полю\s+|колонке\s+)?{_KEYS}",
+        rf"\b(?P<enrich>обогат\w*)\s+(?:(?P<what>\w+)\s+)?данными\s+(?:из\s+)?[`'\"]?(?P<table>{_REF}|"
+        rf"{'|'.join(JOIN_ENTITIES_RU)})[`'\"]?\s+по\s+(?:ключу\s+|полю\s+)?{_KEYS}",
     )
     for pattern in explicit:
         for m in list(sc.finditer(pattern)):
@@ -48,7 +51,7 @@ def _explicit_join(sc: Scanner, d: Draft, m: re.Match) -> None:
         return
     on, right_on = _join_keys(g["keys"])
     kind = (g.get("kind") or ("left" if g.get("enrich") else "inner")).lower()
-    what = g.get("what")
+    what = g.get("what") if (g.get("what") or "").lower() not in ("их", "его", "them", "it") else None
     if what and what.lower() not in ENTITY_NOUNS and not what.lower().endswith(("s", "и", "ы")):
         return  # "enrich <something> with ...": the word would be guessed into the subject
     if what:
