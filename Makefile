@@ -30,6 +30,13 @@ test: install
 	$(AIETL) up --skip-topics
 	$(PY) -m pytest tests/unit tests/integration tests/e2e tests/reliability -q -rs --durations=10
 
+## test-llm: opt-in and slow (not in `make test`): a real small model (Qwen2.5-Coder-1.5B behind llama.cpp's
+## server, both built once into .aietl/llm) plans the public cases; results go to docs/EVAL.md
+test-llm: install
+	$(AIETL) up --skip-topics
+	$(PY) -m tests.llm.model_server prepare
+	AIETL_TEST_LLM=1 $(PY) -m pytest tests/llm -q -rs -s
+
 test-unit: install
 	$(PY) -m pytest tests/unit -q
 

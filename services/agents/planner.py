@@ -1,10 +1,16 @@
-"""planner: a request (or a revision) in, a spec, a clarification question or a refusal out."""
+"""planner: a request (or a revision) in, a spec, a clarification question or a refusal out.
+
+Refusal rules run here, before any model is asked: a request to delete or modify data is refused by
+the understanding's own rule whatever the configured providers would have answered. The router reviews
+every answer against the plan contract (services.llm_router.contract), repairs it with the model, falls
+back to the next provider, and only when every provider's answer was rejected does the planner ask the
+user, naming the fields. A provider outage is not the user's problem: drafting fails as retryable and
+``/revise`` with "retry" runs the same request again.
+"""
 from __future__ import annotations
 
 import asyncio
-import json
-
-from pydantic import ValidationError
+import re
 
 from services.agents import prompts
 from services.agents.common import AgentReplyError, cause_of, reply_output, usage
@@ -12,17 +18,45 @@ from services.agents.runtime import AgentContext, AgentSpec
 from services.core.messages import Message
 from services.domain.pipeline import Pipeline
 from services.domain.spec import PipelineSpec
+from services.llm_router.contract import ANSWER_REJECTED, rejected_fields, review_plan
+from services.understanding.rules import destructive_word
+
+# A revision saying only this re-runs the request unchanged (after an outage); it adds no words to it.
+RETRY = re.compile(r"^\s*(retry|try again|again|повтори(ть)?|ещё раз|еще раз)\s*[.!]?\s*$", re.I)
 
 
 def request_text(pipeline: Pipeline) -> str:
     """The description, plus every revision's instructions so far (they refine, not replace, it)."""
-    parts = [pipeline.description] + list(pipeline.current.get("instructions") or [])
+    instructions = [i for i in pipeline.current.get("instructions") or [] if not RETRY.match(i)]
+    parts = [pipeline.description] + instructions
     return "\n".join(parts) if pipeline.revision > 1 else pipeline.description
+
+
+def refusal_reason(word: str) -> str:
+    return (f"Refused: {word!r} asks to delete or change data. aietl pipelines only read their sources and "
+            "load copies; describe what to load instead.")
+
+
+def outage_reason(pipeline_id: str, message: str) -> str:
+    return (f"retryable: no language model could answer ({message[:600]}). Nothing is wrong with the request: "
+            f"run it again with POST /api/v1/pipelines/{pipeline_id}/revise "
+            '{"instructions": "retry"} once the provider is back.')
+
+
+def rejected_question(fields: list[str], detail: str) -> str:
+    named = ", ".join(fields) or "the spec"
+    return (f"I could not build a valid plan; these fields are unclear: {named} ({detail[:400]}). "
+            "Can you say precisely what they should be?")
 
 
 def build(memory=None, connections=None, catalog=None) -> AgentSpec:
     async def on_request(ctx: AgentContext, event: Message, pipeline: Pipeline) -> None:
         text = request_text(pipeline)
+        word = destructive_word(text)
+        if word:
+            await ctx.propose(event, "RecordRefusal", {"revision": pipeline.revision, "llm": None,
+                                                       "reason": refusal_reason(word)})
+            return
         recalled = []
         if memory is not None:
             recalled = await asyncio.to_thread(memory.recall, pipeline.tenant_id, text, 3, event.pipeline_id)
@@ -32,10 +66,12 @@ def build(memory=None, connections=None, catalog=None) -> AgentSpec:
             task_input["catalog"] = await asyncio.to_thread(catalog, pipeline.tenant_id)
         if getattr(pipeline, "answers", None):  # answered clarifications: their slots are filled
             task_input["answers"] = list(pipeline.answers)
-        await ctx.ask(event, pipeline, task="plan", prompt_version=prompts.PLAN_VERSION,
-                      messages=prompts.plan_messages(text, PipelineSpec.model_json_schema(), recalled),
-                      input=task_input,
-                      context={"recalled_ids": [r["id"] for r in recalled]})
+        examples = await asyncio.to_thread(prompts.plan_examples, text, defaults)
+        messages = prompts.plan_messages(text, catalog=task_input.get("catalog"), default_connections=defaults,
+                                         recalled=recalled, examples=examples)
+        await ctx.ask(event, pipeline, task="plan", prompt_version=prompts.PLAN_VERSION, messages=messages,
+                      input=task_input, context={"recalled_ids": [r["id"] for r in recalled],
+                                                 "default_connections": defaults})
 
     async def on_draft(ctx: AgentContext, event: Message, pipeline: Pipeline) -> None:
         if memory is not None and event.payload.get("passed_qa"):
@@ -46,23 +82,30 @@ def build(memory=None, connections=None, catalog=None) -> AgentSpec:
     async def on_reply(ctx: AgentContext, reply: Message, pipeline: Pipeline, context: dict) -> None:
         cause = cause_of(reply, context)
         base = {"revision": context["revision"], "llm": usage(reply)}
+        if reply.short_name != "LlmTaskCompleted" and reply.payload.get("error_code") == ANSWER_REJECTED:
+            message = str(reply.payload.get("message") or "")
+            fields = rejected_fields(message)
+            await ctx.propose(cause, "RecordClarification", {
+                **base, "question": rejected_question(fields, message.split("\n", 1)[0]),
+                "missing": fields or ["spec"]})
+            return
         try:
             out = reply_output(reply)
         except AgentReplyError as exc:
-            await ctx.propose(cause, "RecordClarification", {
-                **base, "question": f"The planner could not get an answer ({exc}). Please try again or "
-                                    "rephrase the request.", "missing": ["plan"]})
+            await ctx.propose(cause, "FailDrafting", {"revision": context["revision"], "stage": pipeline.status,
+                                                      "reason": outage_reason(reply.pipeline_id, str(exc))})
             return
-        if out.get("outcome") == "refuse":
+        # The router reviewed it already; the same review here means no older path can slip one past.
+        verdict = review_plan(out, {"default_connections": context.get("default_connections")})
+        out = verdict.output
+        if not verdict.ok:
+            await ctx.propose(cause, "RecordClarification", {
+                **base, "question": rejected_question(verdict.fields(), "; ".join(verdict.errors)),
+                "missing": verdict.fields()})
+        elif out["outcome"] == "refuse":
             await ctx.propose(cause, "RecordRefusal", {**base, "reason": str(out.get("reason"))})
-        elif out.get("outcome") == "plan":
-            try:
-                spec = PipelineSpec.model_validate(out.get("spec"))
-            except ValidationError as exc:
-                await ctx.propose(cause, "RecordClarification", {
-                    **base, "question": f"The plan was incomplete: {exc.errors()[0]['msg']}. Can you say "
-                                        "more precisely what to load and where?", "missing": ["spec"]})
-                return
+        elif out["outcome"] == "plan":
+            spec = PipelineSpec.model_validate(out["spec"])
             await ctx.propose(cause, "RecordPlan", {
                 **base, "spec_json": spec.model_dump_json(), "understood": list(out.get("understood") or []),
                 "confidence": float(out.get("confidence", 1.0)), "recalled_ids": context.get("recalled_ids", [])})

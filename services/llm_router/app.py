@@ -15,6 +15,9 @@ log = logging.getLogger("aietl.llm_router")
 PROCESSOR = "llm-router"
 COMPLETED = "aietl.llm.v1.LlmTaskCompleted"
 FAILED = "aietl.llm.v1.LlmTaskFailed"
+# Requests handled at once by one router process. Each provider's own limit (max_concurrency) bounds
+# what it receives, so a slow local model queues only the requests routed to it.
+CONCURRENCY = 8
 
 
 def to_llm_request(msg: Message):
@@ -46,12 +49,19 @@ def completed(request: Message, result) -> Message:
 
 
 def failed(request: Message, exc: Exception) -> Message:
-    from services.llm_router.providers import BudgetExceededError
+    from services.llm_router.contract import ANSWER_REJECTED, PROVIDERS_UNAVAILABLE, rejection_text
+    from services.llm_router.providers import AllProvidersFailedError, BudgetExceededError
 
-    code = "budget_exceeded" if isinstance(exc, BudgetExceededError) else type(exc).__name__
+    code, message = type(exc).__name__, str(exc)
+    if isinstance(exc, BudgetExceededError):
+        code = "budget_exceeded"
+    elif isinstance(exc, AllProvidersFailedError) and exc.rejected:
+        code, message = ANSWER_REJECTED, rejection_text(exc.rejection_errors())  # names the fields
+    elif isinstance(exc, AllProvidersFailedError):
+        code = PROVIDERS_UNAVAILABLE
     return Message(FAILED, _reply_envelope(FAILED, request), {
         "task": request.payload["task"], "requester": request.payload["requester"], "error_code": code,
-        "message": str(exc)[:2000], "retryable": bool(getattr(exc, "retryable", False)),
+        "message": message[:2000], "retryable": bool(getattr(exc, "retryable", False)),
         "context_json": request.payload.get("context_json") or "{}"})
 
 
@@ -66,13 +76,14 @@ async def answer(router, request: Message) -> Message:
 
 
 def build(settings: Settings, codec: AvroCodec, router_factory):
-    app = make_app(settings, PROCESSOR)
+    # A local model's call can take minutes; Faust must not report that as a stuck stream.
+    app = make_app(settings, PROCESSOR, stream_processing_timeout=900.0)
     requests = topic(app, settings, "llm.requests.v1")
     replies_topic = settings.topic("llm.replies.v1")
     dlq_topic = settings.topic("llm.requests.v1.dlq")
     state: dict = {}
 
-    @app.agent(requests)
+    @app.agent(requests, concurrency=CONCURRENCY)
     async def process(stream):
         async for event in stream.events():
             if "router" not in state:

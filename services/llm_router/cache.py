@@ -57,6 +57,10 @@ class ExactCache:
         value = json.dumps({k: answer[k] for k in CACHED_FIELDS}, ensure_ascii=False)
         await self.redis.set(self._key(key), value, ex=self.ttl_s)
 
+    async def delete(self, key: str) -> None:
+        """Forget an answer that turned out to be unusable (it would be served for the whole TTL)."""
+        await self.redis.delete(self._key(key))
+
 
 # ------------------------------------------------------------------------------------------- semantic
 
@@ -94,6 +98,7 @@ def semantic_literals(text: str) -> str:
 class SemanticHit:
     answer: dict[str, Any]
     score: float
+    point_id: str = ""
 
 
 class SemanticCache:
@@ -143,7 +148,14 @@ class SemanticCache:
         if not found.points:
             return None
         point = found.points[0]
-        return SemanticHit(json.loads(point.payload["answer"]), float(point.score))
+        return SemanticHit(json.loads(point.payload["answer"]), float(point.score), str(point.id))
+
+    async def evict(self, point_id: str) -> None:
+        """Remove one stored answer (one that was rejected), so no similar request is served it."""
+        from qdrant_client import models
+
+        client = await self._get_client()
+        await client.delete(self.collection, points_selector=models.PointIdsList(points=[point_id]))
 
     async def store(self, request: LlmRequest, route: str, vector: list[float], answer: dict[str, Any]) -> None:
         if not self.applies(request):

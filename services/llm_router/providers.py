@@ -136,6 +136,19 @@ class ProviderUnavailableError(LlmError):
     health = True
 
 
+class ProviderTimeoutError(ProviderUnavailableError):
+    """No answer within the provider's deadline. The request was abandoned (its connection closed);
+    the router moves to the next provider rather than queueing the same slow work again."""
+
+
+class AnswerRejectedError(LlmError):
+    """The provider answered, but the answer breaks the task's contract (``errors``: "path: message")."""
+
+    def __init__(self, errors: list[str], **kw: Any) -> None:
+        self.errors = list(errors)
+        super().__init__("answer rejected: " + "; ".join(self.errors)[:1500], **kw)
+
+
 class ProviderRequestError(LlmError):
     """A 4xx other than 429/408: this request will not succeed on this provider; fall back at once."""
 
@@ -181,6 +194,13 @@ class AllProvidersFailedError(LlmError):
         self.errors = errors
         parts = [f"{name}: {_describe_error(err)}" for name, err in errors.items()]
         super().__init__("all LLM providers failed: " + ("; ".join(parts) or "no provider configured"))
+        # Every provider answered and every answer was unusable: asking again will not help, the user must
+        # say more. Otherwise some provider was down or busy: the same request may succeed later.
+        self.rejected = bool(errors) and all(isinstance(e, AnswerRejectedError) for e in errors.values())
+        self.retryable = any(isinstance(e, LlmError) and e.retryable for e in errors.values())
+
+    def rejection_errors(self) -> list[str]:
+        return [line for e in self.errors.values() if isinstance(e, AnswerRejectedError) for line in e.errors]
 
 
 def _describe_error(err: LlmError | str) -> str:
@@ -307,9 +327,14 @@ class _HttpProvider:
 
     async def _post(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         try:
-            response = await self._http().post(self.base_url + path, json=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise ProviderUnavailableError(f"{self.name} timed out after {self.timeout_s:g} s ({type(exc).__name__})",
+            # One deadline for the whole call (httpx's is per read): when it passes the request is
+            # cancelled and its connection closed, so a server that notices (streaming) stops generating.
+            async with asyncio.timeout(self.timeout_s):
+                if body.get("stream"):
+                    return await self._post_stream(path, body, headers)
+                response = await self._http().post(self.base_url + path, json=body, headers=headers)
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            raise ProviderTimeoutError(f"{self.name} timed out after {self.timeout_s:g} s ({type(exc).__name__})",
                                            provider=self.name) from exc
         except httpx.TransportError as exc:
             raise ProviderUnavailableError(f"{self.name} unreachable: {type(exc).__name__}: {exc}",
@@ -324,6 +349,27 @@ class _HttpProvider:
         if not isinstance(data, dict):
             raise MalformedResponseError(f"{self.name} sent JSON that is not an object", provider=self.name)
         return data
+
+    async def _post_stream(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        """An OpenAI server-sent-events answer, assembled into the non-streaming shape."""
+        parts: list[str] = []
+        data: dict[str, Any] = {}
+        async with self._http().stream("POST", self.base_url + path, json=body, headers=headers) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise classify_http_error(response, self.name)
+            async for line in response.aiter_lines():
+                if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+                    continue
+                try:
+                    chunk = json.loads(line[5:])
+                except ValueError as exc:
+                    raise MalformedResponseError(f"{self.name} sent a bad event: {line[:200]!r}",
+                                                 provider=self.name) from exc
+                data.update({k: v for k, v in chunk.items() if k in ("model", "usage") and v})
+                for choice in chunk.get("choices") or []:
+                    parts.append(((choice.get("delta") or {}).get("content")) or "")
+        return {**data, "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)}}]}
 
     def _reply(self, data: dict[str, Any], text: Any, usage: tuple[Any, Any] | None,
                request_chars: int) -> ProviderReply:
@@ -348,28 +394,79 @@ class OpenAICompatibleProvider(_HttpProvider):
     ``base_url`` includes the version segment, e.g. ``https://api.openai.com/v1``.
     """
 
-    def __init__(self, base_url: str, api_key: str | None, model: str, name: str = "openai", **kw: Any) -> None:
+    STRUCTURED = ("json_object", "json_schema", "llamacpp")
+
+    def __init__(self, base_url: str, api_key: str | None, model: str, name: str = "openai", *,
+                 structured: str = "json_object", stream: bool = False, **kw: Any) -> None:
         super().__init__(name=name, base_url=base_url, api_key=api_key, model=model, **kw)
+        if structured not in self.STRUCTURED:
+            raise ValueError(f"structured must be one of {self.STRUCTURED}")
+        self.structured, self.stream = structured, stream
 
     def build_body(self, request: LlmRequest) -> dict[str, Any]:
-        return {"model": self.model, "messages": prompt_messages(request),
+        body = {"model": self.model, "messages": prompt_messages(request),
                 "max_tokens": request.effective_max_tokens, "temperature": request.temperature,
-                "response_format": {"type": "json_object"}}
+                "response_format": self.response_format(request.task)}
+        if self.stream:
+            body["stream"] = True
+        return body
+
+    def response_format(self, task: str) -> dict[str, Any]:
+        """Structured output as each server family spells it: OpenAI/vLLM take ``json_schema``,
+        llama.cpp's servers a ``schema`` beside ``json_object`` (compiled to a grammar); others JSON mode."""
+        from .contract import answer_schema
+
+        schema = answer_schema(task)
+        if schema is None or self.structured == "json_object":
+            return {"type": "json_object"}
+        if self.structured == "llamacpp":
+            return {"type": "json_object", "schema": schema}
+        return {"type": "json_schema", "json_schema": {"name": f"aietl_{task}", "schema": schema, "strict": False}}
 
     def headers(self) -> dict[str, str]:
         # Local servers (Ollama, llama.cpp) need no key; sending an empty Bearer would confuse some proxies.
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
+    PATH = "/chat/completions"
+    TEXT = ("choices", 0, "message", "content")
+
+    @staticmethod
+    def usage(data: dict[str, Any]) -> tuple[Any, Any] | None:
+        usage = data.get("usage") or {}
+        return (usage.get("prompt_tokens"), usage.get("completion_tokens")) if usage else None
+
     async def complete(self, request: LlmRequest) -> ProviderReply:
         body = self.build_body(request)
-        data = await self._post("/chat/completions", body, self.headers())
+        data = await self._post(self.PATH, body, self.headers())
         try:
-            text = _get(data, "choices", 0, "message", "content")
+            text = _get(data, *self.TEXT)
         except KeyError as exc:
             raise MalformedResponseError(f"{self.name}: response lacks {exc.args[0]}", provider=self.name) from None
-        usage = data.get("usage") or {}
-        tokens = (usage.get("prompt_tokens"), usage.get("completion_tokens")) if usage else None
-        return self._reply(data, text, tokens, len(canonical_json(body["messages"])))
+        return self._reply(data, text, self.usage(data), len(canonical_json(body["messages"])))
+
+
+class OllamaProvider(OpenAICompatibleProvider):
+    """``POST {base_url}/api/chat``, Ollama's own API: ``format`` takes the answer's JSON Schema."""
+
+    def __init__(self, base_url: str, api_key: str | None, model: str, name: str = "ollama", **kw: Any) -> None:
+        # Configs often carry the OpenAI-compatible base (…/v1); the native API lives beside it.
+        base = base_url.rstrip("/")
+        super().__init__(name=name, base_url=base[:-3] if base.endswith("/v1") else base, api_key=api_key,
+                         model=model, **kw)
+
+    def build_body(self, request: LlmRequest) -> dict[str, Any]:
+        from .contract import answer_schema
+
+        return {"model": self.model, "messages": prompt_messages(request), "stream": False,
+                "format": answer_schema(request.task) or "json",
+                "options": {"num_predict": request.effective_max_tokens, "temperature": request.temperature}}
+
+    PATH = "/api/chat"
+    TEXT = ("message", "content")
+
+    @staticmethod
+    def usage(data: dict[str, Any]) -> tuple[Any, Any] | None:
+        return (data.get("prompt_eval_count"), data.get("eval_count")) if "eval_count" in data else None
 
 
 class AnthropicProvider(_HttpProvider):

@@ -26,16 +26,18 @@ import os
 import random
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Awaitable, Callable, Optional
 
 from .breaker import HALF_OPEN, OPEN, BreakerSettings, CircuitBreaker
 from .budget import BudgetGuard, BudgetPolicy
 from .cache import CACHED_FIELDS, ExactCache, SemanticCache, exact_key
+from .contract import MAX_REPAIRS, repair_messages, review
 from .pricing import FREE, Price, resolve_price
 from .providers import (
     COMPLEXITIES,
     AllProvidersFailedError,
+    AnswerRejectedError,
     AnthropicProvider,
     BudgetExceededError,
     BuiltinProvider,
@@ -43,13 +45,16 @@ from .providers import (
     LlmRequest,
     LlmResult,
     MalformedResponseError,
+    OllamaProvider,
     OpenAICompatibleProvider,
     Provider,
     ProviderReply,
     ProviderRequestError,
+    ProviderTimeoutError,
     ProviderUnavailableError,
     canonical_json,
     estimate_tokens,
+    prompt_messages,
 )
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,14 @@ log = logging.getLogger(__name__)
 # Every OpenAI-compatible server is one kind; the aliases let configs name what they actually run.
 OPENAI_KINDS = {"openai", "openai_compatible", "deepseek", "qwen", "vllm", "ollama", "llamacpp", "llama.cpp"}
 KINDS = OPENAI_KINDS | {"builtin", "anthropic"}
+# Models served on the deployment's own CPUs or GPU: slow cold calls, one generation at a time.
+LOCAL_KINDS = {"ollama", "llamacpp", "llama.cpp"}
+# Structured output, as each server family spells it (see OpenAICompatibleProvider.response_format).
+STRUCTURED = {"openai": "json_schema", "openai_compatible": "json_schema", "vllm": "json_schema",
+              "llamacpp": "llamacpp", "llama.cpp": "llamacpp", "deepseek": "json_object", "qwen": "json_object"}
+# Output budgets per task: a plan or a SQL answer is a few hundred tokens; a runaway generation on a
+# local model costs minutes, so the cap is part of the contract rather than the model's choice.
+TASK_MAX_TOKENS = {"plan": 1200, "sql": 1500, "python": 1500, "reflect": 600, "schema": 800, "qa": 800}
 STAT_FIELDS = ("calls", "errors", "successes", "tokens_in", "tokens_out", "cost_usd", "latency_ms_total",
                "cache_exact", "cache_semantic")
 
@@ -76,7 +89,10 @@ class ProviderConfig:
     cost_in_per_1k: Optional[float] = None  # USD; None = list price from services.llm_router.pricing
     cost_out_per_1k: Optional[float] = None
     max_complexity: str = "high"
-    timeout_s: float = 60.0
+    timeout_s: Optional[float] = None  # None: 300 s for local kinds (CPU inference), 60 s otherwise
+    max_concurrency: Optional[int] = None  # calls in flight; None: 1 for local kinds, 8 otherwise
+    max_tokens: dict[str, int] = field(default_factory=dict)  # per task, over TASK_MAX_TOKENS
+    tasks: frozenset[str] = frozenset()  # the only tasks it may answer; empty: all
     enabled: bool = True
 
     def __post_init__(self) -> None:
@@ -89,14 +105,29 @@ class ProviderConfig:
         if self.kind != "builtin" and not self.model:
             raise ValueError(f"provider {self.name!r}: model is required")
         self.strengths = frozenset(self.strengths)
+        self.tasks = frozenset(self.tasks)
         self.model = self.model or BuiltinProvider.model
+        local = self.kind in LOCAL_KINDS
+        if self.timeout_s is None:
+            self.timeout_s = 300.0 if local else 60.0
+        if self.max_concurrency is None:
+            self.max_concurrency = 1 if local else 8
+        if self.timeout_s <= 0 or self.max_concurrency < 1:
+            raise ValueError(f"provider {self.name!r}: timeout_s must be > 0 and max_concurrency >= 1")
+
+    def answers(self, task: str) -> bool:
+        return not self.tasks or task in self.tasks
+
+    def token_cap(self, task: str) -> int:
+        return int(self.max_tokens.get(task) or TASK_MAX_TOKENS.get(task) or 1024)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ProviderConfig":
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"provider config {data.get('name')!r}: unknown fields {sorted(unknown)}")
-        return cls(**data)
+        return cls(**{**data, "tasks": frozenset(data.get("tasks") or ()),
+                      "strengths": frozenset(data.get("strengths") or ())})
 
     @property
     def is_builtin(self) -> bool:
@@ -115,8 +146,13 @@ def build_provider(config: ProviderConfig) -> Provider:
     if config.kind == "anthropic":
         return AnthropicProvider(config.base_url, config.key(), config.model, name=config.name,
                                  timeout_s=config.timeout_s)
+    if config.kind == "ollama":
+        return OllamaProvider(config.base_url or "", config.key(), config.model, name=config.name,
+                              timeout_s=config.timeout_s)
+    # llama.cpp streams so that abandoning a timed-out call stops its generation on the server.
     return OpenAICompatibleProvider(config.base_url or "", config.key(), config.model, name=config.name,
-                                    timeout_s=config.timeout_s)
+                                    timeout_s=config.timeout_s, structured=STRUCTURED.get(config.kind, "json_object"),
+                                    stream=config.kind in ("llamacpp", "llama.cpp"))
 
 
 def provider_configs_from_json(raw: str | None) -> list[ProviderConfig]:
@@ -162,7 +198,7 @@ class CallRecord:
     model: str
     attempt: int  # 1-based within this provider; 0 for a cache hit
     cache: str  # miss | exact | semantic
-    outcome: str  # ok | error
+    outcome: str  # ok | error (a rejected answer is an error of kind AnswerRejectedError)
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
@@ -180,6 +216,7 @@ class _ProviderOutcome:
     error: Optional[LlmError] = None
     attempts: int = 0
     latency_ms: float = 0.0
+    text: str = ""  # the last rejected answer, quoted back to the model in a repair round
 
 
 # --------------------------------------------------------------------------------------------- router
@@ -203,6 +240,7 @@ class Router:
         self._rng = rng or random.Random()
         self._factory = provider_factory
         self._providers: dict[str, Provider] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
         prefix = settings.key_prefix
         self.breaker = CircuitBreaker(redis, prefix, settings.breaker, clock)
         self.budget = BudgetGuard(redis, prefix, budget, clock)
@@ -232,13 +270,17 @@ class Router:
         route = self.route_key(request)
         key = exact_key(request, route)
         cached = await self.exact.get(key)
-        if cached is not None:
+        if cached is not None and self._still_acceptable(request, cached):
             return await self._cached_result(request, cached, "exact", started)
+        if cached is not None:  # cached before the contract knew better: never serve it again
+            await self.exact.delete(key)
         vector = await self._semantic_vector(request)
         hit = await self._semantic_lookup(request, route, vector)
+        if hit is not None and self._still_acceptable(request, hit.answer):
+            await self.exact.put(key, hit.answer)
+            return await self._cached_result(request, hit.answer, "semantic", started)
         if hit is not None:
-            await self.exact.put(key, hit)
-            return await self._cached_result(request, hit, "semantic", started)
+            await self._semantic_evict(hit.point_id)
         reservation = await self._admit(request)
         try:
             result = await self._call_chain(request, started)
@@ -254,8 +296,9 @@ class Router:
         return f"{request.preferred_provider or 'auto'}/{request.complexity}/{self._route_fp}"
 
     async def candidates(self, request: LlmRequest) -> list[ProviderConfig]:
-        """The fallback chain for ``request``, best first."""
-        states = {c.name: await self.breaker.state(c.name) for c in self.configs}
+        """The fallback chain for ``request``, best first (only providers that answer its task)."""
+        configs = [c for c in self.configs if c.answers(request.task)]
+        states = {c.name: await self.breaker.state(c.name) for c in configs}
         estimate = self._estimate_cost_tokens(request)
         need = COMPLEXITIES.index(request.complexity)
         preferred = request.preferred_provider
@@ -275,7 +318,7 @@ class Router:
                     states[c.name] == HALF_OPEN,
                     i)
 
-        return [c for _, c in sorted(enumerate(self.configs), key=rank)]
+        return [c for _, c in sorted(enumerate(configs), key=rank)]
 
     # -- caches and budget
 
@@ -298,15 +341,24 @@ class Router:
             log.exception("semantic cache: embedding failed; continuing without it")
             return None
 
-    async def _semantic_lookup(self, request: LlmRequest, route: str, vector: list[float] | None) -> dict | None:
+    async def _semantic_lookup(self, request: LlmRequest, route: str, vector: list[float] | None):
         if vector is None:
             return None
         try:
-            hit = await self.semantic.lookup(request, route, vector)
+            return await self.semantic.lookup(request, route, vector)
         except Exception:
             log.exception("semantic cache: lookup failed; continuing without it")
             return None
-        return hit.answer if hit else None
+
+    async def _semantic_evict(self, point_id: str) -> None:
+        try:
+            await self.semantic.evict(point_id)
+        except Exception:
+            log.exception("semantic cache: evicting a rejected answer failed")
+
+    @staticmethod
+    def _still_acceptable(request: LlmRequest, answer: dict[str, Any]) -> bool:
+        return review(request.task, answer["output"], request.input).ok
 
     async def _semantic_store(self, request: LlmRequest, route: str, vector: list[float] | None,
                               result: LlmResult) -> None:
@@ -356,8 +408,10 @@ class Router:
                          fallbacks=list(passed_over))
 
     async def _try_provider(self, config: ProviderConfig, request: LlmRequest) -> _ProviderOutcome:
+        """Retries (transient errors) and repair rounds (rejected answers) on one provider."""
         outcome = _ProviderOutcome()
-        malformed = 0
+        malformed = repairs = 0
+        asked = replace(request, max_tokens=min(request.effective_max_tokens, config.token_cap(request.task)))
         while True:
             allowed, state = await self.breaker.allow(config.name)
             if not allowed:
@@ -366,10 +420,17 @@ class Router:
                     f"circuit breaker {state} for {config.name}", provider=config.name)
                 return outcome
             outcome.attempts += 1
-            error = await self._attempt(config, request, outcome)
+            error = await self._attempt(config, asked, outcome)
             if error is None:
                 return outcome
             outcome.error = error
+            if isinstance(error, AnswerRejectedError):
+                # The builtin is deterministic: asking it again returns the same answer.
+                if repairs >= MAX_REPAIRS or config.is_builtin:
+                    return outcome
+                repairs += 1
+                asked = replace(asked, messages=repair_messages(prompt_messages(asked), outcome.text, error.errors))
+                continue
             malformed += isinstance(error, MalformedResponseError)
             delay = self._retry_delay(error, outcome.attempts, malformed)
             if delay is None:
@@ -380,7 +441,8 @@ class Router:
         """One provider call; records it and feeds the breaker. Returns the error, or None on success."""
         t0 = time.monotonic()
         try:
-            reply = await self._provider(config).complete(request)
+            async with self._slot(config):
+                reply = await self._provider(config).complete(request)
         except LlmError as err:
             err.provider = err.provider or config.name
             return await self._failed(config, request, outcome.attempts, err, t0)
@@ -389,7 +451,14 @@ class Router:
             err = ProviderRequestError(f"{config.name} raised {type(exc).__name__}: {exc}", provider=config.name)
             return await self._failed(config, request, outcome.attempts, err, t0)
         latency = (time.monotonic() - t0) * 1000
-        await self.breaker.record_success(config.name)
+        await self.breaker.record_success(config.name)  # it answered: a bad answer is not an outage
+        verdict = review(request.task, reply.output, request.input)
+        if not verdict.ok:
+            outcome.text = reply.text
+            err = AnswerRejectedError(verdict.errors, provider=config.name)
+            log.info("%s: %s answer rejected: %s", config.name, request.task, err)
+            return await self._failed(config, request, outcome.attempts, err, t0)
+        reply.output = verdict.output
         outcome.reply, outcome.latency_ms = reply, latency
         await self._record(self._new_record(
             request, config.name, reply.model, outcome.attempts, "miss", "ok", tokens_in=reply.tokens_in,
@@ -411,7 +480,7 @@ class Router:
     def _retry_delay(self, err: LlmError, attempt: int, malformed: int) -> float | None:
         """Seconds to wait before retrying the same provider, or None to move on to the next one."""
         s = self.settings
-        if not err.retryable or attempt >= s.max_attempts:
+        if not err.retryable or attempt >= s.max_attempts or isinstance(err, ProviderTimeoutError):
             return None
         if isinstance(err, MalformedResponseError) and malformed >= s.malformed_attempts:
             return None
@@ -420,6 +489,13 @@ class Router:
             return err.retry_after if err.retry_after <= s.retry_after_cap_s else None
         ceiling = min(s.backoff_max_s, s.backoff_base_s * 2 ** (attempt - 1))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter": spread, but never ~0
+
+    def _slot(self, config: ProviderConfig) -> asyncio.Semaphore:
+        """At most ``max_concurrency`` calls in flight per provider; the rest wait their turn here while
+        other providers' requests go on (the router serves many requests at once)."""
+        if config.name not in self._slots:
+            self._slots[config.name] = asyncio.Semaphore(config.max_concurrency or 1)
+        return self._slots[config.name]
 
     def _provider(self, config: ProviderConfig) -> Provider:
         if config.name not in self._providers:

@@ -9,7 +9,9 @@ import pytest
 
 from services.spec_compiler import generate_sql
 from services.understanding import compile_request
-from services.llm_router.fake_servers import FakeLlmServer, ok, rate_limited
+from tests.support.fake_llm import FakeLlmServer, ok, rate_limited
+from services.agents.sources import SourceAccess
+from services.connectors.registry import build_registry
 from services.runtime import WORKERS
 from tests.harness import new_deployment, wait_for
 
@@ -22,9 +24,8 @@ def test_a_draft_made_by_an_openai_compatible_provider(stack_settings, shop):
 
     plan = compile_request(REQUEST, default_connections={"postgres": "warehouse-pg", "clickhouse": "analytics-ch",
                                                          "file": "shop-files", "kafka": "events"})
-    sql = generate_sql(plan["spec"], None)
     with FakeLlmServer(api_key="sk-test") as server:
-        server.script(rate_limited("1"), ok(plan), ok(sql))
+        server.script(rate_limited("1"), ok(plan))
         providers = [{"name": "fake-openai", "kind": "openai", "model": "gpt-test", "base_url": server.openai_base_url,
                       "api_key": "sk-test", "strengths": ["plan", "sql", "reflect"]},
                      {"name": "builtin", "kind": "builtin"}]
@@ -35,6 +36,10 @@ def test_a_draft_made_by_an_openai_compatible_provider(stack_settings, shop):
             with dep.client() as c:
                 for conn in demo_connections(dep.settings, shop):
                     assert c.post("/api/v1/connections", json=conn).status_code == 201
+                # The SQL a model would write for this plan: complete (with the target DDL), so QA passes it.
+                columns = SourceAccess(build_registry(dep.settings)).columns_or_none(dep.settings.tenant_id,
+                                                                                      plan["spec"])
+                server.script(ok(generate_sql(plan["spec"], [tuple(c) for c in columns])))
                 pid = c.post("/api/v1/pipelines", json={"description": REQUEST}).json()["pipeline_id"]
                 state = wait_for(lambda: (s := c.get(f"/api/v1/pipelines/{pid}").json()).get("status") in
                                  ("draft_ready", "draft_failed", "needs_clarification") and s, timeout=60,
@@ -53,7 +58,7 @@ def test_a_draft_made_by_an_openai_compatible_provider(stack_settings, shop):
         chat = [r for r in server.requests if r.path.endswith("/chat/completions")]
         assert len(chat) == 3
         assert chat[0].headers["authorization"] == "Bearer sk-test"
-        assert chat[1].body["response_format"] == {"type": "json_object"}
+        assert chat[1].body["response_format"]["type"] == "json_schema"  # structured output, OpenAI's way
         assert REQUEST in json.dumps(chat[1].body["messages"])
         assert stats["providers"]["fake-openai"]["errors"] == 1 and stats["providers"]["fake-openai"]["successes"] == 2
 

@@ -18,7 +18,7 @@ from services.core.settings import load_settings
 from services.llm_router.breaker import BreakerSettings
 from services.llm_router.budget import BudgetPolicy, TenantLimits
 from services.llm_router.cache import SemanticCache
-from services.llm_router.fake_servers import (
+from tests.support.fake_llm import (
     FakeLlmServer,
     error,
     non_json_content,
@@ -37,6 +37,8 @@ from services.llm_router.router import ProviderConfig, Router, RouterSettings, p
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 P01 = "Load orders from the PostgreSQL table shop.orders into the ClickHouse table analytics.orders every day at 2 AM"
+# A plan answer the router's contract accepts (the router reviews every plan answer before using it).
+SPEC = {"source": {"kind": "postgres", "table": "shop.orders"}, "target": {"kind": "clickhouse", "table": "analytics.orders"}}
 P01_VARIANT = "  load ORDERS from the postgresql table shop.orders   into the clickhouse table ANALYTICS.ORDERS every day at 2 am "
 
 
@@ -71,7 +73,8 @@ async def prefix(redis):
 @pytest.fixture
 def servers():
     """Two fake LLM servers: ``primary`` and ``fallback``."""
-    with FakeLlmServer() as primary, FakeLlmServer() as fallback:
+    plan = ok({"outcome": "plan", "spec": SPEC})
+    with FakeLlmServer(default=plan) as primary, FakeLlmServer(default=plan) as fallback:
         yield primary, fallback
 
 
@@ -141,7 +144,7 @@ def req(text: str = P01, **kw) -> LlmRequest:
 async def test_fallback_when_the_primary_keeps_failing(redis, prefix, servers) -> None:
     primary, fallback = servers
     primary.default = server_error(503)
-    fallback.script(ok({"outcome": "plan", "from": "anthropic"}, tokens_in=50, tokens_out=10))
+    fallback.script(ok({"outcome": "plan", "spec": SPEC, "from": "anthropic"}, tokens_in=50, tokens_out=10))
     sleep = FakeSleep()
     router = make_router(redis, prefix, [openai_cfg("primary", primary), anthropic_cfg("fallback", fallback)],
                          max_attempts=2, sleep=sleep)
@@ -151,7 +154,7 @@ async def test_fallback_when_the_primary_keeps_failing(redis, prefix, servers) -
         await router.aclose()
 
     assert result.provider == "fallback" and result.fallbacks == ["primary"]
-    assert result.output == {"outcome": "plan", "from": "anthropic"}
+    assert result.output == {"outcome": "plan", "spec": SPEC, "from": "anthropic"}
     assert (primary.calls, fallback.calls, result.attempts) == (2, 1, 3)
     assert len(sleep.waits) == 1 and 0.25 <= sleep.waits[0] <= 0.5  # jittered backoff, base 0.5 s
     assert fallback.requests[0].path == "/v1/messages"
@@ -183,7 +186,7 @@ async def test_malformed_answer_is_retried_once_then_falls_back(redis, prefix, s
 
 async def test_retry_after_is_honoured(redis, prefix, servers) -> None:
     primary, _ = servers
-    primary.script(rate_limited("7"), ok({"outcome": "plan"}))
+    primary.script(rate_limited("7"), ok({"outcome": "plan", "spec": SPEC}))
     sleep = FakeSleep()
     router = make_router(redis, prefix, [openai_cfg("primary", primary)], sleep=sleep)
     result = await router.complete(req())
@@ -194,7 +197,7 @@ async def test_retry_after_is_honoured(redis, prefix, servers) -> None:
 
 async def test_retry_after_as_http_date_is_honoured(redis, prefix, servers) -> None:
     primary, _ = servers
-    primary.script(rate_limited(formatdate(time.time() + 6, usegmt=True)), ok({"outcome": "plan"}))
+    primary.script(rate_limited(formatdate(time.time() + 6, usegmt=True)), ok({"outcome": "plan", "spec": SPEC}))
     sleep = FakeSleep()
     router = make_router(redis, prefix, [openai_cfg("primary", primary)], sleep=sleep)
     await router.complete(req())
@@ -252,7 +255,7 @@ async def test_breaker_opens_is_shared_and_recovers_after_cooldown(redis, prefix
         # After the cool-down one trial call is let through; its success closes the breaker for everyone.
         clock.now += 31
         assert await b.breaker.state("primary") == "half_open"
-        primary.default = ok({"outcome": "plan"})
+        primary.default = ok({"outcome": "plan", "spec": SPEC})
         result = await b.complete(req(f"{P01} #trial"))
         assert (result.provider, result.fallbacks, primary.calls) == ("primary", [], 3)
         assert await a.breaker.state("primary") == "closed"
@@ -296,7 +299,7 @@ async def test_half_open_admits_a_single_trial(redis, prefix) -> None:
 
 async def test_daily_budget_exceeded_refuses_before_any_provider_call(redis, prefix, servers) -> None:
     primary, _ = servers
-    primary.default = ok({"outcome": "plan"}, tokens_in=1000, tokens_out=500)
+    primary.default = ok({"outcome": "plan", "spec": SPEC}, tokens_in=1000, tokens_out=500)
     router = make_router(redis, prefix, [openai_cfg("primary", primary, cost_in_per_1k=0.01, cost_out_per_1k=0.02)],
                          limits=TenantLimits(daily_usd=0.015))
     first = await router.complete(req("first"))
@@ -335,7 +338,7 @@ async def test_rpm_limit(redis, prefix, servers) -> None:
 
 async def test_tpm_limit_and_per_tenant_override(redis, prefix, servers) -> None:
     primary, _ = servers
-    primary.default = ok({"outcome": "plan"}, tokens_in=40, tokens_out=40)
+    primary.default = ok({"outcome": "plan", "spec": SPEC}, tokens_in=40, tokens_out=40)
     policy = BudgetPolicy(default=TenantLimits(tpm=100), per_tenant={"big": TenantLimits(tpm=10_000)})
     router = Router([openai_cfg("primary", primary)], redis, None, RouterSettings(key_prefix=prefix), policy,
                     sleep=FakeSleep())
@@ -353,7 +356,7 @@ async def test_tpm_limit_and_per_tenant_override(redis, prefix, servers) -> None
 
 async def test_exact_cache_hit_on_redelivery_calls_no_provider(redis, prefix, servers) -> None:
     primary, _ = servers
-    primary.script(ok({"outcome": "plan", "n": 1}, tokens_in=30, tokens_out=20))
+    primary.script(ok({"outcome": "plan", "spec": SPEC, "n": 1}, tokens_in=30, tokens_out=20))
     records: list = []
     router = make_router(redis, prefix, [openai_cfg("primary", primary)], on_call=records.append)
     other_instance = make_router(redis, prefix, [openai_cfg("primary", primary)])
@@ -365,7 +368,7 @@ async def test_exact_cache_hit_on_redelivery_calls_no_provider(redis, prefix, se
 
     assert first.cache == "miss" and again.cache == "exact" and redelivered.cache == "exact"
     assert primary.calls == 1
-    assert again.output == first.output == {"outcome": "plan", "n": 1}
+    assert again.output == first.output == {"outcome": "plan", "spec": SPEC, "n": 1}
     assert (again.provider, again.tokens_in, again.tokens_out, again.cost_usd, again.attempts) == (
         "primary", 30, 20, 0.0, 0)
     assert [(r.cache, r.outcome) for r in records] == [("miss", "ok"), ("exact", "ok")]
@@ -379,7 +382,7 @@ async def test_exact_cache_hit_on_redelivery_calls_no_provider(redis, prefix, se
 
 async def test_semantic_cache_scope(redis, prefix, servers, embedder) -> None:
     primary, _ = servers
-    primary.default = ok({"outcome": "plan"})
+    primary.default = ok({"outcome": "plan", "spec": SPEC})
     semantic = SemanticCache(embedder=embedder, collection=f"c_{uuid.uuid4().hex[:8]}")
     router = make_router(redis, prefix, [openai_cfg("primary", primary)], semantic_cache=semantic)
     try:
@@ -471,8 +474,8 @@ async def test_candidate_order(redis, prefix, servers) -> None:
 
 async def test_stats_and_call_records(redis, prefix, servers) -> None:
     primary, fallback = servers
-    primary.script(server_error(500), ok({"a": 1}, tokens_in=100, tokens_out=50))
-    fallback.default = ok({"b": 1}, tokens_in=10, tokens_out=5)
+    primary.script(server_error(500), ok({"outcome": "plan", "spec": SPEC, "a": 1}, tokens_in=100, tokens_out=50))
+    fallback.default = ok({"outcome": "plan", "spec": SPEC, "b": 1}, tokens_in=10, tokens_out=5)
     published: list = []
 
     async def on_call(record) -> None:  # the glue publishes asynchronously
@@ -517,7 +520,7 @@ async def test_breaker_skip_keeps_the_real_error(redis, prefix, servers) -> None
 
 
 async def test_router_from_settings(redis, prefix, monkeypatch) -> None:
-    with FakeLlmServer(api_key="sk-from-env") as srv:
+    with FakeLlmServer(api_key="sk-from-env", default=ok({"outcome": "plan", "spec": SPEC})) as srv:
         monkeypatch.setenv("TEST_LLM_KEY", "sk-from-env")
         providers = [{"name": "local-vllm", "kind": "vllm", "model": "qwen2.5-coder", "base_url": srv.openai_base_url,
                       "api_key_env": "TEST_LLM_KEY", "strengths": ["plan"], "timeout_s": 2},

@@ -1,8 +1,9 @@
-"""Test support: a local HTTP server that speaks the OpenAI and Anthropic wire protocols.
+"""Test support: a local HTTP server that speaks the OpenAI, Anthropic and Ollama wire protocols.
 
 One :class:`FakeLlmServer` serves ``POST /v1/chat/completions`` (OpenAI shape; ``/chat/completions`` too,
-for base URLs without ``/v1``) and ``POST /v1/messages`` (Anthropic shape) on 127.0.0.1 and a free port, in
-a background thread. Each test scripts what the next requests get — :func:`ok`, :func:`rate_limited`,
+for base URLs without ``/v1``; server-sent events when the request says ``"stream": true``, as llama.cpp
+and OpenAI send them), ``POST /v1/messages`` (Anthropic shape) and ``POST /api/chat`` (Ollama's own API)
+on 127.0.0.1 and a free port, in a background thread. Each test scripts what the next requests get — :func:`ok`, :func:`rate_limited`,
 :func:`server_error`, :func:`hang`, :func:`malformed_body`, :func:`non_json_content`, ... — and afterwards
 asserts on :attr:`FakeLlmServer.requests` (method, path, headers, parsed body). When the script runs out
 the ``default`` behaviour answers.
@@ -23,6 +24,7 @@ from typing import Any, Optional
 
 OPENAI_PATHS = ("/v1/chat/completions", "/chat/completions")
 ANTHROPIC_PATH = "/v1/messages"
+OLLAMA_PATH = "/api/chat"
 _ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                           404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
                           500: "api_error", 529: "overloaded_error"}
@@ -92,7 +94,7 @@ class RecordedRequest:
 
     @property
     def protocol(self) -> str:
-        return "anthropic" if self.path == ANTHROPIC_PATH else "openai"
+        return {ANTHROPIC_PATH: "anthropic", OLLAMA_PATH: "ollama"}.get(self.path, "openai")
 
 
 class FakeLlmServer:
@@ -189,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         path = self.path.split("?", 1)[0]
         recorded = RecordedRequest("POST", path, {k.lower(): v for k, v in self.headers.items()}, raw, body)
-        if path not in OPENAI_PATHS and path != ANTHROPIC_PATH:
+        if path not in OPENAI_PATHS and path not in (ANTHROPIC_PATH, OLLAMA_PATH):
             self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
             return
         behaviour = self.fake._next(recorded)
@@ -219,13 +221,30 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"id": _id(req), "object": "chat.completion", "model": self._model(req)})
         else:
             text = b.content if isinstance(b.content, str) else json.dumps(b.content)
-            self._send_json(200, self._answer(req, text, b))
+            if req.protocol == "openai" and isinstance(req.body, dict) and req.body.get("stream"):
+                self._send_events(req, text)
+            else:
+                self._send_json(200, self._answer(req, text, b))
+
+    def _send_events(self, req: RecordedRequest, text: str) -> None:
+        """OpenAI's streaming answer: one ``chat.completion.chunk`` event per piece, then ``[DONE]``."""
+        pieces = [text[i:i + 16] for i in range(0, len(text), 16)] or [""]
+        events = [{"id": _id(req), "object": "chat.completion.chunk", "model": self._model(req),
+                   "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                  for piece in pieces]
+        events[-1]["choices"][0]["finish_reason"] = "stop"
+        data = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        self._send(200, data.encode(), "text/event-stream")
 
     def _answer(self, req: RecordedRequest, text: str, b: Behaviour) -> dict[str, Any]:
         tokens_in = b.tokens_in if b.tokens_in is not None else max(1, len(req.raw) // 4)
         tokens_out = b.tokens_out if b.tokens_out is not None else max(1, len(text) // 4)
+        if req.protocol == "ollama":
+            answer: dict[str, Any] = {"model": self._model(req), "created_at": "2026-01-01T00:00:00Z",
+                                      "message": {"role": "assistant", "content": text}, "done": True}
+            return {**answer, "prompt_eval_count": tokens_in, "eval_count": tokens_out} if b.usage else answer
         if req.protocol == "anthropic":
-            answer: dict[str, Any] = {
+            answer = {
                 "id": _id(req), "type": "message", "role": "assistant", "model": self._model(req),
                 "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None}
             usage = {"input_tokens": tokens_in, "output_tokens": tokens_out}

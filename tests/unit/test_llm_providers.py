@@ -7,7 +7,7 @@ from email.utils import formatdate
 
 import pytest
 
-from services.llm_router.fake_servers import (
+from tests.support.fake_llm import (
     FakeLlmServer,
     error,
     hang,
