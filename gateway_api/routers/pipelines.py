@@ -84,7 +84,7 @@ async def answer_pipeline(pipeline_id: str, body: AnswerRequest, request: Reques
         raise Problem(409, "No open question", f"the pipeline is {state['status']}; only a pipeline waiting for "
                       "clarification can be answered (use /revise to change a draft)", error_code="not_asked")
     # Without a slot the answer fills the first one the question named; "question" when it named none.
-    slot = body.slot or next(iter(state.get("missing") or []), "question")
+    slot = body.slot or next(iter((state.get("working") or {}).get("missing") or []), "question")
     cmd = commands.answer_pipeline(state["pipeline_id"], body, slot, tenant_id=deps.settings.tenant_id,
                                    actor="user:anonymous")
     ev = await outcomes.send_and_wait(deps, cmd)

@@ -3,7 +3,7 @@
 
 A phrase is compared with catalog names by classes, in order; the first class that finds anything decides:
 
-1. ``exact`` - the name itself, any case ("shop.orders", "Amount").
+1. ``exact`` - the name itself, any case ("shop.orders", "orders", "Amount").
 2. ``normalised`` - the same words after case, plural/singular, ``_`` vs space, camelCase, a possessive
    's, word endings (created/creation) and time words (created_at = "created date" = "created on"); the
    table's own noun may be left out ("order amount" is ``amount`` of ``orders``).
@@ -224,7 +224,7 @@ def match(phrase: str, names: list[str], entity: Optional[dict[int, list[frozens
     names = list(dict.fromkeys(names))
     low = " ".join(phrase.lower().split())
     forms = exact_forms or {}
-    exact = [n for n in names if low in (n.lower(), n.lower().replace("_", " "), forms.get(n, "").lower())]
+    exact = [n for n in names if low in (n.lower(), _short(n))]
     if exact:
         return Lookup(phrase, tuple(exact), "exact")
     for level, how in LEVELS:
@@ -238,6 +238,12 @@ def match(phrase: str, names: list[str], entity: Optional[dict[int, list[frozens
     if not similar or not names:
         return Lookup(phrase)
     return _similar(phrase, names, forms)
+
+
+def _short(name: str) -> str:
+    """A table without its schema or file extension, as written: "shop.order_items" -> "order_items"."""
+    short = re.sub(r"\.(csv|jsonl|ndjson|json|xml|parquet|tsv|txt)$", "", name.lower().rsplit("/", 1)[-1])
+    return short.rsplit(".", 1)[-1]
 
 
 def prose_of(name: str, forms: dict[str, str]) -> str:
