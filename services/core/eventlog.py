@@ -5,6 +5,7 @@ it gains partitions; agents, the executor and the scheduler fold it; the project
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional
 
@@ -43,8 +44,20 @@ class LogReader:
         self.partitions = sorted(meta.partitions)
 
     def end_offsets(self) -> dict[int, int]:
-        return {p: self._consumer.get_watermark_offsets(self._tp(self.topic, p), timeout=self.timeout,
-                                                        cached=False)[1] for p in self.partitions}
+        from confluent_kafka import KafkaError, KafkaException
+
+        # A topic created a moment ago may have no leader yet; a leader may be moving. Retried for a while.
+        transient = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                     KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT, KafkaError._TRANSPORT}
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return {p: self._consumer.get_watermark_offsets(self._tp(self.topic, p), timeout=self.timeout,
+                                                                cached=False)[1] for p in self.partitions}
+            except KafkaException as exc:
+                if exc.args[0].code() not in transient or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def read(self, positions: dict[int, int]) -> Iterator[Record]:
         """Yield records from ``positions`` (next offset per partition; missing = 0) to the end."""

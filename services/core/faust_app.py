@@ -41,4 +41,9 @@ def topic(app, settings: Settings, logical_name: str):
 def run_worker(app, loglevel: str = "info") -> None:
     import faust
 
+    if not isinstance(app, faust.App):  # a plain mode service (pipeline-aggregate's consumer loop)
+        import mode
+
+        mode.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+        return
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

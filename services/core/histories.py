@@ -102,3 +102,6 @@ class PipelineHistories:
 
     def already_applied(self, command_id: str) -> bool:
         return command_id in self._answered
+
+    def close(self) -> None:
+        self._reader.close()

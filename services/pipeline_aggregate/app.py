@@ -3,7 +3,7 @@
 Commands come in batches. For each batch: decide every command through the aggregate against the fold of
 the log, skipping one whose effect the log already holds (a redelivery after a crash: its command id is
 an event's causation id); append the batch's events; wait until every append is confirmed; fold them;
-only then let Faust commit the batch's offsets. At-least-once delivery plus this command-id dedupe gives
+only then commit the batch's offsets. At-least-once delivery plus this command-id dedupe gives
 exactly-once effects; tests/reliability proves it with SIGKILL.
 
 Why fold our own appends instead of reading the log before each command (what this did first: a
@@ -14,11 +14,18 @@ may not hold: at start-up, when it is assigned partitions (their previous owner 
 appends land past the fold's position on a partition (someone else wrote in between), and when idle, a
 cheap end-offset probe once a second. A record it cannot decode is skipped, dead-lettered with its offset
 to ``pipelines.events.v1.dlq`` and counted; deciding goes on.
+
+Why a confluent-kafka consumer loop (in a thread of a mode service) rather than a Faust agent: measured
+with bench/aggregate.py on 2 shared cores, a Faust agent over ``stream.take_events`` decided 2,300-2,900
+commands/s on a quiet machine and 530-710/s under load 7-12, against 6,000-10,000/s for a raw loop doing
+the same decide + append + commit: deciding costs ~85 us a command, Faust's per-event consumer path most
+of the rest, and take_events does not fill the next batch while one is being decided.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -27,25 +34,17 @@ from services.core.avro import AvroCodec, AvroCodecError
 from services.core.dlq import dlq_headers
 from services.core.eventlog import UNDECODABLE, LogReader, Record
 from services.core.faults import crash_point
-from services.core.faust_app import make_app, topic
 from services.core.histories import PipelineHistories
-from services.core.kafka import producer
+from services.core.kafka import consumer, producer
 from services.core.messages import Message
 from services.core.settings import Settings
 from services.domain.commands import apply_command
 
 log = logging.getLogger("aietl.pipeline_aggregate")
 PROCESSOR = "pipeline-aggregate"
-# Commands per batch, and how long a batch waits to fill: a burst is decided 500 at a time, a lone
-# command waits at most 10 ms for company (the wait is also how often an idle worker wakes up).
-# Measured (bench/aggregate.py, 2 shared cores): ~2,300-2,900 commands/s, a burst of 10,000 decided in
-# 4-5 s, where a raw confluent-kafka loop doing the same decide + append + commit does ~10,000/s. Of the
-# ~400 us a command costs here (the worker is CPU-bound in a burst), deciding (apply_command + Avro) is
-# ~85 us; the rest is, by elimination (no profiler here), Faust's per-event consumer path, kept because
-# it is how every worker joins its group, commits and rebalances. A confluent-kafka consumer loop would
-# close most of that gap if this ever needs much more than the goal of 1,000/s.
+# Commands per consume() call, and how long it waits for the first one (also the loop's idle tick).
 BATCH_MAX = 500
-BATCH_WITHIN_S = 0.01
+POLL_S = 0.1
 IDLE_PROBE_S = 1.0
 RETRY_MAX_S = 10.0
 
@@ -100,12 +99,12 @@ class Appender:
             except BufferError:  # librdkafka's queue is full: let it drain
                 self._producer.poll(0.05)
 
-    async def confirm(self) -> list[tuple[int, int]]:
+    def confirm(self) -> list[tuple[int, int]]:
         """Wait for a report on every append since the last call; (partition, offset) per append."""
         # Until the queue is empty, not for a fixed time: librdkafka reports every record (delivered or
         # failed) within message.timeout.ms, and a retry must not race a record still in flight.
         while len(self._producer):
-            await asyncio.to_thread(self._producer.flush, 1.0)
+            self._producer.flush(1.0)
         results, self._results = self._results, []
         failed = [r for r in results if not isinstance(r, tuple)]
         if failed:
@@ -122,7 +121,7 @@ class CommandProcessor:
         self.events_topic = settings.topic("pipelines.events.v1")
         self.dlq_topic = settings.topic("pipelines.commands.v1.dlq")
 
-    async def decide(self, batch: list[Command]) -> list[Message]:
+    def decide(self, batch: list[Command]) -> list[Message]:
         """Decide a batch and append its events; returns them once every append is confirmed.
 
         Raises :class:`AppendError` if an append failed: the caller catches up and decides the batch
@@ -138,10 +137,10 @@ class CommandProcessor:
                 log.warning("poison command at %s[%d]@%d: %s", cmd.topic, cmd.partition, cmd.offset, exc)
                 self.appender.append(self.dlq_topic, cmd.key, cmd.value,
                                      dlq_headers(exc, cmd.topic, cmd.partition, cmd.offset))
-        results = await self.appender.confirm()
+        results = self.appender.confirm()
         if not self.histories.fold_appended((*results[i], msg) for i, msg in own):
             log.info("another writer appended to %s; catching up", self.events_topic)
-            await asyncio.to_thread(self.histories.catch_up)
+            self.histories.catch_up()
         for _ in applied:
             crash_point(self.settings, "aggregate.after_append")
         if applied:
@@ -189,84 +188,140 @@ def dead_lettered(settings: Settings, dlq_topic: str, source_topic: str) -> set[
         reader.close()
 
 
-def build(settings: Settings, codec: AvroCodec):
-    app = make_app(settings, PROCESSOR)
-    commands = topic(app, settings, "pipelines.commands.v1")
-    events_topic = settings.topic("pipelines.events.v1")
-    events_dlq = settings.topic("pipelines.events.v1.dlq")
-    appender = Appender(producer(settings))
-    ready = asyncio.Event()
-    lock = asyncio.Lock()  # one batch, catch-up or probe at a time: they share the fold and its reader
-    state: dict = {"stale": False, "last_batch": 0.0, "assigned": set()}
+class CommandLoop:
+    """The consumer loop: batches of commands decided, appended, confirmed, then committed; blocking."""
 
-    @app.task
-    async def load_log() -> None:
-        seen = await asyncio.to_thread(dead_lettered, settings, events_dlq, events_topic)
+    def __init__(self, settings: Settings, codec: AvroCodec, appender: Appender):
+        self.settings = settings
+        self.codec = codec
+        self.appender = appender
+        self.commands_topic = settings.topic("pipelines.commands.v1")
+        self.events_topic = settings.topic("pipelines.events.v1")
+        self.events_dlq = settings.topic("pipelines.events.v1.dlq")
+        self.stopping = threading.Event()
+        self._stale = False
+        self._assigned: set[int] = set()
+
+    def run(self) -> None:
+        processor = self._load_log()
+        # The processor's consumer group, as for every worker (readiness and lag look at it); offsets are
+        # committed by hand, after the appends they caused.
+        c = consumer(self.settings, group_id=f"{self.settings.topic_prefix}{PROCESSOR}",
+                     **{"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000,
+                        "fetch.wait.max.ms": 50, "max.poll.interval.ms": 300_000})
+        c.subscribe([self.commands_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        last_batch = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                msgs = c.consume(BATCH_MAX, POLL_S)  # rebalance callbacks run in here, never mid-batch
+                batch = [Command(m.key(), m.value(), m.topic(), m.partition(), m.offset())
+                         for m in msgs if not self._failed(m)]
+                if not batch:
+                    if time.monotonic() - last_batch >= IDLE_PROBE_S:
+                        last_batch = time.monotonic()
+                        self._probe(processor)
+                    continue
+                if self._stale:
+                    self._stale = False
+                    self._catch_up(processor, "partitions assigned")
+                self._decide(processor, batch)
+                c.commit(offsets=self._next_offsets(batch), asynchronous=False)
+                last_batch = time.monotonic()
+        finally:
+            c.close()  # leaves the group at once: a stopped member's partitions move without a timeout
+            processor.histories.close()
+
+    def _load_log(self) -> CommandProcessor:
+        seen = dead_lettered(self.settings, self.events_dlq, self.events_topic)
 
         def on_undecodable(rec: Record, exc: Exception) -> None:
             if (rec.partition, rec.offset) not in seen:
                 seen.add((rec.partition, rec.offset))
-                appender.dead_letter(events_dlq, rec.key, rec.value,
-                                     rec.headers + dlq_headers(exc, rec.topic, rec.partition, rec.offset))
+                self.appender.dead_letter(self.events_dlq, rec.key, rec.value,
+                                          rec.headers + dlq_headers(exc, rec.topic, rec.partition, rec.offset))
 
-        reader = await asyncio.to_thread(LogReader, settings, events_topic)
-        histories = PipelineHistories(reader, codec, on_undecodable)
-        async with lock:
-            n = await asyncio.to_thread(histories.catch_up)
-        log.info("rebuilt %d events from %s (%d undecodable skipped)", n, events_topic, histories.undecodable)
-        state["processor"] = CommandProcessor(settings, codec, histories, appender)
-        ready.set()
+        histories = PipelineHistories(LogReader(self.settings, self.events_topic), self.codec, on_undecodable)
+        n = histories.catch_up()
+        log.info("rebuilt %d events from %s (%d undecodable skipped)", n, self.events_topic, histories.undecodable)
+        return CommandProcessor(self.settings, self.codec, histories, self.appender)
 
-    @app.on_partitions_assigned.connect
-    async def on_assigned(sender, assigned, **_) -> None:
+    def _on_assign(self, _consumer, partitions) -> None:
         # Partitions gained may have been written by their previous owner up to its last batch.
-        mine = {tp.partition for tp in assigned if tp.topic == commands.get_topic_name()}
-        if mine - state["assigned"]:
-            state["stale"] = True
-        state["assigned"] = mine
+        mine = {tp.partition for tp in partitions}
+        if mine - self._assigned:
+            self._stale = True
+        self._assigned |= mine
 
-    async def catch_up(processor: CommandProcessor, why: str) -> None:
-        n = await asyncio.to_thread(processor.histories.catch_up)
+    def _on_revoke(self, _consumer, partitions) -> None:
+        self._assigned -= {tp.partition for tp in partitions}
+
+    @staticmethod
+    def _failed(msg) -> bool:
+        if msg.error() is None:
+            return False
+        log.warning("consuming commands: %s", msg.error())
+        return True
+
+    def _probe(self, processor: CommandProcessor) -> None:
+        """When idle, fold what someone else appended, so it is folded before the next command."""
+        from confluent_kafka import KafkaException
+
+        try:
+            behind = processor.histories.behind()
+        except KafkaException as exc:  # a probe is an optimisation: the next gap or assignment catches up
+            log.warning("idle probe of %s failed: %s", self.events_topic, exc)
+            return
+        if behind:
+            self._catch_up(processor, "found by the idle probe")
+
+    def _catch_up(self, processor: CommandProcessor, why: str) -> None:
+        n = processor.histories.catch_up()
         if n:
-            log.info("caught up %d events from %s (%s)", n, events_topic, why)
+            log.info("caught up %d events from %s (%s)", n, self.events_topic, why)
 
-    async def decide(processor: CommandProcessor, batch: list[Command]) -> None:
+    def _decide(self, processor: CommandProcessor, batch: list[Command]) -> None:
         backoff = 0.1
         while True:
             try:
-                await processor.decide(batch)
+                processor.decide(batch)
                 return
             except AppendError as exc:
                 log.error("appending a batch of %d commands failed, will read the log and retry: %s",
                           len(batch), exc)
-                await asyncio.sleep(backoff)
+                time.sleep(backoff)
                 backoff = min(backoff * 2, RETRY_MAX_S)
-                await catch_up(processor, "after a failed append")
+                self._catch_up(processor, "after a failed append")
 
-    @app.agent(commands)
-    async def process(stream):
-        # take_events acks (lets Faust commit) a batch only after this body is done with it, i.e. after
-        # every append of the batch is confirmed.
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            await ready.wait()  # the log is still being read at start-up
-            batch = [Command(e.key, e.value, e.message.topic, e.message.partition, e.message.offset)
-                     for e in events]
-            async with lock:
-                processor = state["processor"]
-                if state["stale"]:
-                    state["stale"] = False
-                    await catch_up(processor, "partitions assigned")
-                await decide(processor, batch)
-                state["last_batch"] = time.monotonic()
+    @staticmethod
+    def _next_offsets(batch: list[Command]) -> list:
+        from confluent_kafka import TopicPartition
 
-    @app.timer(IDLE_PROBE_S)
-    async def probe() -> None:
-        """When idle, look for records someone else appended, so they are folded before the next command."""
-        processor = state.get("processor")
-        if processor is None or lock.locked() or time.monotonic() - state["last_batch"] < IDLE_PROBE_S:
-            return
-        async with lock:
-            if await asyncio.to_thread(processor.histories.behind):
-                await catch_up(processor, "found by the idle probe")
+        last: dict[tuple[str, int], int] = {}
+        for cmd in batch:
+            last[(cmd.topic, cmd.partition)] = max(cmd.offset, last.get((cmd.topic, cmd.partition), -1))
+        return [TopicPartition(t, p, off + 1) for (t, p), off in last.items()]
 
-    return app
+
+def build(settings: Settings, codec: AvroCodec):
+    """A mode service running the loop in a thread; ``aietl worker`` runs it as it runs the Faust apps."""
+    from mode import Service
+
+    loop = CommandLoop(settings, codec, Appender(producer(settings)))
+
+    class PipelineAggregate(Service):
+        async def on_start(self) -> None:
+            self._thread = threading.Thread(target=self._run, name="command-loop", daemon=True)
+            self._thread.start()
+
+        def _run(self) -> None:
+            try:
+                loop.run()
+            except Exception as exc:  # the worker must not stay up without its loop
+                log.exception("the command loop died: %s", exc)
+                asyncio.run_coroutine_threadsafe(self.crash(exc), self.loop)
+
+        async def on_stop(self) -> None:
+            loop.stopping.set()
+            await asyncio.to_thread(self._thread.join, 30)
+
+    return PipelineAggregate()
