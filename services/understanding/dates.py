@@ -47,6 +47,9 @@ _UPDATED = r"(?:updated|modified|changed|edited|обновлённ\w+|обнов
 
 
 def scan_dates(sc: Scanner, d: Draft) -> None:
+    if not sc.has(r"\d|last|past|previous|recent|trailing|yesterday|today|tonight|this\s|ytd|mtd|to[\s-]date|"
+                  r"последн|прошл|вчера|сегодня|этот|текущ|эту"):
+        return
     lead = rf"(?:(?P<who>{_CREATED}|{_UPDATED})\s+|(?:with\s+|where\s+|whose\s+)?(?P<col0>{_TIME_COL})\s+(?:is\s+)?)?"
     relative = (
         rf"\b{lead}(?:in|over|during|for|within|from)?\s*(?:the\s+)?(?:last|past|previous|recent|trailing)\s+"

@@ -31,7 +31,31 @@ _RU_UNITS = {"ноль": 0, "один": 1, "одна": 1, "одну": 1, "одн
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "тысяча": 1000, "тысячи": 1000,
            "тысяч": 1000, "тысячу": 1000, "миллион": 1_000_000, "миллиона": 1_000_000, "миллионов": 1_000_000}
 _WORDS = {**_EN_UNITS, **_RU_UNITS, **_SCALES}
-_WORD_RE = "|".join(sorted(map(re.escape, _WORDS), key=len, reverse=True))
+
+
+def _trie(words: list[str]) -> str:
+    """An alternation of ``words`` as a prefix tree: the same language, compiled far faster than a flat
+    list of 150 words (it is embedded in many grammar patterns)."""
+    tree: dict = {}
+    for word in words:
+        node = tree
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict) -> str:
+        ends = "" in node
+        alts = [re.escape(ch) + emit(sub) for ch, sub in sorted(node.items()) if ch]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        if ends:
+            return f"(?:{body})?"
+        return body
+    return emit(tree)
+
+
+_WORD_RE = _trie(sorted(_WORDS))
 NUMBER_WORDS = (rf"(?:(?:a|an)\s+(?=(?:hundred|thousand|million|dozen)\b))?(?:{_WORD_RE})"
                 rf"(?:(?:\s+and\s+|\s+|-)(?:{_WORD_RE}))*(?!\w)")
 # Digits with thousands separators, a fraction and a k/m suffix ("1,000", "1 000", "2.5k", "3M").

@@ -64,6 +64,10 @@ def _null_filter(sc: Scanner, d: Draft, m: re.Match, op: str) -> None:
 
 
 def scan_null_filters(sc: Scanner, d: Draft) -> None:
+    if not sc.has(r"missing|null|empty|blank|absent|set\b|unknown|filled|\bna\b|n/a|nan|given|provided|available|"
+                  r"without|no\s|lacking|ha(?:ve|s|ving)|contain|present|known|valid|some\s|пуст|без|заполн|"
+                  r"указан|отсутств|только"):
+        return
     c = column("col")
     present = (
         rf"\b{_SKIP}\s+{_ROWS}?\s*(?:where|whose|in\s+which|when|if)\s+(?:the\s+|their\s+|its\s+)?{c}\s+"
@@ -123,6 +127,8 @@ def _op_regex(ops: tuple) -> str:
 
 
 def scan_comparisons(sc: Scanner, d: Draft) -> None:
+    if not sc.has(rf"between|from|{_op_regex(_OPS_EN + _OPS_RU)}"):
+        return
     c = column("col")
     val = rf"(?P<val>{AMOUNT})(?P<pct>{PERCENT_AFTER})?"
     low_high = rf"(?P<low>{AMOUNT})\s+(?:and|to|-|и)\s+(?P<high>{AMOUNT})"
@@ -182,6 +188,8 @@ def _compared_column(d: Draft, m: re.Match, currency: bool) -> Optional[str]:
 # --- status lists ------------------------------------------------------------------------------------
 
 def scan_status_lists(sc: Scanner, d: Draft) -> None:
+    if not sc.has("status|" + "|".join(STATUS_WORDS) + "|" + "|".join(STATUS_WORDS_RU)):
+        return
     st = "|".join(STATUS_WORDS)
     nouns = r"(?=\s+(?:orders?|payments?|transactions?|invoices?|rows|records|ones|items|sales|shipments?)\b)"
     lists = rf"(?P<list>(?:{st})(?:\s*(?:,|and|or|/)\s*(?:{st}))+)"

@@ -18,7 +18,7 @@ _FILE_FORMATS = {"csv": "csv", "jsonl": "jsonl", "json lines": "jsonl", "ndjson"
 def destructive_word(text: str) -> Optional[str]:
     """The first word asking to change or destroy data, ignoring quoted values and cleaning phrases."""
     unquoted = re.sub(r"'[^']*'|\"[^\"]*\"", " ", text)
-    unquoted = re.sub(r"\w+(?:[./]\w+)+", " ", unquoted)  # names: a table analytics.drop is not a verb
+    unquoted = re.sub(r"(?<![\w./])\w+(?:[./]\w+)+", " ", unquoted)  # names: a table analytics.drop is not a verb
     loads = any(w.lower() in VERBS for w in re.findall(r"[^\W\d_]+", unquoted))
     for m in re.finditer(rf"\b(?:{DESTRUCTIVE_EN}|{DESTRUCTIVE_RU})\b", unquoted, re.I):
         rest = unquoted[m.end():]
@@ -84,6 +84,8 @@ def _one_bound_patterns(sc: Scanner, unit: str, things: str) -> tuple[str, ...]:
         rf"\b(?:with\s+)?(?:a\s+)?batch\s+size\s+(?:of\s+)?(?P<rows>{NUMBER})(?:\s*{things})?",
         rf"\bin\s+(?P<rows>{NUMBER})\s*-\s*(?:row|event|message|record)\s+batches\b",
     ]
+    if not sc.has(r"\d|batch|flush|commit|emit|window|пачк|батч|сбрасыва|every|each|каждые|раз\s+в"):
+        return ()
     if re.search(r"\b(?:kafka|topic|stream\w*|кафк\w*|топик\w*|потоков\w*|стрим\w*)", sc.text, re.I):
         patterns.append(rf"\b(?:every|each|каждые|раз\s+в)\s+{secs}\b")
     return tuple(patterns)

@@ -86,6 +86,11 @@ class Scanner:
         if meaning is not None:
             self.hits.append(Hit(start, end, self.text[start:end], meaning))
 
+    def has(self, keywords: str) -> bool:
+        """Whether the unconsumed text contains one of ``keywords`` (a small regex): a rule whose patterns
+        all need one of them skips compiling them (compiling a rule's patterns costs more than reading)."""
+        return re.search(keywords, self.masked, re.IGNORECASE) is not None
+
     def leftover_words(self) -> list[tuple[int, str]]:
         return [(m.start(), m.group(0)) for m in re.finditer(r"\w+(?:[-'’]\w+)*", self.masked)]
 

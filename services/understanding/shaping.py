@@ -23,6 +23,9 @@ _COLS = rf"(?P<cols>{column('c1')}(?:\s*(?:,|and|и)\s*(?:the\s+)?{IDENT})*)"
 # --- joins -----------------------------------------------------------------------------------------
 
 def scan_joins(sc: Scanner, d: Draft) -> None:
+    if not sc.has(r"join|merged|combined|matched|enrich|augment|extend|their|its\b|'s\b|соедин|объедин|джойн|"
+                  r"присоедин|обогат|клиент|покупател|товар|продукт|пользовател|заказ|магазин|пациент|врач"):
+        return
     table = (rf"(?:the\s+)?(?:table\s+)?[`'\"]?(?P<table>{_REF})[`'\"]?(?:\s+(?:table|data|info|details|"
              rf"records|rows))?")
     explicit = (
@@ -146,6 +149,8 @@ _BY = (r"(?P<by>(?:total|overall|average|avg|mean|sum\s+of|number\s+of|count\s+o
 
 
 def scan_top_n(sc: Scanner, d: Draft) -> None:
+    if not sc.has(rf"top|топ|first|перв|limit|capped|at\s+most|no\s+more|не\s+более|огранич|{_ADJ}"):
+        return
     n = rf"(?P<n>{NUMBER_ANY})"
     by_word = r"\s+(?:by|in\s+terms\s+of|ranked\s+by|sorted\s+by|ordered\s+by|по)\s+"
     by = rf"{by_word}{_BY}"
@@ -229,6 +234,8 @@ def _order_by_phrase(d: Draft, by: str, what: str, descending: bool) -> None:
 # --- renames ---------------------------------------------------------------------------------------
 
 def scan_rename(sc: Scanner, d: Draft) -> None:
+    if not sc.has(r"renam|call|nam(?:e|ing)\s|label|переимен|назов|назва|as\s+a\s+column"):
+        return
     new = rf"[`'\"]?(?P<new>{IDENT})[`'\"]?"
     patterns = (
         rf"\brenam(?:e|ed|es|ing)\s+(?:the\s+)?(?:column\s+|field\s+)?{column('old')}(?:\s+column)?\s+"
@@ -279,6 +286,8 @@ _COLUMNS = r"(?:columns?|fields?|колонк\w*|пол(?:я|е)|столбц\w*
 
 
 def scan_select(sc: Scanner, d: Draft) -> None:
+    if not sc.has(r"only|just|select|keep|taking|column|field|только|колонк|пол[яе]|столб"):
+        return
     only = r"(?:only|just|keeping\s+only|keep\s+only|selecting|select|taking\s+only|with\s+only|только)"
     patterns = (
         (rf"\b{only}\s+(?:the\s+)?{_COLUMNS}\s+{_LIST}", 1),

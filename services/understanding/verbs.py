@@ -19,6 +19,8 @@ _SYNC_WITH = r"(?:in\s+sync|synced|synchronized|synchronised|up[\s-]to[\s-]date|
 
 
 def scan_verb_phrases(sc: Scanner, d: Draft) -> None:
+    if not sc.has(r"\b(?:over|up|across|in|out|keep\w*|maintain|держ|поддерж)\b"):
+        return
     for m in list(sc.finditer(_PHRASAL)):
         if m.group("particle").lower() in ("in", "out") and m.group("verb").lower() not in ("pull", "pulling",
                                                                                            "dump", "dumping"):
@@ -55,6 +57,8 @@ _FORMATS = {"csv": "csv", "tsv": None, "parquet": "parquet", "jsonl": "jsonl", "
 
 def scan_file_words(sc: Scanner, d: Draft) -> None:
     """"to a csv called out.csv", "as parquet", "into a CSV": a format said without the word "file"."""
+    if not sc.has(r"csv|parquet|jsonl|json|ndjson|xml"):
+        return
     fmt = r"(?P<fmt>csv|parquet|jsonl|json\s+lines|ndjson|xml)"
     before_name = (rf"\b(?:an?\s+|the\s+)?{fmt}(?:\s+(?:export|dump|extract|snapshot))?\s+(?:named\s+|called\s+)?"
                    rf"(?=[`'\"]?[\w\-/]+\.(?:csv|parquet|jsonl|ndjson|xml)\b)")
@@ -88,7 +92,7 @@ _MAX_SLOT = 4
 def scan_moved_nouns(sc: Scanner, d: Draft) -> None:
     """The noun phrase right after the load verb (or right before "from") names what is moved.
 
-    Its head may be any noun ("copy the *signups* from ..."): the catalog links it to a table. Other
+    Its head may be any plural noun ("copy the *signups* from ..."): the catalog links it to a table. Other
     words of the phrase must be known nouns or words of the named tables; an adjective ("active
     customers") would change which rows move, so it stays unexplained and the compiler asks.
     """
@@ -141,13 +145,16 @@ def _fits(word: str, is_head: bool, names: set[str], russian: bool) -> bool:
         return True
     if low in _MEANINGFUL or _ADJ_RU.match(low) or (not russian and _ADJ_EN.match(low)):
         return False
-    return is_head
+    # An unknown head must look like a plural noun ("signups", «заявки»): "orders pivot by month" keeps
+    # "pivot" unexplained instead of swallowing an instruction.
+    plural = re.search(r"[^s]s$", low) if re.fullmatch(r"[a-z'’-]+", low) else re.search(r"[ыиая]$", low)
+    return is_head and bool(plural)
 
 
 def _name_words(text: str) -> set[str]:
     """Words of the dotted names and files in the request ("shop.order_lines" -> order, lines, line)."""
     words: set[str] = set()
-    for name in re.findall(r"\w+(?:[./]\w+)+", text):
+    for name in re.findall(r"(?<![\w./])\w+(?:[./]\w+)+", text):  # anchored: linear on a long word
         for part in re.split(r"[./_\-]+", name.lower()):
             if part:
                 words |= {part, part.rstrip("s")}
