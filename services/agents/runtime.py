@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional
@@ -115,13 +116,19 @@ class _TrackedHistories(PipelineHistories):
     """The fold, also knowing every pipeline it has seen (for the watchdog's scan)."""
 
     def __init__(self, *args, **kwargs):
-        self.pipeline_ids: set[str] = set()
+        self._ids: set[str] = set()
+        self._ids_lock = threading.Lock()  # the watchdog scans in a thread while events are observed
         super().__init__(*args, **kwargs)
 
     def observe(self, partition: int, offset: int, msg: Message) -> bool:
         if msg.pipeline_id:
-            self.pipeline_ids.add(msg.pipeline_id)
+            with self._ids_lock:
+                self._ids.add(msg.pipeline_id)
         return super().observe(partition, offset, msg)
+
+    def pipeline_ids(self) -> list[str]:
+        with self._ids_lock:
+            return sorted(self._ids)
 
 
 def build_agent_app(settings: Settings, codec: AvroCodec, agent: AgentSpec):
@@ -182,21 +189,27 @@ def build_agent_app(settings: Settings, codec: AvroCodec, agent: AgentSpec):
         async def tick() -> None:
             if not ready.is_set():
                 return
-            histories = state["histories"]
-            seen = []
-            for pid in sorted(histories.pipeline_ids):
-                history = histories.history(pid)
-                if history and history[-1].short_name in _SETTLED:
-                    continue  # cheap skip: no replay for pipelines that wait for nobody
-                pipeline = replay(history)
-                if pipeline is not None and history:
-                    seen.append((pipeline, history[-1]))
             try:
+                # Replaying is CPU work: off the event loop, so Kafka heartbeats and handlers go on.
+                seen = await asyncio.to_thread(_waiting, state["histories"])
                 await agent.on_tick(ctx, seen)
             except Exception:  # the next tick tries again
                 log.exception("%s tick failed", agent.name)
 
     return app
+
+
+def _waiting(histories: _TrackedHistories) -> list[tuple[Pipeline, Message]]:
+    """(pipeline, its last event) for every pipeline that may be waiting for an agent."""
+    seen = []
+    for pid in histories.pipeline_ids():
+        history = histories.history(pid)
+        if not history or history[-1].short_name in _SETTLED:
+            continue  # cheap skip: no replay for pipelines that wait for nobody
+        pipeline = replay(history)
+        if pipeline is not None and pipeline.status in WAITS_FOR:
+            seen.append((pipeline, history[-1]))
+    return seen
 
 
 async def _guarded(ctx: "AgentContext", handler, args: tuple, msg: Message, cause: Message,
