@@ -20,6 +20,8 @@ ALLOWED_MODULES = frozenset(m.split(".")[0] for m in SAFE_ATTRIBUTES)
 FORBIDDEN_NAMES = frozenset({
     "exec", "eval", "compile", "open", "__import__", "globals", "locals", "vars",
     "breakpoint", "input", "help", "exit", "quit", "setattr", "delattr", "memoryview",
+    # Not offered by the sandbox either: introspection and descriptor factories.
+    "dir", "super", "type", "classmethod", "staticmethod", "property", "object",
 })
 
 # Module-level statements that define things rather than do work.
@@ -160,6 +162,8 @@ def _getattr_findings(call: ast.Call) -> list[Finding]:
     if isinstance(attr, ast.Constant) and isinstance(attr.value, str):
         if attr.value.startswith("_"):
             return [_err("dunder", call, f"{call.func.id}(..., {attr.value!r}) reaches a private attribute")]
+        if attr.value in INSPECT_ATTRIBUTES:
+            return [_err("internals", call, f"{call.func.id}(..., {attr.value!r}) reaches interpreter internals")]
         return []
     return [Finding("dynamic-getattr", "warning",
                     f"line {call.lineno}: {call.func.id}() with a computed name; the sandbox refuses names starting with '_'")]

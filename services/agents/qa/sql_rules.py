@@ -162,6 +162,7 @@ ALLOWED_FUNCTIONS: dict[str, frozenset[str]] = {
         "querystring", "fragment", "cutquerystring", "extracturlparameter", "formatreadablesize",
         "formatreadablequantity", "tolowcardinality", "tostartofsecond", "char", "concatassumeinjective",
         "startswith", "endswith", "countequal", "countmatches", "ngramdistance", "levenshteindistance",
+        "numbers", "numbers_mt", "values",  # row generators: capped by _generator_problem
     }),
     "duckdb": _COMMON_FUNCTIONS | frozenset({
         "date_trunc", "date_part", "date_diff", "datediff", "date_add", "date_sub", "strftime", "strptime",
@@ -184,9 +185,11 @@ ALLOWED_FUNCTIONS: dict[str, frozenset[str]] = {
         "unicode", "random", "iif", "likelihood", "likely", "unlikely", "zeroblob", "glob_match",
     }),
 }
-# Typed sqlglot functions that read files or run models, whatever their arguments.
-_DENIED_TYPED = frozenset(n for n in ("ReadCSV", "ReadParquet", "ToFile", "Predict", "AIAgg", "AISummarizeAgg")
-                          if hasattr(exp, n))
+# Typed sqlglot functions that read files, run models or reveal server and session details.
+_DENIED_TYPED = frozenset(n for n in (
+    "ReadCSV", "ReadParquet", "ToFile", "Predict", "AIAgg", "AISummarizeAgg", "CurrentDatabase", "CurrentSchema",
+    "CurrentSchemas", "CurrentUser", "CurrentUserId", "CurrentVersion", "SessionUser", "CurrentSession",
+    "CurrentOrganizationUser") if hasattr(exp, n))
 # sqlglot keeps aggregate combinators (sumIf, uniqExactOrNull) as one name; the base must be allowed.
 _CH_COMBINATORS = ("if", "array", "distinct", "ornull", "ordefault", "state", "merge", "foreach", "resample")
 _NAMED_FUNCS = tuple(t for t in (getattr(exp, n, None) for n in (
@@ -195,10 +198,10 @@ _NAMED_FUNCS = tuple(t for t in (getattr(exp, n, None) for n in (
 
 # Table functions a source may read from, with the argument index that bounds the rows they generate.
 _SOURCE_TABLE_FUNCTIONS = {
-    "postgres": frozenset({"unnest", "generate_series", "json_array_elements", "jsonb_array_elements",
+    "postgres": frozenset({"unnest", "generate_series", "exploding_generate_series", "json_array_elements", "jsonb_array_elements",
                            "json_each", "jsonb_each", "jsonb_array_elements_text", "json_array_elements_text"}),
     "clickhouse": frozenset({"numbers", "numbers_mt", "values"}),
-    "duckdb": frozenset({"unnest", "range", "generate_series"}),
+    "duckdb": frozenset({"unnest", "range", "generate_series", "exploding_generate_series"}),
     "sqlite": frozenset(),
 }
 MAX_GENERATED_ROWS = 1_000_000
@@ -321,7 +324,7 @@ def _parse(sql: str, dialect: str, *, what: str) -> tuple[list[_Statement], list
     if read is None:
         msg = f"unsupported dialect {dialect!r} for {what}; expected one of {sorted(set(DIALECTS))}"
         return [], [Finding("dialect", "error", msg)]
-    sql = normalise_identifiers(sql or "")
+    sql = _PLACEHOLDER.sub("NULL", normalise_identifiers(sql or ""))
     pieces = _split(sql)
     if not pieces:
         return [], [Finding("empty", "error", f"{what} is empty: expected one statement")]
@@ -338,6 +341,10 @@ def _parse(sql: str, dialect: str, *, what: str) -> tuple[list[_Statement], list
 # PostgreSQL U&"..." / U&'...' with \\XXXX, \\+XXXXXX and an optional UESCAPE 'c'.
 _UNICODE_ESCAPED = re.compile(r"""[Uu]&(?P<q>["'])(?P<body>(?:(?!(?P=q)).|(?P=q)(?P=q))*)(?P=q)"""
                               r"""(?:\s*UESCAPE\s*'(?P<esc>[^'])')?""", re.S | re.I)
+
+
+# The executor binds the stored cursor as %(cursor)s; sqlglot's ClickHouse parser does not know pyformat.
+_PLACEHOLDER = re.compile(r"%\(cursor\)s")
 
 
 def normalise_identifiers(sql: str) -> str:
@@ -498,7 +505,7 @@ def _function_problem(fn: exp.Func, name: str, dialect: str) -> str | None:
         if not _plain_function_allowed(name, dialect):
             return f"function {name}() is not on the {dialect} allow-list"
     elif type(fn).__name__ in _DENIED_TYPED:
-        return f"function {name}() reads files or runs models"
+        return f"function {name}() reads files, runs models or reveals server details"
     return _generator_problem(fn, name)
 
 
@@ -565,8 +572,8 @@ def _source_table_findings(st: _Statement, what: str) -> list[Finding]:
     read files, other servers or dictionaries."""
     out, ctes = [], _cte_names(st.tree)
     for table in st.tree.find_all(exp.Table):
-        if isinstance(table.this, exp.Func):
-            name = _func_name(table.this)
+        if isinstance(table.this, exp.Func) or _looks_like_call(table):
+            name = _func_name(table.this) if isinstance(table.this, exp.Func) else table.name.lower()
             if not _side_effect(name) and name not in _SOURCE_TABLE_FUNCTIONS.get(st.dialect, ()):
                 msg = f"{st.prefix}table function {name}() reads outside the connection's tables: not allowed in {what}"
                 out.append(Finding("table-function", "error", msg, st.text))
@@ -575,6 +582,13 @@ def _source_table_findings(st: _Statement, what: str) -> list[Finding]:
         if problem:
             out.append(Finding("system-catalog", "error", f"{st.prefix}{problem}: not allowed in {what}", st.text))
     return out
+
+
+def _looks_like_call(table: exp.Table) -> bool:
+    """sqlglot reads ClickHouse ``dictionary('d')`` as the table ``dictionary`` with alias columns ('d'):
+    a table "aliased" by a column list only is a call to the server, whatever the parser made of it."""
+    alias = table.args.get("alias")
+    return bool(alias is not None and alias.args.get("columns") and not alias.name)
 
 
 def _system_table_problem(table: exp.Table, ctes: set[str], dialect: str) -> str | None:
@@ -613,9 +627,9 @@ def _target_table_function_findings(st: _Statement) -> list[Finding]:
                            f"{st.prefix}INSERT INTO FUNCTION {name}() writes outside the target: not allowed in target SQL",
                            st.text))
     for table in st.tree.find_all(exp.Table):
-        if isinstance(table.this, exp.Func) and not _side_effect(_func_name(table.this)):
-            msg = (f"{st.prefix}table function {_func_name(table.this)}() reads outside the target: "
-                   "not allowed in target SQL")
+        name = _func_name(table.this) if isinstance(table.this, exp.Func) else table.name.lower()
+        if (isinstance(table.this, exp.Func) or _looks_like_call(table)) and not _side_effect(name):
+            msg = f"{st.prefix}table function {name}() reads outside the target: not allowed in target SQL"
             out.append(Finding("table-function", "error", msg, st.text))
     return out
 
@@ -863,6 +877,6 @@ def _is_cte_ref(table: exp.Table, ctes: set[str]) -> bool:
 
 
 def _func_name(fn: exp.Func) -> str:
-    if isinstance(fn, exp.Anonymous):
+    if isinstance(fn, _NAMED_FUNCS):
         return str(fn.name).lower()
     return fn.sql_name().lower()
