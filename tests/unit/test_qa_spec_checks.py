@@ -104,6 +104,16 @@ def test_sql_that_drops_a_filter_or_groups_by_the_wrong_column_fails():
     assert any("does not filter on ['status']" in m for m in found["spec_shape"])
 
 
+def test_a_file_source_transform_that_drops_the_filter_fails():
+    spec = {"source": {"kind": "file", "connection": "f", "path": "c.csv"},
+            "target": {"kind": "postgres", "connection": "pg", "table": "public.c"},
+            "filters": [{"column": "city", "op": "=", "value": "Oslo"}]}
+    columns = [["id", "int"], ["city", "text"]]
+    assert errors(spec, draft(spec, columns), columns) == {}
+    found = errors(spec, draft(spec, columns, transform_sql="SELECT * FROM batch"), columns)
+    assert any("transform_sql does not filter on ['city']" in m for m in found["spec_shape"])
+
+
 def test_mergetree_for_a_merge_load_fails_and_so_does_a_replacing_engine_ordered_by_other_columns():
     ddl = draft(MERGE)["target_ddl"]
     assert "ReplacingMergeTree" in ddl

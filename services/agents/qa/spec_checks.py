@@ -268,8 +268,7 @@ def sql_shape_findings(spec: dict, cur: dict, source_columns: Optional[list] = N
         out += _measure_findings(spec, tree, key, sql, name)
     elif groups and not (spec.get("cleaning") and any(c.get("op") == "dedupe" for c in spec["cleaning"])):
         out.append(_err("spec-grain", f"the spec has no aggregate but the {key} groups rows (GROUP BY)", sql))
-    if in_source:
-        out += _filter_findings(spec, tree, sql, name)
+    out += _filter_findings(spec, tree, key, sql, name)
     if spec.get("limit"):
         out += _limit_findings(spec, cur, dialect)
     select = _outer_select(tree)
@@ -300,14 +299,14 @@ def _measure_findings(spec: dict, tree, key: str, sql: str, name) -> list[Findin
     return out
 
 
-def _filter_findings(spec: dict, tree, sql: str, name) -> list[Finding]:
+def _filter_findings(spec: dict, tree, key: str, sql: str, name) -> list[Finding]:
     from sqlglot import exp
 
     wheres = list(tree.find_all(exp.Where))
     filtered = set().union(*(_column_names(w) for w in wheres)) if wheres else set()
     missing = [f["column"] for f in spec.get("filters") or [] if name(f["column"]) not in filtered]
     if missing:
-        return [_err("spec-filter", f"the extract SQL does not filter on {missing} as the spec's filters do", sql)]
+        return [_err("spec-filter", f"the {key} does not filter on {missing} as the spec's filters do", sql)]
     return []
 
 
