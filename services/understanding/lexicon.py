@@ -12,10 +12,12 @@ STOPWORDS_EN = frozenset("""
 a an the all any some every each of and then also please as its it their them this that these those
 table tables database db data row rows record records event events message messages file files
 on by for at in into to from via there here whole entire both only
+please pls plz kindly hey hi hello thanks thx can could would you we i me us my our need want wanna like
 """.split())
 STOPWORDS_RU = frozenset("""
 и а также все всё всех весь данные данных таблицу таблицы таблица таблице таблицей файл файла файлы
 строки строк записи записей событий события сообщения сообщений с со по на это их его её пожалуйста затем только
+мне нам нужно надо хочу хотим можешь можете можно плиз пж
 """.split())
 
 # Nouns that name what is moved ("Load orders from ..."); they carry no instruction. A phrase of them in the

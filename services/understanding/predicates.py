@@ -105,6 +105,53 @@ def scan_null_filters(sc: Scanner, d: Draft) -> None:
             _null_filter(sc, d, m, "is_null")
 
 
+# --- where-clauses in words ------------------------------------------------------------------------
+
+def scan_where_clauses(sc: Scanner, d: Draft) -> None:
+    """"where amount is greater than 50 and status is paid", «где сумма больше 1000 и status = 'paid'»: the
+    whole chain at once (before the single-phrase rules take pieces of it); a chain with a part no
+    condition form explains is left to them."""
+    if not sc.has(r"\bwhere\b|\bгде\b"):
+        return
+    value = rf"(?:{AMOUNT}|'[^']*'|\"[^\"]*\"|[A-Za-z_][\w\-]*)"
+    ops, col = _op_regex(_OPS_EN + _OPS_RU), _WHERE_COL
+    cond = (rf"{col}\s+(?:is|are)\s+(?:not\s+)?(?:{_NULL_WORDS}|{_PRESENT_WORDS})(?![\w-])|"
+            rf"{col}\s*(?:(?:is|are)\s+)?(?:{ops})\s*{value}|{col}\s+in\s+\([^)]*\)|"
+            rf"{col}\s+(?:is|are|equals)\s+(?:not\s+)?{value}")
+    for where, conj in (("where", r"and"), ("где", r"и")):
+        for m in list(sc.finditer(rf"\b{where}\s+(?:the\s+)?(?P<conds>(?:{cond})(?:\s+{conj}\s+(?:the\s+)?(?:{cond}))+)")):
+            parsed = [_where_condition(p) for p in re.split(rf"\s+{conj}\s+(?:the\s+)?", m.group("conds"), flags=re.I)]
+            if all(parsed):
+                for col, op, val in parsed:  # type: ignore[misc]
+                    add_filter(sc, d, m, col, op, val)
+
+
+_WHERE_COL = rf"(?:{IDENT}|{'|'.join(sorted(_RU_COLUMNS, key=len, reverse=True))})"
+
+
+def _where_condition(text: str) -> Optional[tuple[str, str, Any]]:
+    t = text.strip()
+    word = re.match(rf"{_WHERE_COL}", t, re.I)
+    if word and word.group(0).lower() in _RU_COLUMNS:  # «где сумма больше 1000»
+        t = _RU_COLUMNS[word.group(0).lower()] + t[word.end():]
+    m = re.fullmatch(rf"({IDENT})\s+(?:is|are)\s+(not\s+)?(.+)", t, re.I)
+    if m and re.fullmatch(_NULL_WORDS, m.group(3), re.I):
+        return m.group(1), "not_null" if m.group(2) else "is_null", None
+    if m and re.fullmatch(_PRESENT_WORDS, (m.group(2) or "") + m.group(3), re.I):
+        return m.group(1), "not_null", None
+    m2 = re.fullmatch(rf"({IDENT})\s*(?:(?:is|are)\s+)?({_op_regex(_OPS_EN + _OPS_RU)})\s*(.+)", t, re.I)
+    if m2:
+        value, _ = amount_value(m2.group(3))
+        return m2.group(1), _OPS[" ".join(m2.group(2).lower().split())], value if value is not None else literal(m2.group(3))
+    if m:
+        return m.group(1), "!=" if m.group(2) else "=", literal(m.group(3).strip())
+    m3 = re.fullmatch(rf"({IDENT})\s+in\s+\(([^)]*)\)", t, re.I)
+    if m3:
+        items = [literal(v.strip()) for v in m3.group(2).split(",") if v.strip()]
+        return (m3.group(1), "in", items) if items else None
+    return None
+
+
 # --- comparisons with units and number words ---------------------------------------------------------
 
 _OPS_EN = (("greater than or equal to", ">="), ("more than or equal to", ">="), ("less than or equal to", "<="),
@@ -136,6 +183,8 @@ def scan_comparisons(sc: Scanner, d: Draft) -> None:
         (rf"\b(?:with|where|whose|having)\s+(?:an?\s+|the\s+)?{c}\s+(?:is\s+|of\s+)?(?:between|from)\s+{low_high}", True),
         (rf"\b(?:with|where|whose|having)\s+(?:an?\s+|the\s+)?{c}\s+(?:is\s+|of\s+)?(?P<op>{_op_regex(_OPS_EN)})\s*{val}",
          True),
+        (rf"\b(?:and|but)\s+(?:the\s+)?{c}\s+(?:is\s+)?(?P<op>{_op_regex(_OPS_EN)})\s*{val}", True),
+        (rf"\b(?:and|but)\s+(?:is\s+)?(?P<op>{_op_regex(_OPS_EN)})\s*{val}", "previous"),
         (rf"\b(?P<what>{IDENT}|\w+)\s+(?:that\s+(?:are|cost|costs|is)\s+|which\s+(?:are|cost)\s+|costing\s+|worth\s+|"
          rf"of\s+|with\s+(?:a\s+)?(?:total|value|price|amount)\s+(?:of\s+)?)?(?P<op>{_op_regex(_OPS_EN)})\s*{val}",
          False),
@@ -155,7 +204,10 @@ def _comparison(sc: Scanner, d: Draft, m: re.Match, named: bool) -> None:
             add_filter(sc, d, m, column_name(g["col"]), "between", [low, high])
         return
     value, currency = amount_value(g["val"])
-    col = column_name(g["col"]) if named else _compared_column(d, m, currency)
+    if named == "previous":  # "amount above 100 and below 500": the column just compared
+        col = next((f["column"] for f in reversed(d.filters) if f["op"] in _OPS.values()), None)
+    else:
+        col = column_name(g["col"]) if named else _compared_column(d, m, currency)
     if value is None or col is None:
         return
     if g.get("pct"):
@@ -163,7 +215,7 @@ def _comparison(sc: Scanner, d: Draft, m: re.Match, named: bool) -> None:
               f"'{m.group(0)}': процент хранится в {col} как {value} или как {value / 100:g}?")
         sc.take(m)
         return
-    if not named and (g.get("what") or "").lower() in ENTITY_NOUNS:
+    if named is False and (g.get("what") or "").lower() in ENTITY_NOUNS:
         m = Span(m.end("what"), m.end())  # "paid orders over $50": "orders" stays for the status rule
     add_filter(sc, d, m, col, _OPS[" ".join(g["op"].lower().split())], value)
 

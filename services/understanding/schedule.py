@@ -16,7 +16,8 @@ _TIME_EN = (r"(?:(?P<word>noon|midnight)|(?P<h>\d{1,2})(?:[:.](?P<m>\d{2}))?\s*"
             r"(?P<ampm>a\.?m\.?|p\.?m\.?|h\b)?)(?![\w:])")
 _TIME_RU = (r"в\s+(?:(?P<word>полночь|полдень)|(?P<h>\d{1,2})(?:[:.](?P<m>\d{2}))?"
             r"(?:\s*час(?:а|ов)?)?(?:\s+(?P<part>ночи|утра|дня|вечера))?)(?![\w:])")
-_DAILY_EN = r"(?:every\s+day|each\s+day|daily|every\s+night|nightly|once\s+a\s+day)"
+_DAILY_EN = (r"(?:every\s+day|each\s+day|daily|every\s+(?:night|nite|evening)|each\s+night|nightly|nitely|"
+             r"once\s+a\s+day)")
 _DAILY_RU = r"(?:ежедневно|каждый\s+день|каждую\s+ночь|раз\s+в\s+день|каждые\s+сутки)"
 _WD_EN = "|".join(sorted(WEEKDAYS, key=len, reverse=True))
 _WD_RU = "|".join(sorted(WEEKDAYS_RU, key=len, reverse=True))

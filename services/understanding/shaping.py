@@ -231,6 +231,29 @@ def _order_by_phrase(d: Draft, by: str, what: str, descending: bool) -> None:
     d.order_by = [{"column": col, "descending": descending}]
 
 
+# --- order without a limit -----------------------------------------------------------------------
+
+_DIR_DESC = r"desc(?:ending)?|in\s+descending\s+order|descending|(?:highest|largest|biggest|newest|latest|most\s+recent)\s+first|по\s+убыванию"
+_DIR_ASC = r"asc(?:ending)?|in\s+ascending\s+order|ascending|(?:lowest|smallest|oldest|earliest)\s+first|по\s+возрастанию"
+
+
+def scan_order(sc: Scanner, d: Draft) -> None:
+    """"sorted by created_at", "ordered by amount descending", «отсортировав по amount по убыванию»."""
+    if not sc.has(r"sort|order|rank|сортир|упорядоч"):
+        return
+    direction = rf"(?:\s+(?:(?P<desc>{_DIR_DESC})|(?P<asc>{_DIR_ASC})))?"
+    for pattern in (rf"\b(?:sorted|sort(?:ing)?|ordered|order(?:ing)?|ranked|rank(?:ing)?)\s+(?:it\s+|them\s+|(?:the\s+)?"
+                    rf"rows\s+)?by\s+(?:the\s+)?{column('col')}{direction}",
+                    rf"\b(?:от|пере)?сортир\w*\s+по\s+{column('col', True)}{direction}",
+                    rf"\bупорядоч\w*\s+по\s+{column('col', True)}{direction}"):
+        for m in list(sc.finditer(pattern)):
+            col = column_name(m.group("col"))
+            measure = next((x["alias"] for x in (d.aggregate or {}).get("measures", []) if col in (x["column"], x["alias"])),
+                           None)
+            d.order_by = [{"column": measure or col, "descending": bool(m.group("desc"))}]
+            sc.take(m, f"order by {measure or col}{' desc' if m.group('desc') else ''}")
+
+
 # --- renames ---------------------------------------------------------------------------------------
 
 def scan_rename(sc: Scanner, d: Draft) -> None:
