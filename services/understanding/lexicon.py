@@ -12,7 +12,7 @@ STOPWORDS_EN = frozenset("""
 a an the all any some every each of and then also please as its it their them this that these those
 table tables database db data row rows record records event events message messages file files
 on by for at in into to from via there here whole entire both only
-please pls plz kindly hey hi hello thanks thx can could would you we i me us my our need want wanna like
+please pls plz kindly hey hi hello thanks thx can could would you we i me us my our need want wanna
 """.split())
 STOPWORDS_RU = frozenset("""
 и а также все всё всех весь данные данных таблицу таблицы таблица таблице таблицей файл файла файлы

@@ -117,7 +117,7 @@ def scan_where_clauses(sc: Scanner, d: Draft) -> None:
     ops, col = _op_regex(_OPS_EN + _OPS_RU), _WHERE_COL
     cond = (rf"{col}\s+(?:is|are)\s+(?:not\s+)?(?:{_NULL_WORDS}|{_PRESENT_WORDS})(?![\w-])|"
             rf"{col}\s*(?:(?:is|are)\s+)?(?:{ops})\s*{value}|{col}\s+in\s+\([^)]*\)|"
-            rf"{col}\s+(?:is|are|equals)\s+(?:not\s+)?{value}")
+            rf"{col}\s+(?:contains|includes|содержит)\s+{value}|{col}\s+(?:is|are|equals)\s+(?:not\s+)?{value}")
     for where, conj in (("where", r"and"), ("где", r"и")):
         for m in list(sc.finditer(rf"\b{where}\s+(?:the\s+)?(?P<conds>(?:{cond})(?:\s+{conj}\s+(?:the\s+)?(?:{cond}))+)")):
             parsed = [_where_condition(p) for p in re.split(rf"\s+{conj}\s+(?:the\s+)?", m.group("conds"), flags=re.I)]
@@ -145,11 +145,25 @@ def _where_condition(text: str) -> Optional[tuple[str, str, Any]]:
         return m2.group(1), _OPS[" ".join(m2.group(2).lower().split())], value if value is not None else literal(m2.group(3))
     if m:
         return m.group(1), "!=" if m.group(2) else "=", literal(m.group(3).strip())
+    m4 = re.fullmatch(rf"({IDENT})\s+(?:contains|includes|содержит)\s+(.+)", t, re.I)
+    if m4:
+        return m4.group(1), "contains", str(literal(m4.group(2).strip()))
     m3 = re.fullmatch(rf"({IDENT})\s+in\s+\(([^)]*)\)", t, re.I)
     if m3:
         items = [literal(v.strip()) for v in m3.group(2).split(",") if v.strip()]
         return (m3.group(1), "in", items) if items else None
     return None
+
+
+def scan_contains(sc: Scanner, d: Draft) -> None:
+    """"where email contains 'gmail'", "whose name includes Ltd", «где email содержит gmail» -> contains."""
+    if not sc.has(r"contain|includ|содерж"):
+        return
+    value = r"(?P<val>'[^']+'|\"[^\"]+\"|[\w@.\-]*\w)"
+    pattern = (rf"\b(?:where|whose|with|где|у\s+которых)?\s*(?:the\s+)?{column('col', True)}\s+(?:contains|containing|"
+               rf"includes|including|содержит|содержащ\w*)\s+(?:the\s+(?:text|word)\s+)?{value}")
+    for m in list(sc.finditer(pattern)):
+        add_filter(sc, d, m, _col(m), "contains", str(literal(m.group("val"))))
 
 
 # --- comparisons with units and number words ---------------------------------------------------------
