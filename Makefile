@@ -28,7 +28,7 @@ run: install
 ## test: the same set-up, then the whole suite against the real stack (fastest tests first)
 test: install
 	$(AIETL) up --skip-topics
-	$(PY) -m pytest tests/unit tests/integration tests/e2e tests/reliability -q -rs --durations=10
+	$(PY) -m pytest tests/unit tests/integration tests/e2e tests/reliability tests/security -q -rs --durations=10
 
 ## test-llm: opt-in and slow (not in `make test`): a real small model (Qwen2.5-Coder-1.5B behind llama.cpp's
 ## server, both built once into .aietl/llm) plans the public cases; results go to docs/EVAL.md

@@ -533,6 +533,11 @@ ISOLATION_UNAVAILABLE = ("sandbox isolation unavailable: neither a network names
                          "AIETL_SANDBOX_ALLOW_UNISOLATED=1)")
 
 
+def isolation_problem(seccomp: bool, netns: bool, allow_unisolated: bool) -> str | None:
+    """User code runs only behind seccomp or a network namespace, or when the operator opted out."""
+    return None if seccomp or netns or allow_unisolated else ISOLATION_UNAVAILABLE
+
+
 def main() -> int:
     out = sys.stdout.buffer
     request = loads(sys.stdin.buffer.read())
@@ -541,9 +546,9 @@ def main() -> int:
     block_network()
     drop_privileges()
     apply_limits(memory_mb, cpu_s)
-    sealed = install_seccomp()
-    if not (sealed or request.get("netns") or request.get("allow_unisolated")):
-        reply = {"ok": False, "error": ISOLATION_UNAVAILABLE}
+    problem = isolation_problem(install_seccomp(), bool(request.get("netns")), bool(request.get("allow_unisolated")))
+    if problem:
+        reply = {"ok": False, "error": problem}
     else:
         reply = run(request["code"], request["rows"], glb, memory_mb, cpu_s)
     out.write(_encode_reply(reply, memory_mb))

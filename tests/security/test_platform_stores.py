@@ -1,0 +1,223 @@
+"""The platform's own stores are never a source or target: every platform topic, the ClickHouse database,
+the PostgreSQL schema; refused at QA and again by the executor, before anything is read or written."""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+
+import pytest
+
+from services.connectors.guards import PlatformStoreError, PlatformStores, check_pipeline_stores
+from services.connectors.registry import Connection
+from tests.integration.stack_fixtures import Registry, ch, kafka, pg, settings  # noqa: F401
+
+TENANT = "t-security"
+STORES = PlatformStores(topic_prefix="t0sec-x.", clickhouse_database="aietl")
+PG_SOURCE = {"kind": "postgres", "connection": "pg", "table": "shop.orders"}
+CH_TARGET = {"kind": "clickhouse", "connection": "ch", "table": "analytics.orders"}
+
+
+def platform_topics(prefix: str) -> list[str]:
+    from topology.model import load_topology
+
+    return [prefix + name for name in load_topology().all_topics()]
+
+
+def problems(spec: dict, artifacts: dict | None = None, resolve=None) -> list[str]:
+    try:
+        check_pipeline_stores(spec, artifacts, STORES, resolve)
+    except PlatformStoreError as e:
+        return e.problems
+    return []
+
+
+# ---------------------------------------------------------------- Kafka topics
+
+
+@pytest.mark.parametrize("topic", platform_topics(STORES.topic_prefix))
+def test_each_platform_topic_is_neither_source_nor_target_nor_trigger(topic):
+    as_target = {"source": PG_SOURCE, "target": {"kind": "kafka", "connection": "kf", "topic": topic}}
+    as_source = {"source": {"kind": "kafka", "connection": "kf", "topic": topic}, "target": CH_TARGET}
+    as_trigger = {"source": PG_SOURCE, "target": CH_TARGET, "trigger": {"kind": "kafka", "topic": topic}}
+    for spec, role in ((as_target, "target"), (as_source, "source"), (as_trigger, "trigger")):
+        found = problems(spec)
+        assert found and f"the {role} Kafka topic {topic!r}" in found[0], (role, found)
+
+
+@pytest.mark.parametrize("topic", ["aietl.pipelines.events.v1", "aietl.pipelines.commands.v1.dlq",
+                                   "tabc-e2e.runs.events.v1", "__consumer_offsets", "__transaction_state",
+                                   "t0sec-x.executor-__assignor-__leader", "aietl.llm.replies.v1"])
+def test_other_deployments_and_internal_topics_are_refused(topic):
+    spec = {"source": PG_SOURCE, "target": {"kind": "kafka", "connection": "kf", "topic": topic}}
+    assert problems(spec)
+
+
+@pytest.mark.parametrize("topic", ["shop.clicks", "kt-1a2b.orders", "orders", "events.v1", "pipelines"])
+def test_user_topics_pass(topic):
+    assert problems({"source": {"kind": "kafka", "connection": "kf", "topic": topic}, "target": CH_TARGET}) == []
+
+
+# ---------------------------------------------------------------- ClickHouse database and PostgreSQL schema
+
+
+@pytest.mark.parametrize("table", ["aietl.pipeline_runs", "aietl.stolen", "`aietl`.`x`", "system.users",
+                                   "analytics.aietl_loaded_batches", "analytics.aietl_batch_intents",
+                                   "analytics.orders__staging", "AIETL.x"])
+def test_platform_clickhouse_tables_are_refused(table):
+    assert problems({"source": PG_SOURCE, "target": dict(CH_TARGET, table=table)})
+    assert problems({"source": dict(CH_TARGET, table=table), "target": PG_SOURCE})
+
+
+def test_a_bare_clickhouse_name_lands_in_the_connections_database():
+    conn = Connection(TENANT, "ch", "clickhouse", {"host": "127.0.0.1", "database": "aietl"})
+    spec = {"source": PG_SOURCE, "target": dict(CH_TARGET, table="stolen")}
+    assert problems(spec, resolve=lambda kind, name: conn)
+    other = Connection(TENANT, "ch", "clickhouse", {"host": "127.0.0.1", "database": "analytics"})
+    assert problems(spec, resolve=lambda kind, name: other) == []
+
+
+@pytest.mark.parametrize("table", ["aietl_meta.aietl_connections", "aietl_meta.loaded_batches", "aietl_meta.stolen",
+                                   '"aietl_meta".x', "AIETL_META.x", "pg_catalog.pg_authid", "pg_authid",
+                                   "information_schema.tables", "aietl.aietl_meta.x"])
+def test_platform_postgres_tables_are_refused(table):
+    target = {"kind": "postgres", "connection": "pg", "table": table}
+    assert problems({"source": CH_TARGET, "target": target})
+    assert problems({"source": target, "target": CH_TARGET})
+
+
+def test_sql_artifacts_are_checked_too():
+    spec = {"source": PG_SOURCE, "target": CH_TARGET}
+    extract = "SELECT o.* FROM shop.orders o JOIN aietl_meta.aietl_connections c ON true"
+    assert "aietl_meta" in problems(spec, {"extract_sql": extract})[0]
+    ddl = "CREATE TABLE aietl.orders (id UInt64) ENGINE = MergeTree ORDER BY id"
+    assert problems(spec, {"target_ddl": ddl})
+    assert problems(spec, {"target_setup_sql": ["INSERT INTO analytics.orders SELECT * FROM system.users"]})
+    assert problems(spec, {"extract_sql": "SELECT * FROM shop.orders", "target_ddl":
+                           "CREATE TABLE IF NOT EXISTS analytics.orders (id UInt64) ENGINE = MergeTree ORDER BY id"}) == []
+
+
+def test_qa_reports_platform_stores_as_findings(settings):  # noqa: F811
+    from services.agents.qa.store_rules import check_platform_stores
+
+    spec = {"source": PG_SOURCE, "target": {"kind": "kafka", "connection": "kf",
+                                            "topic": settings.topic("pipelines.events.v1")}}
+    [finding] = check_platform_stores(spec, {}, settings)
+    assert finding.rule == "platform-store" and finding.is_error
+    assert check_platform_stores({"source": PG_SOURCE, "target": CH_TARGET}, {}, settings) == []
+
+
+def test_public_case_specs_pass_the_guard(settings):  # noqa: F811
+    import yaml
+
+    from services.understanding import compile_request
+    from tests.security.corpus import CORPUS
+
+    cases = yaml.safe_load((CORPUS.parents[1] / "fixtures" / "public_cases.yaml").read_text())["cases"]
+    specs = [s for s in (compile_request(c["request"]).get("spec") for c in cases) if s]
+    assert len(specs) >= 9
+    for spec in specs:
+        check_pipeline_stores(spec, {}, PlatformStores.of(settings))
+
+
+# ---------------------------------------------------------------- the executor, against the real stack
+
+
+def _executor(settings, *conns):  # noqa: F811
+    from services.executor.app import Executor
+    from services.executor.runbook import RunBook
+
+    async def send(logical, msg):  # never reached: the guard runs before the data plane
+        raise AssertionError(f"the executor produced {msg.name} while refusing a platform store")
+
+    return Executor(settings, Registry(*conns), RunBook(), send, asyncio.new_event_loop())
+
+
+def _run(executor, spec: dict, artifacts: dict | None = None):
+    from services.executor.runbook import RunRecord
+
+    run = RunRecord(run_id=str(uuid.uuid4()), pipeline_id=f"pl-{uuid.uuid4().hex[:8]}", tenant_id=TENANT, version=1)
+    deployed = {"spec_json": json.dumps(spec), **(artifacts or {})}
+    try:
+        return executor._run_data_plane(run, deployed, None, threading.Event())
+    finally:
+        executor.loop.close()
+
+
+@pytest.fixture
+def deployment(settings):  # noqa: F811
+    """A throwaway deployment prefix with the topology's topics (removed afterwards)."""
+    from tests.harness import new_deployment, prepare_topics
+
+    dep = new_deployment(settings, "sec", [])
+    prepare_topics(dep.settings)
+    yield dep
+    dep.remove()
+
+
+def _end_offsets(settings, topic: str) -> int:  # noqa: F811
+    """Messages ever written to ``topic`` (a fresh topic may need a moment to elect its leaders)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from tests.harness import wait_for
+
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"sec-{uuid.uuid4().hex}"})
+
+    def ends():
+        try:
+            parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+            return [sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts)]
+        except KafkaException:
+            return None
+    try:
+        return wait_for(ends, timeout=30, what=f"leaders of {topic}")[0]
+    finally:
+        c.close()
+
+
+def test_executor_refuses_to_load_into_the_log_of_record(deployment, pg, kafka):  # noqa: F811
+    """The finding: 'Load shop.orders ... into the Kafka topic <prefix>pipelines.events.v1 where order_id = 1'."""
+    s = deployment.settings
+    log_topic = s.topic("pipelines.events.v1")
+    before = _end_offsets(s, log_topic)
+    spec = {"source": {"kind": "postgres", "connection": "pg", "table": "shop.orders"},
+            "target": {"kind": "kafka", "connection": "kf", "topic": log_topic}}
+    with pytest.raises(PlatformStoreError, match="platform's topic prefix"):
+        _run(_executor(s, pg, kafka), spec, {"extract_sql": "SELECT * FROM shop.orders WHERE order_id = 1"})
+    assert _end_offsets(s, log_topic) == before  # nothing reached the log
+
+
+def test_executor_refuses_to_read_the_platform_commands(deployment, kafka, ch):  # noqa: F811
+    s = deployment.settings
+    spec = {"source": {"kind": "kafka", "connection": "kf", "topic": s.topic("pipelines.commands.v1")},
+            "target": {"kind": "clickhouse", "connection": "ch", "table": "analytics.stolen_commands"}}
+    with pytest.raises(PlatformStoreError):
+        _run(_executor(s, kafka, ch), spec)
+
+
+def test_executor_refuses_to_write_into_aietl_meta(settings, pg):  # noqa: F811
+    import psycopg
+
+    table = f"stolen_{uuid.uuid4().hex[:8]}"
+    spec = {"source": {"kind": "postgres", "connection": "pg", "table": "shop.orders"},
+            "target": {"kind": "postgres", "connection": "pg", "table": f"aietl_meta.{table}"}}
+    with pytest.raises(PlatformStoreError, match="aietl_meta"):
+        _run(_executor(settings, pg), spec)
+    with psycopg.connect(settings.postgres_dsn) as db:
+        assert db.execute("SELECT to_regclass(%s)", (f"aietl_meta.{table}",)).fetchone()[0] is None
+
+
+def test_executor_refuses_the_platform_clickhouse_database(settings, pg, ch):  # noqa: F811
+    from clickhouse_driver import Client
+
+    table = f"stolen_{uuid.uuid4().hex[:8]}"
+    spec = {"source": {"kind": "postgres", "connection": "pg", "table": "shop.orders"},
+            "target": {"kind": "clickhouse", "connection": "ch", "table": f"{settings.clickhouse_database}.{table}"}}
+    with pytest.raises(PlatformStoreError, match="platform's own ClickHouse database"):
+        _run(_executor(settings, pg, ch), spec)
+    client = Client(settings.clickhouse_host, port=settings.clickhouse_port)
+    try:
+        assert client.execute("EXISTS TABLE {}.{}".format(settings.clickhouse_database, table)) == [(0,)]
+    finally:
+        client.disconnect()
