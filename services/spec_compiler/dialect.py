@@ -70,6 +70,8 @@ def condition(f: Filter, c: str, ctype: Optional[Canon], dialect: str) -> str:
         return f"{c} IS NOT NULL"
     if f.op in ("in", "not_in"):
         values = ", ".join(lit(v, dialect) for v in f.value)
+        if f.op == "not_in" and dialect == "clickhouse":  # ClickHouse 18.16 finds NULL NOT IN a list of two
+            return f"{c} IS NOT NULL AND {c} NOT IN ({values})"
         return f"{c} {'IN' if f.op == 'in' else 'NOT IN'} ({values})"
     if f.op == "between":
         return _between(c, ctype, f.value[0], f.value[1], dialect)
