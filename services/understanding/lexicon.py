@@ -128,7 +128,11 @@ COLUMN_WORDS = {
     "почту": "email", "почты": "email", "email'ы": "email", "имена": "name", "города": "city",
     "город": "city", "страны": "country", "страну": "country", "сумму": "amount", "суммы": "amount",
     "сумма": "amount", "суммой": "amount", "выручку": "amount", "выручка": "amount", "телефоны": "phone",
-    "странам": "country", "городам": "city", "статусам": "status",
+    "странам": "country", "городам": "city", "статусам": "status", "врачам": "doctor", "клиентам": "customer",
+    "покупателям": "customer", "товарам": "product", "продуктам": "product", "категориям": "category",
+    "пользователям": "user", "магазинам": "store", "регионам": "region", "каналам": "channel",
+    "отделениям": "department", "клиникам": "clinic", "пациентам": "patient", "датчикам": "sensor",
+    "страницам": "page", "поставщикам": "supplier", "сотрудникам": "employee", "типам": "type",
 }
 MONEY_WORDS = ("revenue", "sales", "turnover", "выручк", "продаж")
 
@@ -163,7 +167,7 @@ IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 # Words that must never be read as a column name in "lowercasing X", "per X", ...
 NOT_A_COLUMN = (r"(?!(?:the|a|an|all|and|or|with|from|into|to|of|by|per|on|in|each|every|as|at|"
                 r"only|then|also|table|column|file|whitespace|spaces|duplicates?|dupes|empty|blank|missing|"
-                r"null|values?|daily|weekly|monthly|hourly|call|calling|rename|renaming|renamed|top|limit|"
+                r"null|values|daily|weekly|monthly|hourly|call|calling|rename|renaming|renamed|top|limit|"
                 r"limited|sorted|ordered|ranked|joined|joining|skipping|ignoring|excluding|keeping|since|before|"
                 r"after|between|until|over|under|above|below|more|less|last|past|first|onto|where|whose|without|"
                 r"except|including|then|it|them)\b)")

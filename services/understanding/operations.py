@@ -131,8 +131,8 @@ _ALIAS = rf"(?:\s+(?:as|called|named|aliased\s+as|как)\s+(?!a\b|an\b|the\b){I
 _MEASURE_EN = (rf"(?:(?:(?:total|overall|gross)\s+)?(?:revenue|sales|turnover)|average\s+order\s+value|aov|"
                rf"average\s+(?:check|basket)|(?:total|sum\s+of|summing(?:\s+up)?|sum|summed)\s+"
                rf"(?:the\s+)?{IDENT}|(?:average|avg|mean|averaging)\s+(?:of\s+)?(?:the\s+)?{IDENT}|"
-               rf"(?:count\s+of|number\s+of|counting|how\s+many)\s+(?:the\s+|all\s+)?(?:(?:distinct|unique|"
-               rf"different)\s+)?\w+|"
+               rf"(?:count\s+of|number\s+of|counting|count|how\s+many)\s+(?:the\s+|all\s+)?(?:(?:distinct|unique|"
+               rf"different)\s+)?(?!of\b|per\b|by\b)\w+|"
                rf"(?:order|row|event|click|record|visit|session|payment|transaction)s?\s+counts?|counts?|"
                rf"(?:min(?:imum)?|max(?:imum)?|lowest|highest|smallest|largest)\s+(?:of\s+)?(?:the\s+)?{IDENT})"
                rf"{_ALIAS}")
@@ -141,7 +141,10 @@ _MEASURE_RU = (rf"(?:(?:общ\w+\s+)?(?:выручк\w*|продаж\w*)|сре
                rf"(?:минимальн\w+|максимальн\w+)\s+{IDENT}){_ALIAS}")
 _GROUP_WORD = rf"(?:calendar\s+day|(?!\w+ing\b){NOT_A_COLUMN}{IDENT}\b(?!\s+(?:it|them|this|that)\b))"  # "name it"
 _GROUPS_EN = rf"{_GROUP_WORD}(?:(?:\s*,\s*|\s+(?:and|per|by|for\s+each)\s+){_GROUP_WORD})*"
-_GROUP_WORD_RU = rf"(?:дням|неделям|месяцам|часам|странам|городам|статусам|{IDENT})"
+# Russian dative plurals of grouping words ("по врачам"); the ones in COLUMN_WORDS have an English column.
+_GROUP_WORD_RU = (rf"(?:дням|неделям|месяцам|часам|"
+                  rf"{'|'.join(sorted((w for w in COLUMN_WORDS if w.endswith(('ам', 'ям'))), key=len, reverse=True))}|"
+                  rf"{IDENT})")
 _GROUPS_RU = rf"{_GROUP_WORD_RU}(?:(?:\s*,\s*|\s+и\s+){_GROUP_WORD_RU})*"
 _ADJ_EN = r"(?P<adj>daily|weekly|monthly|hourly)"
 _ADJ_RU = r"(?P<adj>ежедневн|еженедельн|ежемесячн|ежечасн)\w*"

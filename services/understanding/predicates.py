@@ -29,6 +29,7 @@ _RU_COLUMNS = {"почта": "email", "почты": "email", "почтой": "em
                "именем": "name", "страна": "country", "страны": "country", "страной": "country",
                "сумма": "amount", "суммы": "amount", "суммой": "amount", "emailов": "email",
                "email-ов": "email", "емейла": "email", "емейлом": "email"}
+_RU_PLURALS = "|".join(sorted((w for w in ENTITY_NOUNS if re.search(r"[а-яё]", w)), key=len, reverse=True))
 _RU_COL = rf"(?P<col>{'|'.join(sorted(_RU_COLUMNS, key=len, reverse=True))}|{IDENT})"
 
 
@@ -99,6 +100,8 @@ def scan_null_filters(sc: Scanner, d: Draft) -> None:
         rf"\b(?:only\s+)?{_ROWS}\s+(?:without|with\s+no|missing|lacking|that\s+(?:have|has)\s+no|having\s+no)\s+"
         rf"(?:an?\s+|the\s+|any\s+)(?!\w+\s+column){c}{_END}",
         rf"\bгде\s+{_RU_COL}\s+(?:пуст\w*|не\s+указан\w*|не\s+заполнен\w*|отсутствует|null|is\s+null)",
+        # «пациентов без телефона», «строки без email»: rows that lack it (a column left out is «без колонки X»)
+        rf"(?<=\s)(?=(?:строк\w*|запис\w*|{_RU_PLURALS})\s+без\s)\S+\s+без\s+(?!колонк|пол[яей]|столбц){_RU_COL}",
     )
     for pattern in absent:
         for m in list(sc.finditer(unique_groups(pattern))):
