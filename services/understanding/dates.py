@@ -33,10 +33,11 @@ DATE = (rf"(?:(?P<iso>{_YEAR}-\d{{1,2}}-\d{{1,2}}|{_YEAR}/\d{{1,2}}/\d{{1,2}})|(
         rf"(?P<mon>{_MONTH_EN})\s+(?P<d1>{_DAY})(?:,?\s+(?P<y1>{_YEAR}))?|"
         rf"(?P<d2>{_DAY})\s+(?:of\s+)?(?P<mon2>{_MONTH_EN}|{_MONTH_RU})(?:,?\s+(?P<y2>{_YEAR})(?:\s*(?:г\.|года?))?)?)"
         rf"(?![\w-])")
-_UNITS = {"minute": "minute", "min": "minute", "hour": "hour", "hr": "hour", "day": "day", "week": "week",
+_UNITS = {"minute": "minute", "min": "minute", "hour": "hour", "hr": "hour", "h": "hour", "day": "day",
+          "d": "day", "week": "week", "wk": "week", "w": "week", "mo": "month", "y": "year",
           "month": "month", "year": "year", "минут": "minute", "час": "hour", "ден": "day", "дня": "day", "дне": "day",
           "день": "day", "сут": "day", "недел": "week", "месяц": "month", "год": "year", "лет": "year"}
-_UNIT_EN = r"(?P<unit>minutes?|mins?|hours?|hrs?|days?|weeks?|months?|years?|quarters?)"
+_UNIT_EN = r"(?P<unit>minutes?|mins?|hours?|hrs?|h|days?|d|weeks?|wks?|w|months?|mos?|years?|yrs?|y|quarters?)"
 _UNIT_RU = r"(?P<unit>минут\w*|час\w*|дн\w+|день|сутки|недел\w+|месяц\w*|год\w*|лет|квартал\w*)"
 # A column named before a date phrase must look like a time ("visit_date", "created_at", "ts"): another
 # word there ("per country for 2024") belongs to another rule.
@@ -53,7 +54,7 @@ def scan_dates(sc: Scanner, d: Draft) -> None:
     lead = rf"(?:(?P<who>{_CREATED}|{_UPDATED})\s+|(?:with\s+|where\s+|whose\s+)?(?P<col0>{_TIME_COL})\s+(?:is\s+)?)?"
     relative = (
         rf"\b{lead}(?:in|over|during|for|within|from)?\s*(?:the\s+)?(?:last|past|previous|recent|trailing)\s+"
-        rf"(?P<n>{NUMBER_ANY}\s+)?{_UNIT_EN}(?!\w){_BY_COL}",
+        rf"(?:(?P<n>{NUMBER_ANY})\s*)?{_UNIT_EN}(?!\w){_BY_COL}",
         rf"\b{lead}(?:за|в\s+течение)\s+(?:последн\w+|прошл\w+)\s+(?P<n>{NUMBER_ANY}\s+)?{_UNIT_RU}{_BY_COL}",
     )
     for pattern in relative:

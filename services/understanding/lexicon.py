@@ -70,6 +70,8 @@ sent pushed written saved stored extracted pulled brought landed delivered uploa
 replicates mirrors pushes ships ship shipping shipped dump dumps dumping dumped pulls ingests migrate
 migrates migrating migrated feed feeding populate populating populated get fetch fetching grab take
 transfers exports imports moves sends writes saves stores puts extracts brings lands delivers uploads
+read reads reading consume consumes consuming backfill backfills backfilling archive archiving
+laod lod laoding cpoy coppy copys exprot exoprt imoprt syncronize syncronise synchronze sycn
 загружать загружай загрузи загрузить загружайте грузить копировать скопируй скопировать копируй
 перенеси перенести переносить выгрузи выгрузить выгружать выгружай экспортируй экспортировать
 импортируй импортировать синхронизируй синхронизировать синхронизировать переливай перелей переливать
