@@ -50,7 +50,7 @@ def _group_match(m: re.Match, group: str) -> Span:
 
 
 def scan_na_markers(sc: Scanner, d: Draft) -> None:
-    """"treating NA as null", «считая NA пустым»: what the file readers already do (NA, N/A, empty -> NULL)."""
+    """"treating NA as null", «считая NA пустым»: what the CSV reader already does (NA, N/A, empty -> NULL)."""
     if not sc.has(r"\bna\b|n/a|null|nan|empty|blank|пуст"):
         return
     markers = r"(?:NA|N/A|NaN|null|NULL|empty\s+(?:strings?|cells?|values?)|blanks?|blank\s+cells|''|\"\")"
@@ -58,7 +58,7 @@ def scan_na_markers(sc: Scanner, d: Draft) -> None:
                rf"\s+(?:as|meaning|means|=)\s+(?:a\s+)?(?:null|nulls|missing|empty|no\s+value)\b|"
                rf"\b(?:считая|читая)\s+{markers}\s+(?:как\s+)?(?:пуст\w*|null|отсутствующ\w*)")
     for m in list(sc.finditer(pattern)):
-        sc.take(m, "NA markers read as NULL (the file readers' default)")
+        sc.take(m, "NA markers read as NULL (the CSV reader's default)")
 
 
 # --- format words ----------------------------------------------------------------------------------
