@@ -21,15 +21,17 @@ pytestmark = pytest.mark.integration
 TENANT = "t-spec-compiler"
 
 
-def _run(out: dict, batches) -> list[dict]:
-    batches = list(batches)
-    if not batches:
-        return []
-    table = pa.Table.from_batches(batches)
-    if not out["transform_sql"]:
-        return table.to_pylist()
-    with Transformer(out["transform_sql"]) as t:
-        return t(table).to_pylist()
+def _extract_and_check(case: str, kind: str, ns: str, conn, reader) -> tuple[dict, list[dict]]:
+    """Compiles ``case`` over the tables in ``ns``, runs extract + transform, compares with the reference."""
+    spec = spec_for(case, kind, f"{ns}.orders", f"{ns}.customers", target={"kind": kind, "table": f"{ns}.out_rows"})
+    out = generate_sql(spec, TYPES[kind]["orders"], {f"{ns}.customers": TYPES[kind]["customers"]})
+    batches = list(reader(conn, out["extract_sql"]))
+    rows = pa.Table.from_batches(batches).to_pylist() if batches else []
+    if out["transform_sql"] and batches:
+        with Transformer(out["transform_sql"]) as t:
+            rows = t(pa.Table.from_batches(batches)).to_pylist()
+    same_rows(spec, rows, reference(spec, {"orders": ORDERS, "customers": CUSTOMERS}, NOW))
+    return out, rows
 
 
 def _pg_load(db, schema: str) -> None:
@@ -45,11 +47,7 @@ def _pg_load(db, schema: str) -> None:
 def test_postgres_source_gives_the_rows_the_spec_means(pg, pgdb, case):
     db, schema = pgdb
     _pg_load(db, schema)
-    spec = spec_for(case, "postgres", f"{schema}.orders", f"{schema}.customers",
-                    target={"kind": "postgres", "table": f"{schema}.out_rows"})
-    out = generate_sql(spec, TYPES["postgres"]["orders"], {f"{schema}.customers": TYPES["postgres"]["customers"]})
-    rows = _run(out, read_postgres(pg, out["extract_sql"]))
-    same_rows(spec, rows, reference(spec, {"orders": ORDERS, "customers": CUSTOMERS}, NOW))
+    out, rows = _extract_and_check(case, "postgres", schema, pg, read_postgres)
     db.execute(out["target_ddl"])
     declared = [r[0] for r in db.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'out_rows' "
@@ -65,11 +63,7 @@ def test_postgres_source_gives_the_rows_the_spec_means(pg, pgdb, case):
 def test_clickhouse_18_16_source_gives_the_rows_the_spec_means(ch, chdb, case):
     client, db = chdb
     ch_load(client.execute, db, client.execute)
-    spec = spec_for(case, "clickhouse", f"{db}.orders", f"{db}.customers",
-                    target={"kind": "clickhouse", "table": f"{db}.out_rows"})
-    out = generate_sql(spec, TYPES["clickhouse"]["orders"], {f"{db}.customers": TYPES["clickhouse"]["customers"]})
-    rows = _run(out, read_clickhouse(ch, out["extract_sql"]))
-    same_rows(spec, rows, reference(spec, {"orders": ORDERS, "customers": CUSTOMERS}, NOW))
+    out, rows = _extract_and_check(case, "clickhouse", db, ch, read_clickhouse)
     client.execute(out["target_ddl"])
     declared = [r[0] for r in client.execute(f"DESCRIBE TABLE {db}.out_rows")]
     assert declared == list(rows[0])

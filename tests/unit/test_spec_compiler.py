@@ -67,7 +67,8 @@ ORDERS = [
 # Column types as each engine spells them (what introspection hands the compiler).
 TYPES = {
     "postgres": {"orders": [("order_id", "bigint"), ("customer_id", "integer"), ("status", "text"),
-                            ("amount", "numeric(12,2)"), ("note", "text"), ("created_at", "timestamp without time zone")],
+                            ("amount", "numeric(12,2)"), ("note", "text"),
+                            ("created_at", "timestamp without time zone")],
                  "customers": [("customer_id", "integer"), ("name", "text"), ("country", "text"), ("status", "text")]},
     "clickhouse": {"orders": [("order_id", "Int64"), ("customer_id", "Nullable(Int32)"), ("status", "Nullable(String)"),
                               ("amount", "Nullable(Decimal(12, 2))"), ("note", "Nullable(String)"),
@@ -100,7 +101,8 @@ CASES: dict[str, dict] = {
         {"column": "created_at", "op": "within_last", "value": "1 year"},
         {"column": "created_at", "op": ">=", "value": "2026-03-01 00:00:00"}]),
     "contains_is_case_sensitive": dict(filters=[{"column": "note", "op": "contains", "value": "gift"}]),
-    "select_order_limit_rename": dict(select=["order_id", "amount"], order_by=[{"column": "amount", "descending": True}],
+    "select_order_limit_rename": dict(select=["order_id", "amount"],
+                                      order_by=[{"column": "amount", "descending": True}],
                                       limit=3, rename={"amount": "total"}),
     "order_by_unselected_column": dict(select=["order_id"], order_by=[{"column": "created_at"}], limit=4),
     "top_n_customers_by_revenue": dict(
@@ -196,8 +198,8 @@ def _reference_aggregate(agg: dict, rows: list[dict], field, name, taken: set[st
         groups.setdefault(key, []).append(r)
     out = []
     for key, members in groups.items():
-        o = dict(zip(([agg["period"]] if agg.get("period") else []) + [name(field(d)) for d in agg.get("dimensions", [])],
-                     key))
+        keys = ([agg["period"]] if agg.get("period") else []) + [name(field(d)) for d in agg.get("dimensions", [])]
+        o = dict(zip(keys, key))
         for m in agg["measures"]:
             values = [r[field(m["column"])] for r in members] if m.get("column") else members
             values = [v for v in values if v is not None]
@@ -318,6 +320,17 @@ def test_sqlite_source_runs_each_field_in_the_extract(sqlite_db, case):
     sqlite_db.executemany(f"INSERT INTO out_rows VALUES ({', '.join('?' for _ in declared)})",
                           [tuple(_sqlite_value(r[c]) for c in declared) for r in rows])
     assert sqlite_db.execute("SELECT count(*) FROM out_rows").fetchone()[0] == len(rows)
+
+
+def test_an_incremental_join_reads_past_the_cursor_in_cursor_order(sqlite_db):
+    spec = {**spec_for("left_join_select", "sqlite"), "incremental": {"cursor_column": "created_at"}}
+    out = generate_sql(spec, TYPES["sqlite"]["orders"], {"customers": TYPES["sqlite"]["customers"]})
+    assert "WHERE orders.created_at > :cursor" in out["extract_sql"]
+    rows = sqlite_db.execute(out["extract_sql"], {"cursor": "2026-01-20 00:00:00"}).fetchall()
+    got = [r[0] for r in rows]
+    want = sorted((r for r in ORDERS if r["created_at"] > dt.datetime(2026, 1, 20)), key=lambda r: r["created_at"])
+    assert got == [r["order_id"] for r in want]
+    assert len(sqlite_rows(sqlite_db, out["extract_sql_initial"])) == len(ORDERS)
 
 
 # --- current ClickHouse (chDB) ---------------------------------------------------------------------------
