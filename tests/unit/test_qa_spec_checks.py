@@ -226,3 +226,12 @@ def test_spec_words_resolve_like_the_compiler_resolves_them():
     assert "GROUP BY country" in cur["extract_sql"] and errors(spec, cur) == {}
     found = errors(spec, draft(spec, extract_sql=cur["extract_sql"].replace("GROUP BY country", "GROUP BY status")))
     assert any("does not GROUP BY ['country']" in m for m in found["spec_shape"])
+
+
+def test_a_json_sources_iso_times_are_times_but_numbers_as_text_are_not():
+    spec = {"source": {"kind": "kafka", "connection": "k", "topic": "clicks", "message_format": "json"},
+            "target": ch("analytics.clicks")}
+    columns = [["ts", "timestamp"], ["n", "int"]]
+    assert dry_run([{"ts": "2026-11-01T00:00:00.396000", "n": 1}], None, None, spec=spec, source_columns=columns).ok
+    result = dry_run([{"ts": "yesterday", "n": "1"}], None, None, spec=spec, source_columns=columns)
+    assert "'ts' must be a date or timestamp" in str(result.findings) and "'n' must be a number" in str(result.findings)

@@ -589,9 +589,20 @@ def _value_problem(value: Any, canon) -> Optional[str]:
         return None
     if canon.kind in _NUMERIC and not _is_number(value):
         return "a number"
-    if canon.kind in ("date", "timestamp") and not isinstance(value, (dt.date, dt.datetime)):
+    if canon.kind in ("date", "timestamp") and not isinstance(value, (dt.date, dt.datetime)) \
+            and not _iso_time(value):  # JSON sources carry times as ISO text, which the writers convert
         return "a date or timestamp"
     return None
+
+
+def _iso_time(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return True
+    except ValueError:
+        return False
 
 
 def result_shape_findings(spec: dict, columns: list[str], rows: list[dict], source_columns: Optional[list] = None,
