@@ -269,13 +269,14 @@ def scan_status_lists(sc: Scanner, d: Draft) -> None:
                               rf"(?=\s*$|\s*[,.;]|\s+(?:from|into|to|in|on)\b)")):
         items = [str(literal(v)) for v in re.split(r"\s*(?:,|\bor\b|\band\b|\beither\b)\s*", m.group("list")) if v]
         _status_in(sc, d, m, "in", items)
+    for m in list(sc.finditer(rf"\b(?:(?:with|having|whose)\s+(?:a\s+|the\s+)?)?status\s+(?:is\s+)?(?:not|other\s+than|!=|<>)\s+"
+                              rf"(?P<list>'[^']*'|\"[^\"]*\"|\w+)")):
+        _status_in(sc, d, m, "not_in", [str(literal(m.group("list")))])
     neg = r"(?:excluding|exclude|except(?:\s+for)?|without|but\s+not|other\s+than|not|non-?|ignoring|skipping)"
     one_or_more = rf"(?P<list>(?:{st})(?:\s*(?:,|and|or|/)\s*(?:{st}))*)"
     for m in list(sc.finditer(rf"\b{neg}\s*(?:the\s+|any\s+)?{one_or_more}(?:\s+(?:ones|orders?|payments?|rows|"
                               rf"records|transactions?|items))?\b")):
         _status_in(sc, d, m, "not_in", [STATUS_WORDS[w.lower()] for w in re.findall(st, m.group("list"), re.I)])
-    for m in list(sc.finditer(rf"\bstatus\s+(?:is\s+)?(?:not|other\s+than|!=|<>)\s+(?P<list>'[^']*'|\"[^\"]*\"|\w+)")):
-        _status_in(sc, d, m, "not_in", [str(literal(m.group("list")))])
     stems = "|".join(STATUS_WORDS_RU)
     for m in list(sc.finditer(rf"\b(?:кроме|исключая|без|не)\s+(?P<st>{stems})\w*(?:\s+(?:заказ\w*|платеж\w*|платёж\w*))?")):
         _status_in(sc, d, m, "not_in", [STATUS_WORDS_RU[m.group("st").lower()]])
