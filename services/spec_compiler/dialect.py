@@ -125,3 +125,20 @@ def _within_last(c: str, ctype: Optional[Canon], value: str, dialect: str) -> st
     if dialect == "duckdb" and (ctype is None or ctype.kind not in ("date", "timestamp")):
         c = f"TRY_CAST({c} AS TIMESTAMP)"  # a CSV or JSON time is often text
     return f"{c} >= now() - INTERVAL {n} {unit.upper()}"
+
+
+CLEANING_ORDER = {"trim": 0, "lowercase": 1, "uppercase": 1, "fill_empty": 2}  # trim before testing for empty
+
+
+def cleaned(op: str, value: Optional[str], c: str, ctype: Optional[Canon], dialect: str) -> Optional[str]:
+    """A row-wise cleaning step on ``c``; None when it cannot be said for this column (fill_empty of a
+    non-text column would mix types). Every dialect trims spaces only, as PostgreSQL's TRIM does."""
+    if op == "trim":  # ClickHouse 18.16 has no trim function
+        return f"replaceRegexpAll({c}, '^ +| +$', '')" if dialect == "clickhouse" else f"TRIM({c})"
+    if op in ("lowercase", "uppercase"):
+        return f"{'lower' if op == 'lowercase' else 'upper'}({c})"
+    if op == "fill_empty" and ctype is not None and ctype.kind == "string":
+        return f"CASE WHEN {c} IS NULL OR {cleaned('trim', None, c, ctype, dialect)} = '' THEN {lit(value, dialect)} " \
+               f"ELSE {c} END"
+    return None
+

@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional, Union
 
 from services.domain.spec import DATABASE_KINDS, PipelineSpec
 
-from .dialect import PERIOD_SQL, condition, ident, lit, table_ref
+from .dialect import CLEANING_ORDER, PERIOD_SQL, cleaned, condition, ident, lit, table_ref
 from .scope import ColumnList, Field, JoinColumns, Scope, SqlGenerationError
 from .shape import OutCol, find_column, pii_effect, renames, shape_of, shaped_columns
 from .typemap import Canon, to_target
@@ -146,8 +146,14 @@ def build_extract(spec: PipelineSpec, scope: Scope, columns: Optional[list[OutCo
     relation = _relation(spec, scope, dialect)
     conds = [condition(f, ref(fld), fld.type, dialect) for f, fld in ((f, scope.resolve(f.column))
                                                                       for f in spec.filters)]
-    select, group, order = _shape_parts(spec, scope, columns, ref, dialect)
     tail = _tail(spec, dialect)
+    pushed = pushed_cleaning(spec, scope)
+    if pushed:  # cleaning comes before the shaping: shape a subquery of the cleaned, filtered rows
+        inner = [f"{_clean_chain(pushed.get(f, []), ref(f), f.type, dialect)} AS {ident(_inner(f), dialect)}"
+                 for f in scope.fields()]
+        relation = "(\n  " + _select_sql(inner, relation, conds, [], []).replace("\n", "\n  ") + "\n) AS cleaned"
+        conds, ref = [], (lambda f: ident(_inner(f), dialect))
+    select, group, order = _shape_parts(spec, scope, columns, ref, dialect)
     if not spec.incremental:
         return _select_sql(select, relation, conds, group, order, tail), None, dialect
     cursor = ref(scope.resolve(spec.incremental.cursor_column))
@@ -157,6 +163,34 @@ def build_extract(spec: PipelineSpec, scope: Scope, columns: Optional[list[OutCo
     if dialect != "sqlite":
         sql = sql.replace("%", "%%").replace("%%(cursor)s", "%(cursor)s")
     return sql, initial, dialect
+
+
+def pushed_cleaning(spec: PipelineSpec, scope: Scope) -> dict[Field, list]:
+    """Cleaning steps the extract applies before it aggregates or orders (database sources, known columns).
+
+    Grouping or ranking by a column the spec cleans must see the cleaned values ("lowercase status, count
+    per status"). A column with a step SQL cannot say here stays with the transform, as do dedupes.
+    """
+    if spec.source.kind not in DATABASE_KINDS or spec.incremental or not scope.known or \
+            not (spec.aggregate or spec.order_by):
+        return {}
+    steps: dict[Field, list] = {}
+    for step in sorted((c for c in spec.cleaning if c.op != "dedupe"), key=lambda c: CLEANING_ORDER[c.op]):
+        steps.setdefault(scope.resolve(step.column), []).append(step)
+    return {f: s for f, s in steps.items()
+            if all(cleaned(c.op, c.value, "x", f.type, spec.source.kind) for c in s)}
+
+
+def _clean_chain(steps: list, expr: str, ctype, dialect: str) -> str:
+    for step in steps:
+        expr = cleaned(step.op, step.value, expr, ctype, dialect)
+    return expr
+
+
+def _inner(f: Field) -> str:
+    # Names in the cleaning subquery that no alias of the outer SELECT can shadow (ClickHouse resolves
+    # aliases everywhere in a query).
+    return f"cln_{f.name}"
 
 
 def _relation(spec: PipelineSpec, scope: Scope, dialect: str) -> str:
@@ -232,9 +266,11 @@ class _Batch:
 
 def _cleaning_stages(spec: PipelineSpec, batch: _Batch, notes: list[str]) -> list[str]:
     exprs: dict[str, str] = {}
-    order = {"trim": 0, "lowercase": 1, "uppercase": 1, "fill_empty": 2}  # trim before testing for empty
     stages = []
-    for step in sorted((c for c in spec.cleaning if c.op != "dedupe"), key=lambda c: order[c.op]):
+    pushed = {id(step) for steps in pushed_cleaning(spec, batch.scope).values() for step in steps}
+    for step in sorted((c for c in spec.cleaning if c.op != "dedupe"), key=lambda c: CLEANING_ORDER[c.op]):
+        if id(step) in pushed:
+            continue
         name = batch.name(step.column)
         if name is None:
             notes.append(f"{step.op} {step.column}: the column is not in the output (select/aggregate), skipped")

@@ -54,7 +54,7 @@ ORDERS = [
     # relative to now, far from every within_last boundary used below
     {"order_id": 7, "customer_id": 4, "status": "paid", "amount": Decimal("70.00"), "note": "giftgift",
      "created_at": ago(days=2)},
-    {"order_id": 8, "customer_id": 2, "status": "paid", "amount": Decimal("12.00"), "note": "x",
+    {"order_id": 8, "customer_id": 2, "status": " Paid ", "amount": Decimal("12.00"), "note": "x",
      "created_at": ago(days=5)},
     {"order_id": 9, "customer_id": 1, "status": "paid", "amount": Decimal("30.00"), "note": "y",
      "created_at": ago(days=10)},
@@ -117,6 +117,15 @@ CASES: dict[str, dict] = {
                  {"column": "status", "op": "!=", "value": "cancelled"}],
         aggregate={"period": "month", "time_column": "created_at", "measures": [
             {"fn": "count", "alias": "n"}, {"fn": "max", "column": "amount", "alias": "top"}]}),
+    "cleaning_before_grouping": dict(
+        cleaning=[{"op": "trim", "column": "status"}, {"op": "lowercase", "column": "status"}],
+        aggregate={"dimensions": ["status"], "measures": [{"fn": "count", "alias": "n"},
+                                                          {"fn": "sum", "column": "amount", "alias": "revenue"}]},
+        order_by=[{"column": "revenue", "descending": True}], limit=3),
+    "cleaning_before_ranking_a_left_join": dict(
+        joins=[{**JOIN_C, "kind": "left"}], select=["order_id", "c.name"],
+        cleaning=[{"op": "uppercase", "column": "name"}, {"op": "fill_empty", "column": "name", "value": "ZZ"}],
+        order_by=[{"column": "name", "descending": True}, {"column": "order_id"}], limit=4),
     "pii_after_rename": dict(select=["order_id", "note"], rename={"note": "customer_email"},
                              pii=[{"column": "*email*", "action": "drop"}],
                              filters=[{"column": "order_id", "op": "<=", "value": 3}]),
@@ -162,6 +171,9 @@ def reference(spec: dict, tables: dict[str, list[dict]], now: dt.datetime) -> li
         return names.get(f) or (f"{f[0]}_{f[1]}" if f[1] in names.values() else f[1])
 
     rows = [r for r in rows if all(_matches(flt, r[field(flt["column"])], now) for flt in spec.get("filters", []))]
+    for step in spec.get("cleaning", []):
+        for r in rows:
+            r[field(step["column"])] = _clean(step, r[field(step["column"])])
     agg = spec.get("aggregate")
     if agg:
         out = _reference_aggregate(agg, rows, field, name, set(names.values()))
@@ -209,6 +221,14 @@ def _reference_aggregate(agg: dict, rows: list[dict], field, name, taken: set[st
             o[alias] = fn(values)
         out.append(o)
     return out
+
+
+def _clean(step: dict, v: Any) -> Any:
+    if step["op"] == "fill_empty":
+        return step["value"] if v is None or str(v).strip(" ") == "" else v
+    if v is None:
+        return v
+    return {"trim": lambda t: t.strip(" "), "lowercase": str.lower, "uppercase": str.upper}[step["op"]](v)
 
 
 def _matches(f: dict, v: Any, now: dt.datetime) -> bool:
