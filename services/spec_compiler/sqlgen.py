@@ -147,12 +147,10 @@ def build_extract(spec: PipelineSpec, scope: Scope, columns: Optional[list[OutCo
     conds = [condition(f, ref(fld), fld.type, dialect) for f, fld in ((f, scope.resolve(f.column))
                                                                       for f in spec.filters)]
     tail = _tail(spec, dialect)
-    pushed = pushed_cleaning(spec, scope)
-    if pushed:  # cleaning comes before the shaping: shape a subquery of the cleaned, filtered rows
-        inner = [f"{_clean_chain(pushed.get(f, []), ref(f), f.type, dialect)} AS {ident(_inner(f), dialect)}"
-                 for f in scope.fields()]
-        relation = "(\n  " + _select_sql(inner, relation, conds, [], []).replace("\n", "\n  ") + "\n) AS cleaned"
-        conds, ref = [], (lambda f: ident(_inner(f), dialect))
+    pushed, dedupe = pushed_cleaning(spec, scope), pushed_dedupe(spec, scope)
+    if pushed or dedupe:  # cleaning comes before the shaping: shape a subquery of the cleaned, filtered rows
+        relation, conds = _cleaned_rows(scope, relation, conds, pushed, dedupe, ref, dialect)
+        ref = lambda f: ident(_inner(f), dialect)  # noqa: E731
     select, group, order = _shape_parts(spec, scope, columns, ref, dialect)
     if not spec.incremental:
         return _select_sql(select, relation, conds, group, order, tail), None, dialect
@@ -165,20 +163,50 @@ def build_extract(spec: PipelineSpec, scope: Scope, columns: Optional[list[OutCo
     return sql, initial, dialect
 
 
-def pushed_cleaning(spec: PipelineSpec, scope: Scope) -> dict[Field, list]:
-    """Cleaning steps the extract applies before it aggregates or orders (database sources, known columns).
+def _shapes_in_source(spec: PipelineSpec, scope: Scope) -> bool:
+    return spec.source.kind in DATABASE_KINDS and not spec.incremental and scope.known and \
+        bool(spec.aggregate or spec.order_by or spec.limit is not None)
 
-    Grouping or ranking by a column the spec cleans must see the cleaned values ("lowercase status, count
-    per status"). A column with a step SQL cannot say here stays with the transform, as do dedupes.
+
+def pushed_cleaning(spec: PipelineSpec, scope: Scope) -> dict[Field, list]:
+    """Cleaning steps the extract applies before it aggregates, orders or cuts to N (database sources,
+    known columns): grouping or ranking by a cleaned column must see the cleaned values ("lowercase
+    status, count per status"). A column with a step SQL cannot say here stays with the transform.
     """
-    if spec.source.kind not in DATABASE_KINDS or spec.incremental or not scope.known or \
-            not (spec.aggregate or spec.order_by):
+    if not _shapes_in_source(spec, scope):
         return {}
     steps: dict[Field, list] = {}
     for step in sorted((c for c in spec.cleaning if c.op != "dedupe"), key=lambda c: CLEANING_ORDER[c.op]):
         steps.setdefault(scope.resolve(step.column), []).append(step)
     return {f: s for f, s in steps.items()
             if all(cleaned(c.op, c.value, "x", f.type, spec.source.kind) for c in s)}
+
+
+def pushed_dedupe(spec: PipelineSpec, scope: Scope):
+    """The dedupe the extract applies before aggregating or ranking (one dedupe step; more stay per batch)."""
+    steps = [c for c in spec.cleaning if c.op == "dedupe"]
+    return steps[0] if len(steps) == 1 and _shapes_in_source(spec, scope) else None
+
+
+def _cleaned_rows(scope: Scope, relation: str, conds: list[str], pushed: dict, dedupe, ref: Ref,
+                  dialect: str) -> tuple[str, list[str]]:
+    """(subquery of the filtered, cleaned, de-duplicated joined rows; conditions left for the outer query)."""
+    def expr(f: Field) -> str:
+        return _clean_chain(pushed.get(f, []), ref(f), f.type, dialect)
+
+    inner = [f"{expr(f)} AS {ident(_inner(f), dialect)}" for f in scope.fields()]
+    tail, outer = [], []
+    if dedupe is not None and dedupe.column == "*":
+        inner[0] = "DISTINCT " + inner[0]
+    elif dedupe is not None:
+        key = expr(scope.resolve(dedupe.column))
+        if dialect == "clickhouse":  # no window functions in 18.16; LIMIT BY keeps one row per key
+            tail = [f"LIMIT 1 BY {key}"]
+        else:
+            inner.append(f"ROW_NUMBER() OVER (PARTITION BY {key}) AS cln_row")
+            outer = ["cln_row = 1"]
+    sql = _select_sql(inner, relation, conds, [], [], tail)
+    return "(\n  " + sql.replace("\n", "\n  ") + "\n) AS cleaned", outer
 
 
 def _clean_chain(steps: list, expr: str, ctype, dialect: str) -> str:
@@ -279,7 +307,7 @@ def _cleaning_stages(spec: PipelineSpec, batch: _Batch, notes: list[str]) -> lis
     if exprs:
         items = ", ".join(f"{e} AS {ident(n, 'duckdb')}" for n, e in exprs.items())
         stages.append(f"SELECT * REPLACE ({items}) FROM {{prev}}")
-    for step in (c for c in spec.cleaning if c.op == "dedupe"):
+    for step in (c for c in spec.cleaning if c.op == "dedupe" and c is not pushed_dedupe(spec, batch.scope)):
         key = None if step.column == "*" else batch.name(step.column)
         if step.column == "*":
             stages.append("SELECT DISTINCT * FROM {prev}")

@@ -43,6 +43,8 @@ ORDERS = [
      "created_at": dt.datetime(2026, 1, 1, 0, 0, 0)},
     {"order_id": 2, "customer_id": 2, "status": "paid", "amount": Decimal("25.50"), "note": "Gift card",
      "created_at": dt.datetime(2026, 1, 15, 9, 30, 0)},
+    {"order_id": 2, "customer_id": 2, "status": "paid", "amount": Decimal("25.50"), "note": "Gift card",
+     "created_at": dt.datetime(2026, 1, 15, 9, 30, 0)},  # loaded twice upstream: what dedupe is for
     {"order_id": 3, "customer_id": 1, "status": "cancelled", "amount": Decimal("99.99"), "note": None,
      "created_at": dt.datetime(2026, 1, 31, 13, 0, 0)},
     {"order_id": 4, "customer_id": 3, "status": "refunded", "amount": Decimal("5.25"), "note": "a gift",
@@ -126,6 +128,15 @@ CASES: dict[str, dict] = {
         joins=[{**JOIN_C, "kind": "left"}], select=["order_id", "c.name"],
         cleaning=[{"op": "uppercase", "column": "name"}, {"op": "fill_empty", "column": "name", "value": "ZZ"}],
         order_by=[{"column": "name", "descending": True}, {"column": "order_id"}], limit=4),
+    "dedupe_before_aggregate": dict(
+        cleaning=[{"op": "dedupe", "column": "order_id"}],
+        aggregate={"dimensions": ["customer_id"], "measures": [{"fn": "count", "alias": "n"},
+                                                               {"fn": "sum", "column": "amount", "alias": "revenue"}]},
+        order_by=[{"column": "revenue", "descending": True}], limit=3),
+    "whole_row_dedupe_before_top_n": dict(
+        cleaning=[{"op": "dedupe", "column": "*"}], select=["order_id", "amount"],
+        filters=[{"column": "amount", "op": ">=", "value": 25}],
+        order_by=[{"column": "amount"}, {"column": "order_id"}], limit=3),
     "pii_after_rename": dict(select=["order_id", "note"], rename={"note": "customer_email"},
                              pii=[{"column": "*email*", "action": "drop"}],
                              filters=[{"column": "order_id", "op": "<=", "value": 3}]),
@@ -172,6 +183,12 @@ def reference(spec: dict, tables: dict[str, list[dict]], now: dt.datetime) -> li
 
     rows = [r for r in rows if all(_matches(flt, r[field(flt["column"])], now) for flt in spec.get("filters", []))]
     for step in spec.get("cleaning", []):
+        if step["op"] == "dedupe":  # one row per key (or per whole row); the duplicates here are identical
+            seen: set = set()
+            key = (lambda r: tuple(sorted(r.items(), key=str))) if step["column"] == "*" else \
+                (lambda r: r[field(step["column"])])
+            rows = [r for r in rows if not (key(r) in seen or seen.add(key(r)))]
+            continue
         for r in rows:
             r[field(step["column"])] = _clean(step, r[field(step["column"])])
     agg = spec.get("aggregate")
