@@ -69,7 +69,8 @@ def apply_answers(text: str, answers: Optional[list[dict[str, Any]]],
         elif slot == "aggregate.time_column":
             dialogue.columns["@time"] = _name_in(answer)
         elif slot.endswith(".connection") and index is not None and _connection(index, answer):
-            dialogue.connections[slot.split(".", 1)[0]] = _connection(index, answer)
+            dialogue.connections[slot.split(".", 1)[0]] = index.chosen[slot.split(".", 1)[0]] = \
+                _connection(index, answer)
         elif slot.split(".", 1)[0] in ("source", "target"):
             extra.append(("from " if slot.startswith("source") else "into ") + answer)
         else:

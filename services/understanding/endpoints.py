@@ -146,7 +146,7 @@ def _fill_endpoint(d: Draft, role: str, engine: Optional[str], by_kind: dict, ou
         out.update({"kind": "http", "url": by_kind["url"][0].value})
     elif by_kind["table"]:
         table = by_kind["table"][0].value
-        holders = _holders(index, table, engine)
+        holders = _holders(index, table, engine, role)
         if len(holders) > 1:
             ask_which_holder(d, role, table, holders)
             return
@@ -184,11 +184,14 @@ def _fill_file(d: Draft, role: str, engine: Optional[str], mention: Mention, out
     out.update({"kind": "file", "path": path, "format": fmt})
 
 
-def _holders(index, table: str, engine: Optional[str]) -> list:
-    """The catalog's tables ``table`` may be (within the named engine); none without a catalog."""
+def _holders(index, table: str, engine: Optional[str], role: str) -> list:
+    """The catalog's tables ``table`` may be (within the named engine, in the connection an answer chose);
+    none without a catalog."""
     if index is None:
         return []
     found = table_holders(index, table, engine)
+    if index.chosen.get(role):
+        found = [t for t in found if t.connection == index.chosen[role]] or found
     # A table of the same name in two connections of one kind: the default connection is meant.
     if len({t.kind for t in found}) == 1 and len(found) > 1 and any(t.default for t in found):
         found = [t for t in found if t.default]

@@ -179,6 +179,7 @@ class Lookup:
 @dataclass
 class CatalogIndex:
     tables: list[Table] = field(default_factory=list)
+    chosen: dict[str, str] = field(default_factory=dict)  # role -> connection an answer picked
 
     @classmethod
     def of(cls, catalog: Optional[dict[str, Any]]) -> Optional["CatalogIndex"]:

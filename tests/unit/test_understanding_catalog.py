@@ -249,3 +249,16 @@ def test_an_answer_cannot_smuggle_in_a_destructive_request():
 def test_grounded_answers_are_deterministic():
     text = "Load order lines into ClickHouse analytics.lines, summing quantity per sku"
     assert ask(text) == ask(text)
+
+
+def test_a_table_in_two_connections_of_one_kind_is_asked_for_by_connection_and_answered_by_name():
+    cat = copy.deepcopy(CATALOG)
+    for name in ("replica-a", "replica-b"):
+        cat["connections"].append({"name": name, "kind": "postgres", "default": False,
+                                   "tables": [table("ops.audit", "id", ("at", "timestamp"))]})
+    text = "Load ops.audit into ClickHouse analytics.audit"
+    r = ask(text, cat)
+    assert r["outcome"] == "clarify" and r["missing"] == ["source.connection"]
+    assert "replica-a (PostgreSQL)" in r["question"] and "replica-b (PostgreSQL)" in r["question"]
+    r = plan(text, cat, answers=[{"slot": "source.connection", "text": "replica-b"}])
+    assert (r["spec"]["source"]["table"], r["spec"]["source"]["connection"]) == ("ops.audit", "replica-b")
