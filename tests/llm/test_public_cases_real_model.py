@@ -18,8 +18,9 @@ from services.runtime import WORKERS
 from tests.harness import new_deployment
 from tests.llm import model_server, report
 
-pytestmark = pytest.mark.skipif(os.environ.get("AIETL_TEST_LLM") != "1",
-                                reason="needs a real model: run `make test-llm`")
+pytestmark = [pytest.mark.skipif(os.environ.get("AIETL_TEST_LLM") != "1",
+                                 reason="needs a real model: run `make test-llm`"),
+              pytest.mark.timeout(4 * 3600)]  # a CPU model takes minutes per case
 CASES = yaml.safe_load((Path(__file__).parents[1] / "fixtures" / "public_cases.yaml").read_text())["cases"]
 TERMINAL = {"draft_ready", "draft_failed", "needs_clarification", "refused"}
 CASE_TIMEOUT_S = 1200  # three plan calls of a cold CPU model, plus the agents after it

@@ -46,8 +46,10 @@ class Behaviour:
 
 
 def ok(content: Any, *, tokens_in: int | None = None, tokens_out: int | None = None,
-       usage: bool = True) -> Behaviour:
-    return Behaviour("ok", content=content, tokens_in=tokens_in, tokens_out=tokens_out, usage=usage)
+       usage: bool = True, seconds: float = 0.0) -> Behaviour:
+    """An answer; ``seconds`` > 0 makes the server think that long first (a slow local model)."""
+    return Behaviour("ok", content=content, tokens_in=tokens_in, tokens_out=tokens_out, usage=usage,
+                     seconds=seconds)
 
 
 def error(status: int, message: str = "scripted error", headers: dict[str, str] | None = None) -> Behaviour:
@@ -104,6 +106,8 @@ class FakeLlmServer:
         self.api_key = api_key  # when set, requests with another key get 401
         self.model = model  # the model named in answers; None echoes the request's model
         self.requests: list[RecordedRequest] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests it was answering at once
         self._queue: deque[Behaviour] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -195,6 +199,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
             return
         behaviour = self.fake._next(recorded)
+        with self.fake._lock:
+            self.fake.in_flight += 1
+            self.fake.max_in_flight = max(self.fake.max_in_flight, self.fake.in_flight)
+        try:
+            self._serve(recorded, behaviour)
+        finally:
+            with self.fake._lock:
+                self.fake.in_flight -= 1
+
+    def _serve(self, recorded: RecordedRequest, behaviour: Behaviour) -> None:
         if not self._authorized(recorded):
             self._send_error(recorded, 401, "invalid x-api-key" if recorded.protocol == "anthropic"
                              else "Incorrect API key provided")
@@ -220,6 +234,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif b.kind == "missing_fields":
             self._send_json(200, {"id": _id(req), "object": "chat.completion", "model": self._model(req)})
         else:
+            if b.seconds:
+                self.fake._stopping.wait(b.seconds)
             text = b.content if isinstance(b.content, str) else json.dumps(b.content)
             if req.protocol == "openai" and isinstance(req.body, dict) and req.body.get("stream"):
                 self._send_events(req, text)
