@@ -6,7 +6,9 @@ Placement (why each piece goes where it goes), following the spec's order of app
 * On a database source, joins, filters, aggregate or select, order_by and limit (top-N) are compiled into
   the extract SELECT. Less data crosses the wire, and above all the executor moves data in bounded
   batches: a GROUP BY or a top-N in the transform would run once *per batch*, and only the source sees
-  all rows at once. ``within_last`` is the source's own clock (``now()``, ``datetime('now')``).
+  all rows at once. ``within_last`` is the source's own clock (``now()``, ``datetime('now')``). When
+  they read columns the spec cleans or de-duplicates, that cleaning runs first, in a subquery of the
+  filtered joined rows (``cleaned``, columns ``cln_*`` so that no outer alias can shadow them).
 * On a file, topic or HTTP source the same steps run in the DuckDB transform over ``batch``; they are
   exact only when the run hands the transform the whole input as one batch (``needs_whole_input``), and
   a note says so.
