@@ -10,7 +10,9 @@ Whatever a connection says, a pipeline may not read or write:
 - Kafka: every topic under the platform's topic prefix, any topic named like a topology topic of another
   deployment on the broker (``<prefix>pipelines.events.v1``, its ``.dlq``), Faust's internal topics and
   Kafka's own (``__consumer_offsets``);
-- Redis: no connection kind reaches it (an HTTP connection to its port is the SSRF rule's business).
+- the platform's servers through an HTTP source: an ``http`` connection (or an absolute source URL)
+  pointing at the host and port of its ClickHouse (native or HTTP), PostgreSQL, Redis, Kafka or gateway,
+  e.g. ``http://127.0.0.1:8123/?query=SELECT * FROM system.tables``; no other connection kind reaches Redis.
 
 Names are matched regardless of host: ``localhost``, ``127.0.0.1`` and a DNS alias are the same server,
 and the platform cannot prove they are not. One rule, :func:`check_pipeline_stores`, is called by the
@@ -18,7 +20,9 @@ qa-validator (services/agents/qa/store_rules.py) and again by the executor befor
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ipaddress
+import socket
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Optional
 
@@ -46,10 +50,28 @@ class PlatformStores:
     topic_prefix: str
     clickhouse_database: str
     postgres_schema: str = PLATFORM_PG_SCHEMA
+    endpoints: frozenset = field(default_factory=frozenset)  # (host, port) of the platform's servers
 
     @classmethod
     def of(cls, settings) -> "PlatformStores":
-        return cls(topic_prefix=settings.topic_prefix, clickhouse_database=settings.clickhouse_database)
+        return cls(topic_prefix=settings.topic_prefix, clickhouse_database=settings.clickhouse_database,
+                   endpoints=frozenset(_platform_endpoints(settings)))
+
+
+def _platform_endpoints(settings) -> list[tuple[str, int]]:
+    from urllib.parse import urlsplit
+
+    out = [(settings.clickhouse_host, settings.clickhouse_port), (settings.clickhouse_host,
+            settings.clickhouse_http_port), (settings.postgres_host, settings.postgres_port),
+           (settings.gateway_host, settings.gateway_port)]
+    redis = urlsplit(settings.redis_url)
+    out.append((redis.hostname or "127.0.0.1", redis.port or 6379))
+    for broker in str(settings.kafka_bootstrap).split(","):
+        host, _, port = broker.strip().rpartition(":")
+        if port.isdigit():
+            out.append((host or "127.0.0.1", int(port)))
+            out.append((host or "127.0.0.1", int(settings.kafka_controller_port)))
+    return out
 
 
 def check_pipeline_stores(spec: dict, artifacts: Optional[dict], stores: PlatformStores,
@@ -91,7 +113,45 @@ def _endpoint_problems(role: str, end: dict, stores: PlatformStores, resolve: Op
     if kind in ("postgres", "clickhouse") and end.get("table"):
         parts = tuple(p.strip('"`').lower() for p in str(end["table"]).split("."))
         return _table_problems(role, kind, parts, stores, _default_database(end, resolve))
+    if kind == "http":
+        return _http_problems(role, end, stores, resolve)
     return []
+
+
+def _http_problems(role: str, end: dict, stores: PlatformStores, resolve: Optional[Resolve]) -> list[str]:
+    """An HTTP source must not be the platform's own servers (ClickHouse's HTTP interface answers SQL)."""
+    from urllib.parse import urlsplit
+
+    urls = [str(end["url"])] if str(end.get("url") or "").startswith(("http://", "https://")) else []
+    if resolve is not None:
+        try:
+            urls.append(str(resolve("http", end.get("connection")).param("base_url") or ""))
+        except Exception:  # noqa: BLE001 - an unresolvable connection fails the run on its own
+            pass
+    out = []
+    for url in filter(None, urls):
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if parts.hostname and is_platform_endpoint(parts.hostname, port, stores):
+            out.append(f"the {role} URL {url} points at one of the platform's own servers "
+                       f"({parts.hostname}:{port}): never a pipeline's {role}")
+    return out
+
+
+def is_platform_endpoint(host: str, port: int, stores: PlatformStores) -> bool:
+    """Same port and an address in common (every loopback address counts as the same host)."""
+    mine = _addresses(host)
+    return any(port == p and (mine & _addresses(h)) for h, p in stores.endpoints)
+
+
+def _addresses(host: str) -> frozenset[str]:
+    try:
+        infos = socket.getaddrinfo(host, None)
+        ips = {ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos}
+    except (OSError, ValueError):
+        return frozenset({host.lower()})
+    # 127.0.0.0/8, ::1 and 0.0.0.0 all reach a server listening on loopback or on every address.
+    return frozenset("loopback" if ip.is_loopback or ip.is_unspecified else str(ip) for ip in ips)
 
 
 def _topic_problems(role: str, topic: str, stores: PlatformStores) -> list[str]:

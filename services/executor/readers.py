@@ -400,6 +400,7 @@ def _http_pages(conn, url: str, query: dict, max_pages: int) -> Iterator[list[di
 
     base = conn.param("base_url").rstrip("/")
     target = url if re.match(r"^https?://", url) else base + "/" + url.lstrip("/")
+    _same_host(base, target)  # the connection's credentials go to its own host only, never to one a spec names
     page_param = conn.param("page_param")
     with httpx.Client(headers=http_headers(conn), timeout=float(conn.param("timeout_s", 10))) as client:
         params = dict(query)
@@ -446,5 +447,6 @@ def _same_host(base: str, url: str) -> None:
     # The auth header must never be sent to another host a page links to.
     import httpx
 
-    if httpx.URL(base).host != httpx.URL(url).host:
-        raise ReaderError(f"next link {url} leaves the connection's host")
+    b, u = httpx.URL(base), httpx.URL(url)
+    if (b.host, b.port) != (u.host, u.port):
+        raise ReaderError(f"{url} leaves the connection's host {b.host}")

@@ -221,3 +221,66 @@ def test_executor_refuses_the_platform_clickhouse_database(settings, pg, ch):  #
         assert client.execute("EXISTS TABLE {}.{}".format(settings.clickhouse_database, table)) == [(0,)]
     finally:
         client.disconnect()
+
+
+# ---------------------------------------------------------------- the platform's servers through HTTP
+
+
+@pytest.mark.parametrize("base", ["http://127.0.0.1:{ch_http}", "http://localhost:{ch_http}", "http://127.0.0.7:{ch_http}",
+                                  "http://127.0.0.1:{pg}", "http://[::1]:{redis}", "http://0.0.0.0:{kafka}"])
+def test_http_sources_at_platform_servers_are_refused(settings, base):  # noqa: F811
+    url = base.format(ch_http=settings.clickhouse_http_port, pg=settings.postgres_port, redis=6379,
+                      kafka=settings.kafka_bootstrap.rsplit(":", 1)[1])
+    conn = Connection(TENANT, "api", "http", {"base_url": url})
+    spec = {"source": {"kind": "http", "connection": "api", "url": "/?query=SELECT+*+FROM+system.tables"},
+            "target": CH_TARGET}
+    with pytest.raises(PlatformStoreError, match="platform's own servers"):
+        check_pipeline_stores(spec, {}, PlatformStores.of(settings), lambda kind, name: conn)
+    absolute = dict(spec, source=dict(spec["source"], url=url + "/?query=SELECT+1"))
+    with pytest.raises(PlatformStoreError):  # also at QA, where no connection is resolved
+        check_pipeline_stores(absolute, {}, PlatformStores.of(settings))
+
+
+def test_http_sources_elsewhere_pass(settings):  # noqa: F811
+    conn = Connection(TENANT, "api", "http", {"base_url": "http://127.0.0.1:1"})  # a local API on another port
+    spec = {"source": {"kind": "http", "connection": "api", "url": "/v1/orders"}, "target": CH_TARGET}
+    check_pipeline_stores(spec, {}, PlatformStores.of(settings), lambda kind, name: conn)
+
+
+def test_executor_refuses_an_http_source_at_clickhouse(settings, ch):  # noqa: F811
+    api = Connection(TENANT, "api", "http", {"base_url": f"http://127.0.0.1:{settings.clickhouse_http_port}"})
+    spec = {"source": {"kind": "http", "connection": "api", "url": "/?query=SELECT+name+FROM+system.tables"},
+            "target": {"kind": "clickhouse", "connection": "ch", "table": "analytics.stolen_tables"}}
+    with pytest.raises(PlatformStoreError):
+        _run(_executor(settings, api, ch), spec)
+
+
+def test_http_source_url_cannot_send_the_key_to_another_host():
+    """A source URL naming another host gets nothing: a listener there proves no request arrived."""
+    import http.server
+
+    from services.executor.readers import ReaderError, read_http
+
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(dict(self.headers))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'[{"a": 1}]')
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.2", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        conn = Connection(TENANT, "api", "http", {"base_url": "http://127.0.0.1:1"}, {"api_key": "canary-key"})
+        with pytest.raises(ReaderError, match="leaves the connection's host"):
+            list(read_http(conn, f"http://127.0.0.2:{server.server_port}/steal"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hits == []
