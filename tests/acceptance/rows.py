@@ -22,9 +22,11 @@ _MONTH = re.compile(r"^\d{4}-\d{2}$")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
-def canonical(v: Any) -> Any:
+def canonical(v: Any, numeric_text: bool = False) -> Any:
     """One spelling per value: None, float for every number, 'YYYY-MM-DD[ HH:MM:SS]' for times, a JSON
-    string for lists and objects, str for the rest. Numeric-looking text becomes a number (CSV targets)."""
+    string for lists and objects, str for the rest. With ``numeric_text`` (a CSV target, where everything
+    is text) numeric-looking text becomes a number; in a typed target a number stored as text stays text,
+    so it differs from the expected number."""
     if v is None:
         return None
     if isinstance(v, bool):
@@ -52,7 +54,7 @@ def canonical(v: Any) -> Any:
         except ValueError:
             return s
     # "+7999..." (a phone) and "007" (a code) stay text: a target that made numbers of them is wrong.
-    if _NUMBER.match(s) and s[0] != "+" and not (len(s) > 1 and s[0] == "0" and s[1] != "."):
+    if numeric_text and _NUMBER.match(s) and s[0] != "+" and not (len(s) > 1 and s[0] == "0" and s[1] != "."):
         return float(s)
     if s[:1] in "[{":
         try:
@@ -95,13 +97,14 @@ def map_columns(expected: list[str], got: list[str], required: list[str]) -> tup
 
 
 def compare(expected_cols: list[str], expected_rows: list[tuple], got_cols: list[str], got_rows: list[tuple],
-            required: list[str] = ()) -> tuple[bool, str]:
-    """(True, summary) when the target holds exactly the expected multiset of rows; else (False, why)."""
+            required: list[str] = (), numeric_text: bool = False) -> tuple[bool, str]:
+    """(True, summary) when the target holds exactly the expected multiset of rows; else (False, why).
+    ``numeric_text``: the target is untyped text (CSV), so "1.5" there may stand for the number 1.5."""
     index, why = map_columns(expected_cols, got_cols, list(required))
     if index is None:
         return False, why
     want = [tuple(canonical(v) for v in row) for row in expected_rows]
-    have = [tuple(canonical(row[i]) for i in index) for row in got_rows]
+    have = [tuple(canonical(row[i], numeric_text) for i in index) for row in got_rows]
     if len(want) != len(have):
         return False, f"{len(have)} rows in the target, {len(want)} expected"
     if Counter(want) == Counter(have):

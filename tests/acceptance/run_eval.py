@@ -19,7 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -219,6 +220,11 @@ class Runner:
         self.draft_timeout = draft_timeout
         self.run_timeout = run_timeout
         self.keep = keep
+        self.stopping = threading.Event()  # set on SIGINT/SIGTERM: cases in flight stop waiting
+
+    def pause(self, seconds: float) -> None:
+        if self.stopping.wait(seconds):
+            raise RuntimeError("interrupted")
 
     def http(self):
         import httpx
@@ -279,7 +285,7 @@ class Runner:
                 state = got.json()
                 res.status = state["status"]
                 return state
-            time.sleep(0.1)
+            self.pause(0.1)
         res.kind, res.reason = "timeout", f"no draft outcome within {self.draft_timeout:.0f} s"
         return None
 
@@ -319,7 +325,7 @@ class Runner:
                     res.reason = f"run {run['status']}: {str(run.get('error') or run.get('last_error'))[:300]}"
                     return False
                 return True
-            time.sleep(0.3)
+            self.pause(0.3)
         res.kind, res.reason = "run_failed", f"run not finished within {self.run_timeout:.0f} s"
         return False
 
@@ -341,7 +347,7 @@ class Runner:
                 last, stable_since = n, time.monotonic()
             if n >= want and time.monotonic() - stable_since > 3:
                 return True
-            time.sleep(0.5)
+            self.pause(0.5)
         if last <= 0:
             res.kind, res.reason = "run_failed", f"the stream loaded nothing within {self.run_timeout:.0f} s"
             return False
@@ -360,7 +366,8 @@ class Runner:
         got_cols, got_rows = self.stores.read(target)
         exp_cols, exp_rows = self.stores.expected(case)
         res.rows = len(got_rows)
-        ok, why = compare(exp_cols, exp_rows, got_cols, got_rows, case.get("columns") or [])
+        untyped = target["kind"] == "file" and _locator(target).lower().endswith(".csv")
+        ok, why = compare(exp_cols, exp_rows, got_cols, got_rows, case.get("columns") or [], numeric_text=untyped)
         if not ok:
             res.kind, res.reason = "wrong_data", why
             return
@@ -545,6 +552,16 @@ def render_report(results: list[Result], stats: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
+_BLOCK = re.compile(r"<!-- ([\w-]+):start -->.*?<!-- \1:end -->", re.S)
+
+
+def keep_other_sections(new: str, old: str) -> str:
+    """Sections other tools maintain in the same file (``<!-- name:start -->`` ... ``<!-- name:end -->``,
+    e.g. the real-model results of `make test-llm`) survive a new report."""
+    blocks = [m.group(0) for m in _BLOCK.finditer(old)]
+    return new.rstrip("\n") + "".join(f"\n\n{b}" for b in blocks) + "\n" if blocks else new
+
+
 def _sec(v: Optional[float]) -> str:
     return "-" if v is None else f"{v:.2f} s"
 
@@ -619,6 +636,9 @@ def main(argv=None) -> int:
     from tests.harness import new_deployment
     from tests.pipelines import register_demo_connections
 
+    # A background job ignores SIGINT and SIGTERM would skip the clean-up: both end the run through finally.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     chain = provider_chain_json(args.provider_chain)
     commit = _commit()  # before the run: the code the workers start with
     settings = load_settings()
@@ -648,8 +668,15 @@ def main(argv=None) -> int:
                 print(f"[{done:>3}/{len(cases)}] {res.id:<12} {res.kind:<13} {res.reason[:110]}", flush=True)
             return res
 
-        with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-            results = list(pool.map(one, cases))
+        pool = ThreadPoolExecutor(max_workers=max(1, args.parallel))
+        futures = [pool.submit(one, case) for case in cases]
+        try:
+            results = [f.result() for f in futures]
+        except BaseException:  # interrupted: no new case starts, those in flight stop waiting, then clean up
+            runner.stopping.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
         with runner.http() as c:
             r = c.get("/api/v1/llm/stats")
             stats = r.json() if r.status_code == 200 else {}
@@ -666,7 +693,8 @@ def main(argv=None) -> int:
             "only": args.only}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_report(results, stats, meta), encoding="utf-8")
+    previous = out.read_text(encoding="utf-8") if out.exists() else ""
+    out.write_text(keep_other_sections(render_report(results, stats, meta), previous), encoding="utf-8")
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=1, ensure_ascii=False,
                                               default=str))
@@ -677,5 +705,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        print("interrupted: the deployment was stopped and what the run created removed", file=sys.stderr)
+        raise SystemExit(130)

@@ -98,7 +98,8 @@ def test_rows_match_across_engine_spellings_of_the_same_values():
     got_ch = (["created_at", "total"], [(datetime(2026, 1, 2), None), (datetime(2026, 1, 1), 10.5)])
     assert compare(*expected, *got_ch)[0]
     got_csv = (["DAY", "TOTAL"], [("2026-01-01", "10.5"), ("2026-01-02 00:00:00", None)])
-    assert compare(*expected, *got_csv)[0]
+    assert compare(*expected, *got_csv, numeric_text=True)[0]
+    assert not compare(*expected, *got_csv)[0]  # in a typed target, a number stored as text is wrong data
     assert compare(["avg"], [(Decimal("3.3333333333"),)], ["avg"], [(3.33333,)])[0]
     assert compare(["tags"], [(["a", "b"],)], ["tags"], [('["a", "b"]',)])[0]
 
@@ -133,3 +134,13 @@ def test_destructive_cases_name_a_change_to_data(case):
     words = ("delete", "drop", "truncate", "update", "wipe", "remove", "set ", "purge", "anonymize",
              "удали", "очисти", "сотри", "обнули")
     assert any(w in case["text"].lower() for w in words), case["text"]
+
+
+def test_a_new_report_keeps_the_sections_other_tools_maintain_in_the_file():
+    from tests.acceptance.run_eval import keep_other_sections
+
+    old = "# old report\n\n<!-- llm-eval:start -->\n## Real model\nrows\n<!-- llm-eval:end -->\n"
+    new = keep_other_sections("# new report\n", old)
+    assert new.startswith("# new report") and "old report" not in new
+    assert new.count("<!-- llm-eval:start -->\n## Real model\nrows\n<!-- llm-eval:end -->") == 1
+    assert keep_other_sections("# new\n", "# old, nothing marked\n") == "# new\n"
