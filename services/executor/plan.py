@@ -69,10 +69,50 @@ def run_pipeline(spec: dict, artifacts: dict, registry, tenant_id: str, *, run_i
     src_conn = registry.resolve(tenant_id, kind=source["kind"], name=source.get("connection"))
     dst_conn = registry.resolve(tenant_id, kind=target["kind"], name=target.get("connection"))
     batches = open_reader(spec, artifacts, src_conn, params or {}, cursor, batch_rows, stats)
+    if _needs_whole_input(spec):
+        batches = whole_input(batches)
     transform = transformer_for(spec, artifacts)
     written = _load(batches, transform, open_writer(dst_conn, target, run_id=run_id, artifacts=artifacts),
                     run_id, stats, cursor, on_batch, on_report)
     return RunTotals(stats.rows, written, stats.bytes, stats.batches, _high_water_mark(source, stats, cursor))
+
+
+# A file/topic/API source whose spec aggregates, orders or takes a top-N is transformed once over all of
+# its rows: per batch, each batch would be aggregated or ranked alone. Bounded so a huge file fails
+# clearly instead of exhausting memory.
+WHOLE_INPUT_MAX_ROWS = 5_000_000
+
+
+def _needs_whole_input(spec: dict) -> bool:
+    from services.domain.spec import PipelineSpec
+    from services.spec_compiler.shape import needs_whole_input
+
+    try:
+        return needs_whole_input(PipelineSpec.model_validate(spec))
+    except ValueError:  # not a valid spec: the reader or writer reports what is wrong
+        return False
+
+
+def whole_input(batches: Iterator, max_rows: int = WHOLE_INPUT_MAX_ROWS) -> Iterator:
+    """All of ``batches`` as one batch (types unified across batches), or nothing for an empty input."""
+    import pyarrow as pa
+
+    parts, rows = [], 0
+    try:
+        for batch in batches:
+            rows += batch.num_rows
+            if rows > max_rows:
+                raise PlanError(f"the spec aggregates or ranks the whole input, which has more than {max_rows} "
+                                "rows; load it into a database first and aggregate there")
+            parts.append(pa.Table.from_batches([batch]))
+    finally:
+        close = getattr(batches, "close", None)
+        if close:
+            close()
+    if not parts:
+        return
+    table = pa.concat_tables(parts, promote_options="permissive").combine_chunks()
+    yield from table.to_batches(max_chunksize=max(1, table.num_rows))
 
 
 def transformer_for(spec: dict, artifacts: dict) -> Transformer:
