@@ -53,6 +53,10 @@ class Burst:
         return (self.last_event or self.sent_at) - self.sent_at
 
 
+def _rate(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.2f}"
+
+
 def _commands(settings, codec, n: int) -> list[tuple[bytes, bytes, str]]:
     from services.core.messages import Message, new_envelope
 
@@ -242,10 +246,10 @@ def measure(n: int, repeat: int, timeout: float, log: Callable[[str], None]) -> 
         for i in range(repeat):
             b = run_aggregate(settings, codec, n, timeout)
             ours.append(b)
-            log(f"  repeat {i + 1}: aietl {b.decided}/{b.sent} decided, {b.rate:,.0f}/s, within {b.within:.1f} s")
+            log(f"  repeat {i + 1}: aietl {b.decided}/{b.sent} decided, {_rate(b.rate)}/s, within {b.within:.1f} s")
             r = run_baseline(settings, codec, n, timeout)
             raw.append(r)
-            log(f"  repeat {i + 1}: raw   {r.decided}/{r.sent} decided, {r.rate:,.0f}/s, within {r.within:.1f} s")
+            log(f"  repeat {i + 1}: raw   {r.decided}/{r.sent} decided, {_rate(r.rate)}/s, within {r.within:.1f} s")
     finally:
         _cleanup(settings)
     return ours, raw
@@ -265,11 +269,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ours_rate, raw_rate = statistics.median(b.rate for b in ours), statistics.median(b.rate for b in raw)
     ours_within = statistics.median(b.within for b in ours)
     ratios = [o.rate / r.rate if r.rate else 0.0 for o, r in zip(ours, raw)]
-    print(f"aietl pipeline-aggregate: {ours_rate:,.0f} commands/s decided (median), burst decided within "
+    print(f"aietl pipeline-aggregate: {_rate(ours_rate)} commands/s decided (median), burst decided within "
           f"{ours_within:.1f} s")
-    print(f"raw confluent-kafka loop: {raw_rate:,.0f} commands/s")
-    print(f"ratio aietl/raw: {ours_rate / raw_rate if raw_rate else 0:.2f} (per repeat: "
-          f"{', '.join(f'{x:.2f}' for x in ratios)}); load after {os.getloadavg()[0]:.2f}")
+    print(f"raw confluent-kafka loop: {_rate(raw_rate)} commands/s")
+    print(f"ratio aietl/raw: {ours_rate / raw_rate if raw_rate else 0:.3g} (per repeat: "
+          f"{', '.join(f'{x:.3g}' for x in ratios)}); load after {os.getloadavg()[0]:.2f}")
     rate_ok = ours_rate >= GOAL_RATE
     if args.commands >= GOAL_BURST:
         burst = "met" if ours_within <= GOAL_BURST_S else "MISSED"
