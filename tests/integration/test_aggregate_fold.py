@@ -76,11 +76,15 @@ def caused_by(dep, *commands: Message) -> list:
 def start_aggregate(tag: str, stack_settings):
     """A deployment running only the aggregate, past its start-up (one command decided)."""
     dep = new_deployment(stack_settings, tag, ["pipeline-aggregate"])
-    prepare_topics(dep.settings)
-    dep.start_worker("pipeline-aggregate")
-    first = create(dep, str(uuid.uuid4()))
-    send(dep, first)
-    wait_for(lambda: caused_by(dep, first), timeout=90, what="the aggregate's first verdict")
+    try:
+        prepare_topics(dep.settings)
+        dep.start_worker("pipeline-aggregate")
+        first = create(dep, str(uuid.uuid4()))
+        send(dep, first)
+        wait_for(lambda: caused_by(dep, first), timeout=90, what="the aggregate's first verdict")
+    except BaseException:
+        dep.remove()  # the test's own finally is not reached: leave no worker behind
+        raise
     return dep
 
 
