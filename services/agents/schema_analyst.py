@@ -9,7 +9,7 @@ import sqlglot
 from sqlglot import exp
 
 from services.agents.common import current_spec, needs_python
-from services.agents.qa.spec_checks import normalise_dialect, spec_dialects
+from services.agents.qa.spec_checks import date_range_findings, normalise_dialect, spec_dialects
 from services.agents.runtime import AgentContext, AgentSpec
 from services.core.messages import Message
 from services.domain.pipeline import Pipeline
@@ -78,11 +78,15 @@ def build(sources) -> AgentSpec:
         for item in pii:
             item["action"] = declared.get(item["column"]) or ("mask" if declared else "tag")
         masked = [mask_row(r, {p["column"] for p in pii}) for r in rows[:SAMPLE_IN_EVENT]]
+        # The spec's target engine, not the dialect an answer claimed, reads the DDL.
+        target_cols = ddl_columns(cur.get("target_ddl"), spec_dialects(spec)[1])
+        # The source's real min/max of its dates against what the target's date types hold (not a sample's).
+        ranges = await asyncio.to_thread(sources.value_ranges, pipeline.tenant_id, spec) if target_cols else {}
+        issues += [f.message for f in date_range_findings(spec, target_cols, ranges)]
         await ctx.propose(event, "RecordSchemaCheck", {
             "revision": pipeline.revision,
             "source_columns_json": json.dumps(source_cols or []),
-            # The spec's target engine, not the dialect an answer claimed, reads the DDL.
-            "target_columns_json": json.dumps(ddl_columns(cur.get("target_ddl"), spec_dialects(spec)[1])),
+            "target_columns_json": json.dumps(target_cols),
             "pii_json": json.dumps(pii), "issues": issues,
             "sample_rows_json": json.dumps(masked, default=str, ensure_ascii=False)})
 

@@ -11,6 +11,7 @@ json, array<T>, ...).
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -20,6 +21,44 @@ MAX_DECIMAL = 38  # ClickHouse Decimal128, DuckDB and Arrow decimal128 all stop 
 # Unconstrained NUMERIC has no fixed precision; this is the widest fixed form (the builtin SQL generator
 # uses the same, so generated DDL and introspection agree).
 DEFAULT_DECIMAL = (38, 9)
+
+
+# ClickHouse 18.16 stores Date as unsigned days and DateTime as unsigned seconds since 1970-01-01 (its
+# date tables stop in 2105): an earlier or later value has no representation there, and the driver turns
+# it into 1970-01-01 without a word. Days outside this range must travel as text ('YYYY-MM-DD').
+CLICKHOUSE_DATE_RANGE = (dt.date(1970, 1, 1), dt.date(2105, 12, 31))
+
+
+def clickhouse_holds(value: Any) -> bool:
+    """Whether a date, datetime or ISO text ``value`` fits ClickHouse 18.16's Date and DateTime."""
+    day = _day_of(value)
+    return day is None or CLICKHOUSE_DATE_RANGE[0] <= day <= CLICKHOUSE_DATE_RANGE[1]
+
+
+def clickhouse_range_fits(low: Any, high: Any) -> bool:
+    """Whether every value between ``low`` and ``high`` (a column's real min and max) fits a ClickHouse date."""
+    return clickhouse_holds(low) and clickhouse_holds(high)
+
+
+def _day_of(value: Any) -> Optional[dt.date]:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    m = re.match(r"\s*(-?\d{1,6})-(\d{2})-(\d{2})", value) if isinstance(value, str) else None
+    if not m:
+        return None  # not a date: nothing to say about its range
+    year = int(m.group(1))
+    if year < 1:
+        return dt.date.min
+    if year > 9999:
+        return dt.date.max
+    try:
+        return dt.date(year, int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        return None
 
 
 class TypeMapError(ValueError):

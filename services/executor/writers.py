@@ -427,8 +427,12 @@ class ClickHouseWriter(Writer):
         from services.connectors.clickhouse import quote
 
         names = [n for n in batch.schema.names if n in self._types]
-        columns = [ch_values(batch.column(batch.schema.get_field_index(n)).to_pylist(), self._types[n])
-                   for n in names]
+        columns = []
+        for n in names:
+            try:
+                columns.append(ch_values(batch.column(batch.schema.get_field_index(n)).to_pylist(), self._types[n]))
+            except ValueError as exc:  # a value the column cannot hold fails the run, never becomes another row
+                raise WriterError(f"column {n!r} of {self.target_key}: {exc}") from exc
         self._exec(f"INSERT INTO {self._ref(table)} ({', '.join(quote(n) for n in names)}) VALUES", columns,
                    columnar=True)
 
@@ -476,9 +480,24 @@ def _ch_decimal(v: Any):
     return v if isinstance(v, decimal.Decimal) else decimal.Decimal(str(v))
 
 
+def _ch_day(base: str):
+    from services.connectors.typemap import CLICKHOUSE_DATE_RANGE, clickhouse_holds
+
+    def check(v: Any):
+        # The driver would store an earlier or later day as 1970-01-01: other data than the source's.
+        if not clickhouse_holds(v):
+            low, high = CLICKHOUSE_DATE_RANGE
+            raise ValueError(f"{v} is outside what ClickHouse {base} can hold ({low}..{high}); the target column "
+                             "must be String (or the value filtered out) to keep it")
+        return v
+    return check
+
+
 def _ch_converter(base: str):
     if base == "String":
         return _ch_text
+    if base == "Date" or base.startswith("DateTime"):
+        return _ch_day(base)
     if base.startswith("Decimal"):
         return _ch_decimal
     if re.match(r"U?Int\d+$", base):

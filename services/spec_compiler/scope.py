@@ -15,10 +15,11 @@ from typing import Optional
 
 from services.domain.spec import DATABASE_KINDS, Join, PipelineSpec
 
-from .typemap import Canon, canonical
+from .typemap import Canon, canonical, with_range
 
 ColumnList = Optional[list[tuple[str, str]]]
 JoinColumns = Optional[dict[str, ColumnList]]
+ValueRanges = Optional[dict[str, tuple]]  # source column -> its real (min, max), for dates and timestamps
 
 
 class SqlGenerationError(ValueError):
@@ -36,10 +37,11 @@ class Field:
 
 
 class _Table:
-    def __init__(self, columns: ColumnList, dialect: str):
+    def __init__(self, columns: ColumnList, dialect: str, ranges: ValueRanges = None):
         # An empty list (an empty topic, a file not there yet) tells nothing: treat it as unknown.
         self.known = bool(columns)
-        self.types: dict[str, Canon] = {n: canonical(t, dialect) for n, t in (columns or [])}
+        self.types: dict[str, Canon] = {n: with_range(canonical(t, dialect), (ranges or {}).get(n))
+                                        for n, t in (columns or [])}
 
     def find(self, word: str) -> Optional[str]:
         """The column ``word`` names (exact, then case-insensitively, then singular / ``_id`` variants)."""
@@ -64,10 +66,11 @@ def _variants(word: str) -> list[str]:
 class Scope:
     """The source's columns (when known), the joined tables' columns and the names in the joined row."""
 
-    def __init__(self, spec: PipelineSpec, source_columns: ColumnList = None, join_columns: JoinColumns = None):
+    def __init__(self, spec: PipelineSpec, source_columns: ColumnList = None, join_columns: JoinColumns = None,
+                 value_ranges: ValueRanges = None):
         kind = spec.source.kind
         self.dialect = kind if kind in DATABASE_KINDS else "arrow"
-        self.main = _Table(source_columns, self.dialect)
+        self.main = _Table(source_columns, self.dialect, value_ranges)
         self.joins: list[Join] = list(spec.joins)
         self.join_tables = {j.name: _Table(_lookup(join_columns, j), self.dialect) for j in self.joins}
         main_name = (spec.source.table or "q").rsplit(".", 1)[-1]  # a query source is the subquery q

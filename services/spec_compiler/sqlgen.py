@@ -37,7 +37,7 @@ from typing import Any, Callable, Optional, Union
 from services.domain.spec import DATABASE_KINDS, PipelineSpec
 
 from .dialect import CLEANING_ORDER, PERIOD_SQL, cleaned, condition, ident, lit, table_ref
-from .scope import ColumnList, Field, JoinColumns, Scope, SqlGenerationError
+from .scope import ColumnList, Field, JoinColumns, Scope, SqlGenerationError, ValueRanges
 from .shape import OutCol, find_column, pii_effect, renames, shape_of, shaped_columns
 from .typemap import Canon, to_target
 
@@ -495,16 +495,18 @@ def check_sql(sql: str, dialect: str, *, read_only: bool = False) -> None:
 
 
 def generate_sql(spec: Union[PipelineSpec, dict], source_columns: ColumnList = None,
-                 join_columns: JoinColumns = None) -> dict[str, Any]:
+                 join_columns: JoinColumns = None, value_ranges: ValueRanges = None) -> dict[str, Any]:
     """Extract SQL (source dialect), DuckDB transform SQL over ``batch`` and target DDL for ``spec``.
 
     ``source_columns`` are (name, type) pairs as the source spells types (PostgreSQL, ClickHouse, SQLite,
     or Arrow/DuckDB names for files and topics); ``join_columns`` maps each joined table, as the spec
     names it (``schema.table``), to its pairs. Without them the extract selects ``*`` and no DDL is
-    generated unless the output columns follow from the spec alone.
+    generated unless the output columns follow from the spec alone. ``value_ranges`` maps source date and
+    timestamp columns to their real (min, max): a ClickHouse target declares String for one whose values
+    a ClickHouse 18.16 Date/DateTime cannot hold (before 1970, after 2105).
     """
     model = spec if isinstance(spec, PipelineSpec) else PipelineSpec.model_validate(spec)
-    scope = Scope(model, source_columns, join_columns)
+    scope = Scope(model, source_columns, join_columns, value_ranges)
     columns = shaped_columns(model, scope)
     notes: list[str] = []
     extract, initial, src_dialect = build_extract(model, scope, columns)

@@ -18,6 +18,25 @@ class Canon:
     scale: int = 0
     item: Optional["Canon"] = None
     known: bool = True  # False when the source type name was not recognised (mapped to string)
+    # A date or timestamp column's real min and max in the source (ISO text), when they were measured:
+    # they decide whether ClickHouse 18.16's Date/DateTime (1970-01-01..2105) can hold its values.
+    low: Optional[str] = None
+    high: Optional[str] = None
+
+
+def with_range(c: Canon, value_range) -> Canon:
+    """``c`` with the source's measured (min, max) when it is a date or timestamp; else ``c``."""
+    if c.kind not in ("date", "timestamp") or not value_range or len(value_range) != 2:
+        return c
+    low, high = (None if v is None else str(v) for v in value_range)
+    return Canon(c.kind, c.precision, c.scale, c.item, c.known, low, high)
+
+
+def clickhouse_holds(c: Canon) -> bool:
+    """False when the measured range of a date/timestamp column leaves what ClickHouse 18.16 can store."""
+    from services.connectors.typemap import clickhouse_range_fits
+
+    return c.low is None and c.high is None or clickhouse_range_fits(c.low, c.high)
 
 
 _INTS = {"smallint": "int16", "int2": "int16", "int16": "int16", "tinyint": "int16", "integer": "int32",
@@ -105,6 +124,8 @@ def to_clickhouse(c: Canon, nullable: bool = True) -> str:
     if c.kind == "array":
         return f"Array({to_clickhouse(c.item, nullable=False)})"  # type: ignore[arg-type]
     base = f"Decimal({c.precision}, {c.scale})" if c.kind == "decimal" else _CH[c.kind]
+    if c.kind in ("date", "timestamp") and not clickhouse_holds(c):
+        base = "String"  # ISO text keeps a day before 1970 that Date would turn into 1970-01-01
     return f"Nullable({base})" if nullable else base
 
 

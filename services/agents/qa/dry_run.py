@@ -52,9 +52,10 @@ class DryRunResult:
 
 def dry_run(extract_rows: list[dict], transform_sql: str | None, transform_code: str | None,
             limit: int = 100, spec: dict | None = None, source_columns: list | None = None,
-            join_columns: dict | None = None) -> DryRunResult:
+            join_columns: dict | None = None, target_columns: list | None = None) -> DryRunResult:
     """Run the transform over the sample; with ``spec``, the result must also have the spec's shape
-    (its output columns, numeric measures, at most one row per group, top-N)."""
+    (its output columns, numeric measures, at most one row per group, top-N), and with the target's
+    ``target_columns`` ([name, type] of its DDL) its values must fit their types."""
     rows = list(extract_rows[:limit])
     findings = _static_findings(transform_sql, transform_code)
     if has_errors(findings):
@@ -74,6 +75,10 @@ def dry_run(extract_rows: list[dict], transform_sql: str | None, transform_code:
         from services.agents.qa.spec_checks import result_shape_findings
 
         findings += result_shape_findings(spec, columns, out, source_columns, join_columns)
+    if spec is not None and target_columns:
+        from services.agents.qa.spec_checks import sample_range_findings
+
+        findings += sample_range_findings(spec, target_columns, out)
     return _result(rows, out, columns, findings)
 
 

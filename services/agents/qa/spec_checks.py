@@ -684,3 +684,59 @@ def _measure_value_findings(spec: dict, columns: list[str], rows: list[dict]) ->
         if bad is not None:
             out.append(_err("result-type", f"column {name!r} must be {what}; the sample's result has {bad!r}"))
     return out
+
+
+# ---------------------------------------------------------------- values the target types can hold
+
+def _clickhouse_day_column(type_text: str) -> Optional[str]:
+    """``Date`` or ``DateTime`` when a ClickHouse column type stores days since 1970 (Nullable unwrapped)."""
+    base = str(type_text or "").strip().lower()
+    for _ in range(2):
+        base = re.sub(r"^(?:nullable|lowcardinality)\((.*)\)$", r"\1", base)
+    m = re.fullmatch(r"(date|datetime)(\(.*\))?", base)  # sqlglot spells a parsed Date as DATE
+    return {"date": "Date", "datetime": "DateTime"}[m.group(1)] if m else None
+
+
+def _source_name_of(spec: dict, target_column: str) -> str:
+    before = [old for old, new in (spec.get("rename") or {}).items() if new == target_column]
+    return before[0] if before else target_column
+
+
+def date_range_findings(spec: dict, ddl_columns: list, value_ranges: dict) -> list[Finding]:
+    """A ClickHouse Date/DateTime column fed by a source column whose real min or max it cannot hold.
+
+    ClickHouse 18.16 counts days (and seconds) from 1970-01-01 up to 2105: the driver would load an
+    earlier day as 1970-01-01, a row other than the source's. ``value_ranges`` maps source columns to their
+    measured [min, max]."""
+    from services.connectors.typemap import CLICKHOUSE_DATE_RANGE, clickhouse_range_fits
+
+    if (spec.get("target") or {}).get("kind") != "clickhouse" or not value_ranges:
+        return []
+    out = []
+    for name, type_text in ddl_columns or []:
+        base = _clickhouse_day_column(type_text)
+        rng = value_ranges.get(_source_name_of(spec, name)) if base else None
+        if rng and not clickhouse_range_fits(*rng):
+            low, high = CLICKHOUSE_DATE_RANGE
+            out.append(_err("target-range", f"column {name!r} is {base}, which holds {low}..{high} only; the "
+                                            f"source's values run from {rng[0]} to {rng[1]}: declare it String "
+                                            "(ISO text) so no value becomes 1970-01-01"))
+    return out
+
+
+def sample_range_findings(spec: dict, ddl_columns: list, rows: list[dict]) -> list[Finding]:
+    """A dry run's output value that the target's ClickHouse Date/DateTime column cannot hold."""
+    from services.connectors.typemap import CLICKHOUSE_DATE_RANGE, clickhouse_holds
+
+    if (spec.get("target") or {}).get("kind") != "clickhouse":
+        return []
+    out = []
+    for name, type_text in ddl_columns or []:
+        base = _clickhouse_day_column(type_text)
+        bad = next((r[name] for r in rows if base and r.get(name) is not None and not clickhouse_holds(r[name])),
+                   None)
+        if bad is not None:
+            low, high = CLICKHOUSE_DATE_RANGE
+            out.append(_err("target-range", f"column {name!r} is {base}, which holds {low}..{high} only; the "
+                                            f"sample's result has {bad}: it would load as another day"))
+    return out
