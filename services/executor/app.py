@@ -270,11 +270,14 @@ class Executor:
                             cursor=cursor, batch_rows=self.settings.executor_batch_rows, on_report=on_report)
 
     def _check_stores(self, run: RunRecord, spec: dict, artifacts: dict) -> None:
-        """Defence in depth next to QA: the platform's own stores are never a source or target."""
+        """Defence in depth next to QA: the platform's own stores are never a source or target, and the
+        deployed SQL still passes the SQL rules."""
+        from services.agents.qa.sql_rules import require_safe_sql
         from services.connectors.guards import PlatformStores, check_pipeline_stores
 
         check_pipeline_stores(spec, artifacts, PlatformStores.of(self.settings),
                               lambda kind, name: self.registry.resolve(run.tenant_id, kind=kind, name=name))
+        require_safe_sql(spec, artifacts)
 
     # -- streaming pipelines -------------------------------------------------------------------------
     def sync_streams(self) -> None:

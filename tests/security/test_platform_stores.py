@@ -284,3 +284,13 @@ def test_http_source_url_cannot_send_the_key_to_another_host():
         server.shutdown()
         server.server_close()
     assert hits == []
+
+
+def test_executor_refuses_deployed_sql_the_rules_refuse(settings, pg, ch):  # noqa: F811
+    """The U& finding ran as the stack's superuser through READ ONLY: the executor checks the SQL again."""
+    from services.agents.qa.sql_rules import UnsafeSqlError
+
+    spec = {"source": {"kind": "postgres", "connection": "pg", "table": "shop.orders"},
+            "target": {"kind": "clickhouse", "connection": "ch", "table": "analytics.stolen_files"}}
+    with pytest.raises(UnsafeSqlError, match="pg_read_file"):
+        _run(_executor(settings, pg, ch), spec, {"extract_sql": r"""SELECT U&"pg_r\0065ad_file"('/etc/hostname')"""})

@@ -301,6 +301,28 @@ def check_transform_sql(sql: str, dialect: str = "duckdb") -> list[Finding]:
     return findings
 
 
+class UnsafeSqlError(ValueError):
+    """Deployed SQL that the rules above refuse (the executor checks again before running it)."""
+
+
+def require_safe_sql(spec: dict, artifacts: dict) -> None:
+    """The executor's second look at a deployment's SQL: raises UnsafeSqlError with every error finding.
+    A version deployed before a rule was added, or one that never went through QA, is refused here."""
+    source, target = spec.get("source") or {}, spec.get("target") or {}
+    findings: list[Finding] = []
+    if source.get("kind") in DIALECTS:
+        for sql in (artifacts.get("extract_sql"), artifacts.get("extract_sql_initial"), source.get("query")):
+            findings += check_source_sql(sql, source["kind"]) if sql else []
+    if target.get("kind") in DIALECTS and target.get("table"):
+        for sql in [*(artifacts.get("target_setup_sql") or []), artifacts.get("target_ddl")]:
+            findings += check_target_sql(sql, target["kind"], target["table"]) if sql else []
+    sql = artifacts.get("transform_sql") or (spec.get("transform") or {}).get("sql")
+    findings += check_transform_sql(sql) if sql else []
+    errors = [str(f) for f in findings if f.is_error]
+    if errors:
+        raise UnsafeSqlError("; ".join(errors))
+
+
 def referenced_tables(sql: str, dialect: str) -> list[tuple[str, ...]]:
     """(db, table) or (table,) of every table ``sql`` names, lower-case, CTE names left out; for the
     platform-store guard (services/connectors/guards.py). Unparseable SQL names nothing here: the
