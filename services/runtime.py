@@ -72,7 +72,8 @@ def _planner_spec(settings: Settings):
 def _sql_expert_spec(settings: Settings):
     from services.agents import sql_expert
 
-    return sql_expert.build(source_columns=_sources(settings).columns_or_none)
+    sources = _sources(settings)
+    return sql_expert.build(source_columns=sources.columns_or_none, source_ranges=sources.value_ranges)
 
 
 def _schema_analyst_spec(settings: Settings):

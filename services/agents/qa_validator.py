@@ -79,7 +79,8 @@ def build(sources) -> AgentSpec:
                 rows = await asyncio.to_thread(sources.sample, pipeline.tenant_id, spec, cur, SAMPLE_ROWS)
                 result = await asyncio.to_thread(dry_run, rows, cur.get("transform_sql"), cur.get("python_code"),
                                                  SAMPLE_ROWS, spec=spec, source_columns=source_columns,
-                                                 join_columns=joined)
+                                                 join_columns=joined,
+                                                 target_columns=json.loads(cur.get("target_columns_json") or "[]"))
                 rows_in, rows_out = result.rows_in, result.rows_out
                 checks.append(_check("dry_run", result.findings) if has_errors(result.findings) or not result.ok
                               else {"name": "dry_run", "passed": True, "warnings": [],

@@ -71,6 +71,18 @@ class SourceAccess:
         except Exception:  # missing table, unreachable server: the SQL expert works without columns
             return None
 
+    def value_ranges(self, tenant_id: str, spec: dict) -> dict[str, list]:
+        """Real [min, max] (ISO text) of each date/timestamp column of a PostgreSQL source table loaded into
+        ClickHouse, whose Date/DateTime hold 1970-01-01..2105 only; {} for other sources or on any error."""
+        source, target = spec.get("source") or {}, spec.get("target") or {}
+        if source.get("kind") != "postgres" or target.get("kind") != "clickhouse" or not source.get("table"):
+            return {}
+        try:
+            return _postgres_ranges(self.connection(tenant_id, source), source["table"],
+                                    self.columns(tenant_id, spec))
+        except Exception:  # unknown ranges leave the default types; the writer still refuses a clamped value
+            return {}
+
     def sample(self, tenant_id: str, spec: dict, current: dict, limit: int = 100) -> list[dict[str, Any]]:
         """Rows as the extract returns them (typed), capped at ``limit``; never more than SAMPLE_CAP."""
         from services.connectors.introspect import sample_rows
@@ -90,3 +102,19 @@ class SourceAccess:
             names = [t[0] for t in types]
             return [dict(zip(names, r)) for r in rows]
         return sample_rows(conn, _source_name(conn, source), limit)
+
+
+def _postgres_ranges(conn, table: str, columns: list) -> dict[str, list]:
+    from psycopg import sql
+
+    from services.connectors.postgres import run_query
+    from services.connectors.typemap import parse
+
+    dated = [str(c[0]) for c in columns if parse(str(c[1]), "postgres").kind in ("date", "timestamp", "timestamptz")]
+    if not dated:
+        return {}
+    items = [sql.SQL("min({c})::text, max({c})::text").format(c=sql.Identifier(c)) for c in dated]
+    query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(items),
+                                                sql.Identifier(*table.split(".", 1)))
+    row = run_query(conn, query)[0]
+    return {c: [row[2 * i], row[2 * i + 1]] for i, c in enumerate(dated)}

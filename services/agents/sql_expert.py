@@ -23,12 +23,14 @@ def _pairs(columns: Optional[list]) -> Optional[list[tuple[str, str]]]:
     return [(str(c[0]), str(c[1])) for c in columns] if columns else None
 
 
-def compiled_sql(spec: dict, columns: Optional[list], joined: Optional[dict] = None) -> dict:
+def compiled_sql(spec: dict, columns: Optional[list], joined: Optional[dict] = None,
+                 ranges: Optional[dict] = None) -> dict:
     """The SQL the spec compiles to, or no SQL and the compiler's reason (e.g. a column the source lacks)."""
     from services.spec_compiler import generate_sql
 
     try:
-        return generate_sql(spec, _pairs(columns), {t: _pairs(c) for t, c in (joined or {}).items()} or None)
+        return generate_sql(spec, _pairs(columns), {t: _pairs(c) for t, c in (joined or {}).items()} or None,
+                            ranges or None)
     except Exception as exc:  # the compiler validates the spec against the columns; its reason is the finding
         return {"error": f"no SQL could be generated: the spec does not compile: {type(exc).__name__}: {exc}"}
 
@@ -50,21 +52,23 @@ def sql_proposal(spec: dict, out: dict, revision: int, llm: Optional[dict]) -> d
         "llm": llm}
 
 
-def build(source_columns: Optional[ColumnsLookup] = None) -> AgentSpec:
+def build(source_columns: Optional[ColumnsLookup] = None, source_ranges: Optional[Callable] = None) -> AgentSpec:
     async def on_plan(ctx: AgentContext, event: Message, pipeline: Pipeline) -> None:
         spec = current_spec(pipeline)
         columns = await asyncio.to_thread(source_columns, pipeline.tenant_id, spec) if source_columns else None
+        # Real min/max of date columns: the target type must hold them (ClickHouse 18.16 dates start in 1970).
+        ranges = await asyncio.to_thread(source_ranges, pipeline.tenant_id, spec) if source_ranges else {}
         joined = await asyncio.to_thread(join_columns, source_columns, pipeline.tenant_id, spec)
         instructions = list(pipeline.current.get("instructions") or []) if pipeline.repair_round else []
         if ESCALATE_TO_COMPILED in instructions:
-            out = await asyncio.to_thread(compiled_sql, spec, columns, joined)
+            out = await asyncio.to_thread(compiled_sql, spec, columns, joined, ranges)
             out["notes"] = list(out.get("notes") or []) + ["compiled from the spec: the repair did not converge"]
             await ctx.propose(event, "RecordSql", sql_proposal(spec, out, pipeline.revision, None))
             return
         await ctx.ask(event, pipeline, task="sql", prompt_version=prompts.SQL_VERSION,
                       messages=prompts.sql_messages(spec, columns, instructions),
                       input={"spec": spec, "source_columns": columns, "instructions": instructions,
-                             "join_columns": joined},
+                             "join_columns": joined, "source_ranges": ranges},
                       complexity="high" if spec.get("transform") else "medium",
                       repair_round=pipeline.repair_round)
 

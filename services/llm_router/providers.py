@@ -558,7 +558,7 @@ class BuiltinProvider:
         columns = [_column_pair(c) for c in columns] if columns is not None else None
         joins = {str(t): [_column_pair(c) for c in cols]
                  for t, cols in (data.get("join_columns") or {}).items() if cols}
-        return generate_sql(data["spec"], columns, joins or None)
+        return generate_sql(data["spec"], columns, joins or None, data.get("source_ranges") or None)
 
     @staticmethod
     def _reflect(data: dict[str, Any]) -> dict[str, Any]:
