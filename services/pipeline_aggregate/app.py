@@ -225,7 +225,7 @@ class CommandLoop:
                     self._stale = False
                     self._catch_up(processor, "partitions assigned")
                 self._decide(processor, batch)
-                c.commit(offsets=self._next_offsets(batch), asynchronous=False)
+                self._commit(c, batch)
                 last_batch = time.monotonic()
         finally:
             c.close()  # leaves the group at once: a stopped member's partitions move without a timeout
@@ -291,6 +291,16 @@ class CommandLoop:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, RETRY_MAX_S)
                 self._catch_up(processor, "after a failed append")
+
+    def _commit(self, c, batch: list[Command]) -> None:
+        from confluent_kafka import KafkaException
+
+        try:
+            c.commit(offsets=self._next_offsets(batch), asynchronous=False)
+        except KafkaException as exc:
+            # E.g. the group rebalanced meanwhile: the new owner gets these commands again and, finding
+            # their events on the log, skips them. Nothing is lost by going on.
+            log.warning("committing %d commands failed: %s", len(batch), exc)
 
     @staticmethod
     def _next_offsets(batch: list[Command]) -> list:
