@@ -252,7 +252,8 @@ def _plan(sc: Scanner, d: Draft, grounding: Optional[Grounding] = None,
           dialogue: Optional[Dialogue] = None) -> dict[str, Any]:
     spec = _spec_dict(d)
     if grounding is not None and grounding.index is not None:
-        check_columns(spec, d, grounding.index, grounding, dialogue.columns if dialogue else {})
+        check_columns(spec, d, grounding.index, grounding, dialogue.columns if dialogue else {},
+                      grounding.rewrite.original if grounding.rewrite else sc.text)
         if d.problems:
             return _clarify(d, grounding.index)
         spec["steps"] = _steps(spec)  # with the real column names

@@ -4,6 +4,13 @@ After every other rule consumed its phrases, what remains is scanned for *mentio
 ``schema.table``, a file, a topic, a URL) and *prepositions*. A mention belongs to the side named by the
 nearest preposition before it: "from/of/из" is the source, "into/to/в" the target; mentions before any
 preposition are the verb's object, i.e. the source ("Sync shop.orders from PostgreSQL into ...").
+
+Target connectives besides the prepositions: an arrow ("shop.orders -> CH analytics.x", "→", "=>") and a
+verb that places the result ("put it in", "land them in", "save as", "store under", "write to"). A pipeline
+has one source and one target: when one side got two places and the other none, the side is split
+(``_split_side``) - at a preposition between them ("refresh <target> from <source>", «... в a.csv -
+сохрани в <target>»), else the one the catalog holds is the source and the other, new one, the target,
+else the first named is the source.
 """
 from __future__ import annotations
 
@@ -29,6 +36,11 @@ class Mention:
     kind: str  # engine | table | file | topic | url | file_noname | prep
     value: str
     extra: str = ""
+    end: int = -1  # where the mention's text ends (-1: unknown)
+
+    @property
+    def stop(self) -> int:
+        return self.end if self.end >= 0 else self.pos + len(self.value)
 
 
 def _engine(word: str) -> str:
@@ -43,17 +55,31 @@ def find_mentions(sc: Scanner) -> list[Mention]:
         found.append(Mention(m.start(), "url", m.group(0).rstrip(".)")))
         sc.take(m, f"HTTP API {m.group(0)}")
     topic = rf"[`'\"]?(?P<topic>{_TOPIC})[`'\"]?"
-    for pattern in (rf"\b(?:the\s+)?(?:kafka\s+)?topic\s+{topic}", rf"\b(?:kafka[- ]?)?топик\w*\s+{topic}"):
+    # "the topic kafka x", «топика Kafka x»: the engine word between is not the topic's name.
+    engine = r"(?:(?:kafka|кафк\w*)\s+(?=[\w`'\"]))?"
+    for pattern in (rf"\b(?:the\s+)?(?:kafka\s+)?topic\s+{engine}{topic}",
+                    rf"\b(?:kafka[- ]?)?топик\w*\s+{engine}{topic}"):
         for m in list(sc.finditer(pattern)):
             found.append(Mention(m.start(), "topic", m.group("topic")))
             sc.take(m, f"Kafka topic {m.group('topic')}")
     found += _find_files(sc)
     found += _find_engines_and_tables(sc)
     prepositions = "|".join(sorted(SOURCE_PREPOSITIONS | TARGET_PREPOSITIONS, key=len, reverse=True))
+    for m in list(sc.finditer(_TARGET_CONNECTIVE)):
+        found.append(Mention(m.start(), "prep", "into", end=m.end()))
+        sc.take(m, "the target follows")
     for m in list(sc.finditer(rf"\b(?:{prepositions})\b")):
-        found.append(Mention(m.start(), "prep", m.group(0).lower()))
+        found.append(Mention(m.start(), "prep", m.group(0).lower(), end=m.end()))
         sc.take(m)
     return sorted(found, key=lambda x: x.pos)
+
+
+# An arrow, or a verb that places the result followed by where ("put it in", "land them in", "save as",
+# "store under", "write to"): the target follows, like after "into". Russian «сохрани/положи в» already
+# end in the target preposition «в».
+_TARGET_CONNECTIVE = (r"(?:-+>|→|⟶|=>)|\b(?:put|puts|putting|land|lands|landing|store|stores|storing|save|saves|"
+                      r"saving|write|writes|writing|place|places|placing|dump|dumps|dumping)\s+(?:(?:it|them|this|that|everything|the\s+(?:result|results|output|rows|"
+                      r"data|table))\s+)?(?:in|into|to|as|under|onto)\b")
 
 
 def _find_files(sc: Scanner) -> list[Mention]:
@@ -76,7 +102,7 @@ def _find_engines_and_tables(sc: Scanner) -> list[Mention]:
     engines = ENGINE_WORDS
     for m in list(sc.finditer(rf"\b(?P<e>{engines})\b(?:\s+(?:table|database|db|таблиц\w*))?")):
         kind = _engine(m.group("e"))
-        found.append(Mention(m.start(), "engine", kind))
+        found.append(Mention(m.start(), "engine", kind, end=m.end()))
         sc.take(m, ENGINE_NAMES[kind])
     quoted = rf"[`'\"]?(?P<t>{IDENT}(?:\.{IDENT})?)[`'\"]?"
     for pattern in (rf"\b(?:the\s+)?(?:table|таблиц\w*)\s+{NOT_A_COLUMN}{quoted}(?![\w@/]|\.\w)",
@@ -87,14 +113,51 @@ def _find_engines_and_tables(sc: Scanner) -> list[Mention]:
     return found
 
 
-def assign_sides(mentions: list[Mention]) -> tuple[list[Mention], list[Mention]]:
+_LOCATORS = ("table", "file", "topic", "url")
+
+
+def assign_sides(mentions: list[Mention], index=None) -> tuple[list[Mention], list[Mention]]:
     source, target, side = [], [], "source"
     for mention in mentions:
         if mention.kind == "prep":
             side = "target" if mention.value in TARGET_PREPOSITIONS else "source"
-            continue
         (source if side == "source" else target).append(mention)
-    return source, target
+    for one, other in ((source, target), (target, source)):
+        if _places(one) == 2 and not _places(other):
+            first, second = _split_side(one, index)
+            source[:], target[:] = first, second
+            break
+    return [m for m in source if m.kind != "prep"], [m for m in target if m.kind != "prep"]
+
+
+def _places(mentions: list[Mention]) -> int:
+    return len({m.value for m in mentions if m.kind in _LOCATORS})
+
+
+def _split_side(mentions: list[Mention], index=None) -> tuple[list[Mention], list[Mention]]:
+    """Two places on one side and none on the other: (source part, target part); see the module docstring.
+
+    Without a preposition between them only the catalog can tell: one it holds (the source) and one it does
+    not (a new target). Two existing tables stay two sources (a question): writing into a table the
+    request may mean as a source is never guessed."""
+    at = [i for i, m in enumerate(mentions) if m.kind in _LOCATORS]
+    first, second = at[0], next(i for i in at if mentions[i].value != mentions[at[0]].value)
+    preps = [i for i in range(first + 1, second) if mentions[i].kind == "prep"]
+    if preps:
+        cut = preps[-1]
+        before, after = mentions[:cut], mentions[cut:]
+        return (after, before) if mentions[cut].value in SOURCE_PREPOSITIONS else (before, after)
+    # No preposition between: an engine word right before the second place qualifies it ("CH x").
+    cut = second
+    while cut - 1 > first and mentions[cut - 1].kind == "engine" and mentions[cut - 1].stop + 16 >= mentions[cut].pos:
+        cut -= 1
+    before, after = mentions[:cut], mentions[cut:]
+    known = [bool(index.holders(mentions[i].value)) for i in (first, second)] if index is not None else []
+    if known == [True, False]:
+        return before, after
+    if known == [False, True]:
+        return after, before
+    return mentions, []
 
 
 def resolve(d: Draft, mentions: list[Mention], connections: dict[str, str], index=None,
@@ -103,7 +166,7 @@ def resolve(d: Draft, mentions: list[Mention], connections: dict[str, str], inde
     holds a table named without an engine. What the catalog decided is appended to ``links`` as
     (position, understood line)."""
     # Grammar rules may add mentions of their own ("keep <target> in sync with <source>", "to a csv").
-    src, dst = assign_sides(sorted(mentions + d.mentions, key=lambda x: x.pos))
+    src, dst = assign_sides(sorted(mentions + d.mentions, key=lambda x: x.pos), index)
     _resolve_side(d, "source", src, d.source, index, links)
     _resolve_side(d, "target", dst, d.target, index, links)
     default_target_table(d)
@@ -155,6 +218,12 @@ def _fill_endpoint(d: Draft, role: str, engine: Optional[str], by_kind: dict, ou
             links.append((by_kind["table"][0].pos, f'"{table}" -> {ENGINE_NAMES[holders[0].kind]} connection '
                                                    f'{holders[0].connection} (the catalog: it holds {holders[0].name})'))
             return
+        home = _new_table_home(index, table, role) if engine is None and not holders else None
+        if home is not None:
+            out.update({"kind": home.kind, "table": table, "connection": home.connection})
+            links.append((by_kind["table"][0].pos, f'"{table}" -> a new {ENGINE_NAMES[home.kind]} table in connection '
+                                                   f'{home.connection} (the catalog: it has {table.split(".")[0]})'))
+            return
         if engine in (None, "kafka"):
             d.ask(f"{role}.kind", f"Which database holds {table} (PostgreSQL, ClickHouse or SQLite)?",
                   f"В какой базе лежит {table} (PostgreSQL, ClickHouse или SQLite)?")
@@ -190,12 +259,27 @@ def _holders(index, table: str, engine: Optional[str], role: str) -> list:
     if index is None:
         return []
     found = table_holders(index, table, engine)
+    if "." not in table:  # a bare name: generated scratch copies only when nothing else has it
+        found = [t for t in found if not t.scratch] or found
     if index.chosen.get(role):
         found = [t for t in found if t.connection == index.chosen[role]] or found
     # A table of the same name in two connections of one kind: the default connection is meant.
     if len({t.kind for t in found}) == 1 and len(found) > 1 and any(t.default for t in found):
         found = [t for t in found if t.default]
     return found
+
+
+def _new_table_home(index, table: str, role: str):
+    """A target table the catalog does not hold yet goes to the connection holding its schema, when one
+    connection (the default one, of several of that kind) does."""
+    if index is None or role != "target":
+        return None
+    found = index.schema_home(table)
+    connections = {t.connection for t in found}
+    if len(connections) > 1:
+        found = [t for t in found if t.default]
+        connections = {t.connection for t in found}
+    return found[0] if len(connections) == 1 else None
 
 
 def _ask_conflict(d: Draft, role: str) -> None:

@@ -25,10 +25,10 @@ from typing import Any, Optional
 from services.domain.spec import DATABASE_KINDS
 
 from .draft import Draft
-from .lexicon import (ENGINES, ENGINE_NAMES, PERIODS, SOURCE_PREPOSITIONS, STATUS_WORDS, STOPWORDS_EN,
+from .lexicon import (DEFAULT_TIME_COLUMN, ENGINES, ENGINE_NAMES, PERIODS, SOURCE_PREPOSITIONS, STATUS_WORDS, STOPWORDS_EN,
                       STOPWORDS_RU, TARGET_PREPOSITIONS, VERBS, WEEKDAYS)
 from .linking import (CatalogIndex, Lookup, Table, is_temporal, link_column, link_table, prose, similarity,
-                      tokens, words, LINK_SIMILARITY, ASK_SIMILARITY, LEVELS)
+                      time_column_named, tokens, words, LINK_SIMILARITY, ASK_SIMILARITY, LEVELS)
 from .scanner import MASK, Hit, Scanner
 
 # Words that never start or end a phrase naming a table or column.
@@ -178,10 +178,11 @@ def ground_source(sc: Scanner, d: Draft, index: CatalogIndex, mentions: list) ->
 
 
 def _use_source(sc: Scanner, d: Draft, pool: list[Table], look: Lookup, start: int, end: int) -> None:
-    if look.linked is None:
-        _ask_table(d, look.phrase, [t for t in pool if t.name in look.names])
+    tables = _preferred([t for t in pool if t.name in look.names])
+    if len(tables) != 1:
+        _ask_table(d, look.phrase, tables)
         return
-    table = next(t for t in pool if t.name == look.linked)
+    table = tables[0]
     _set_endpoint(d.source, table)
     # The phrase may be partly consumed already (the grammar's "what is moved"): mask it all, one hit.
     sc.masked = sc.masked[:start] + MASK * (end - start) + sc.masked[end:]
@@ -196,6 +197,15 @@ def _set_endpoint(ep: dict, table: Table) -> None:
     else:
         ep.update({"kind": table.kind, "table": table.name})
     ep["connection"] = table.connection
+
+
+def _preferred(tables: list[Table]) -> list[Table]:
+    """Of tables one phrase names equally well: generated scratch copies only when nothing else is, and of
+    one kind of connection the default one."""
+    tables = [t for t in tables if not t.scratch] or tables
+    if len({t.kind for t in tables}) == 1 and len({t.connection for t in tables}) > 1:
+        tables = [t for t in tables if t.default] or tables
+    return tables
 
 
 def _ask_table(d: Draft, phrase: str, tables: list[Table]) -> None:
@@ -255,8 +265,11 @@ def explain_leftovers(unknown: list[tuple[int, str]], sc: Scanner, d: Draft, ind
 # ---------------------------------------------------------------- the spec's columns
 
 def check_columns(spec: dict[str, Any], d: Draft, index: CatalogIndex, grounding: "Grounding",
-                  answered: dict[str, str]) -> None:
-    """Every column the spec names is a real column of its source (or joined tables), linked or asked."""
+                  answered: dict[str, str], text: str = "") -> None:
+    """Every column the spec names is a real column of its source (or joined tables), linked or asked.
+
+    The default time column (``created_at``) the source lacks is the date/time column a word of ``text``
+    names ("scheduled in March" -> scheduled_at), else the source's only one, else a question."""
     source = index.table_for(spec["source"])
     if source is None or not source.columns:
         return
@@ -274,7 +287,9 @@ def check_columns(spec: dict[str, Any], d: Draft, index: CatalogIndex, grounding
         if col in answered:
             grounding.note(None, f'"{col}" -> column {answered[col]} (your answer)')
             return answered[col]
-        look = link_column(col, tables)
+        if col == DEFAULT_TIME_COLUMN:
+            return _default_time(col, d, source, text, grounding)
+        look = link_column(col, tables, spec_column=True)
         if look.linked:
             grounding.note(None, f'"{col}" -> column {look.linked} ({look.how})')
             return look.linked
@@ -284,7 +299,7 @@ def check_columns(spec: dict[str, Any], d: Draft, index: CatalogIndex, grounding
               f"В {source.name} нет колонки {col!r}; какая это колонка ({shown})?")
         return col
 
-    _time_column(spec, d, source, answered, grounding)
+    _time_column(spec, d, source, answered, grounding, text)
     for f in spec.get("filters") or []:
         f["column"] = fix(f["column"])
     agg = spec.get("aggregate")
@@ -311,7 +326,23 @@ def check_columns(spec: dict[str, Any], d: Draft, index: CatalogIndex, grounding
             q["column"] = fix(q["column"], True)
 
 
-def _time_column(spec: dict, d: Draft, table: Table, answered: dict[str, str], grounding: "Grounding") -> None:
+def _default_time(col: str, d: Draft, table: Table, text: str, grounding: "Grounding") -> str:
+    named = time_column_named(text, table)
+    temporal = [c for c, t in table.columns if is_temporal(t)]
+    if named:
+        grounding.note(None, f'"{col}" (the default time column) -> column {named} (the request names it)')
+        return named
+    if len(temporal) == 1:
+        d.default(f"{table.name} has no {col}; its only date/time column is {temporal[0]}")
+        return temporal[0]
+    shown = ", ".join(temporal or table.column_names[:12])
+    d.ask(f"column:{col}", f"{table.name} has no {col}; which column dates a row ({shown})?",
+          f"В {table.name} нет {col}; по какой колонке считать время ({shown})?")
+    return col
+
+
+def _time_column(spec: dict, d: Draft, table: Table, answered: dict[str, str], grounding: "Grounding",
+                 text: str = "") -> None:
     """A per-period aggregate needs a time column the source has; the default one may not exist."""
     agg = spec.get("aggregate")
     if not agg or not agg.get("period") or table.column(agg.get("time_column") or ""):
@@ -325,6 +356,9 @@ def _time_column(spec: dict, d: Draft, table: Table, answered: dict[str, str], g
         return
     look = link_column(wanted, [table], similar=False) if wanted else Lookup("")
     temporal = [c for c, t in table.columns if is_temporal(t)]
+    named = time_column_named(text, table) if wanted == DEFAULT_TIME_COLUMN else None
+    if named and not look.linked:
+        look = Lookup(wanted, (named,), "the request names it")
     if look.linked:
         agg["time_column"] = look.linked
         grounding.note(None, f'"{wanted}" -> column {look.linked} ({look.how})')

@@ -67,6 +67,8 @@ RU_STEMS = (
     ("измерени", "measurement"), ("идентификатор", "id"), ("номер", "number"), ("описани", "description"),
     ("назван", "name"), ("наименовани", "name"), ("рождени", "birth"), ("возраст", "age"), ("пол", "gender"),
 )
+# A name part that is a hex run with digits and letters (a uuid or hash piece), 6+ characters.
+_SCRATCH = re.compile(r"(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}")
 _TIME_WORDS = frozenset({"at", "on", "date", "time", "ts", "timestamp", "datetime", "dt", "dttm", "tstamp"})
 _FILLER = frozenset({"the", "a", "an", "of", "s", "для"})
 LEVELS = ((1, "normalised"), (2, "abbreviation"), (3, "lexicon"))
@@ -157,6 +159,12 @@ class Table:
     def shown(self) -> str:
         return f"{self.name} ({self.connection})"
 
+    @property
+    def scratch(self) -> bool:
+        """A generated name (``ex_07959b4e5d.orders``, ``analytics.cancel_a7b02821``): a test's or a job's
+        scratch copy, a candidate only when nothing else is."""
+        return any(_SCRATCH.fullmatch(part) for part in re.split(r"[._/]", self.name.lower()))
+
 
 @dataclass(frozen=True)
 class Lookup:
@@ -199,6 +207,15 @@ class CatalogIndex:
         pool = [t for t in self.tables if kind in (None, t.kind)]
         full = [t for t in pool if t.name.lower() == low]
         return full or ([t for t in pool if t.name.lower().rsplit(".", 1)[-1] == low] if "." not in low else [])
+
+    def schema_home(self, name: str) -> list["Table"]:
+        """For a table the catalog does not hold yet: the tables of the one kind of connection whose
+        schema (database) ``name``'s prefix names - "analytics.new_x" goes where ``analytics`` is."""
+        if "." not in name:
+            return []
+        schema = name.lower().split(".", 1)[0]
+        found = [t for t in self.tables if t.kind != "file" and t.name.lower().split(".", 1)[0] == schema]
+        return found if len({t.kind for t in found}) == 1 else []
 
     def default_connections(self) -> dict[str, str]:
         """kind -> the catalog's default connection of that kind (the planner's defaults win over it)."""
@@ -281,11 +298,92 @@ def link_table(phrase: str, tables: list[Table], similar: bool = True) -> Lookup
     return match(phrase, [t.name for t in tables], similar=similar, exact_forms=forms)
 
 
-def link_column(phrase: str, tables: list[Table], similar: bool = True) -> Lookup:
-    """Link a phrase to a column of ``tables`` (the source, plus joined tables)."""
+def link_column(phrase: str, tables: list[Table], similar: bool = True, spec_column: bool = False) -> Lookup:
+    """Link a phrase to a column of ``tables`` (the source, plus joined tables).
+
+    After the classes of ``match`` (similarity last) come two more: *extension* - the one column that is
+    the phrase plus a unit or a time suffix ("dose" -> dose_mg, "scheduled" -> scheduled_at) - and, for a
+    column the spec names that the source lacks (``spec_column``), any role suffix ("diagnosis" ->
+    diagnosis_code) and *money* - a money word ("price", «стоимость») is the table's one money-like
+    numeric column. In prose, "appointments" is never appointment_id and "most expensive" stays the
+    grammar's, so those two only apply to spec columns."""
     names = [c for t in tables for c in t.column_names]
     entities = {level: [t.entity(level) for t in tables] for level, _ in LEVELS}
-    return match(phrase, names, entities, similar)
+    look = match(phrase, names, entities, similar=False)
+    if look.names:
+        return look
+    extended = _extension(phrase, names, EXTENSIONS if spec_column else UNIT_EXTENSIONS)
+    if len(extended) == 1:
+        return Lookup(phrase, tuple(extended), "the name plus a unit or suffix")
+    money = _money(phrase, [(c, ty) for t in tables for c, ty in t.columns]) if spec_column else []
+    if len(money) == 1:
+        return Lookup(phrase, tuple(money), "the table's money column")
+    if extended:
+        return Lookup(phrase, (), None, tuple(extended)[:MAX_CANDIDATES])
+    return match(phrase, names, entities, similar) if similar else look
+
+
+# What a column name adds to the word a user says: a unit, a currency or a role suffix ("dose" ->
+# dose_mg, "fee" -> fee_rub, "diagnosis" -> diagnosis_code, "customer" -> customer_id).
+UNIT_EXTENSIONS = frozenset("""
+at on date time ts dt mg g kg lb ml l cm mm m km min mins minutes sec secs seconds ms h hr hrs hours days d pct
+percent usd eur rub gbp jpy cny kzt cents local utc
+""".split())
+EXTENSIONS = UNIT_EXTENSIONS | frozenset("id ids code codes name num number no count cnt total qty amount value val "
+                                         "type kind flag".split())
+# Words for money; the table's one numeric column whose name says money is what they mean.
+MONEY_WORDS = frozenset("""
+price prices cost costs amount amounts revenue revenues sum sums fee fees charge charges payment payments
+expensive cheap cheaper dearer turnover sales spend spent
+цена цены цену стоимость стоимости сумма суммы сумму выручка выручку оплата оплаты оплат платеж платёж дорогих
+дорогие дороже дешевле дешёвых дешевых
+""".split())
+_MONEY_COLUMN = re.compile(r"(?:^|_)(?:amount|price|fee|fees|cost|revenue|total|sum|charge|paid|payment|"
+                           r"usd|eur|rub|gbp|kzt|cents)(?:_|$)", re.I)
+_NUMERIC = re.compile(r"numeric|decimal|float|double|real|money|int|number", re.I)
+
+
+def _extension(phrase: str, names: list[str], suffixes: frozenset) -> list[str]:
+    said = [_singular(w) for w in words(phrase)]
+    if not said:
+        return []
+    out = []
+    for name in names:
+        parts = [_singular(w) for w in name.lower().split("_") if w]
+        extra = (parts[len(said):] if parts[:len(said)] == said else
+                 parts[:-len(said)] if parts[-len(said):] == said else None)
+        if extra and len(extra) == 1 and extra[0] in suffixes:
+            out.append(name)
+    return out
+
+
+def _money(phrase: str, columns: list[tuple[str, str]]) -> list[str]:
+    if not any(w in MONEY_WORDS or _russian(w) in ("amount", "price", "payment") for w in words(phrase)):
+        return []
+    return list(dict.fromkeys(c for c, ty in columns if _MONEY_COLUMN.search(c) and _NUMERIC.search(ty)
+                              and not re.search(r"(?:^|_)(?:id|count|qty)$", c, re.I)))
+
+
+def time_column_named(text: str, table: Table) -> Optional[str]:
+    """The one date/time column of ``table`` a word of ``text`` names by its stem: "scheduled" ->
+    scheduled_at, "issued" -> issued_on, «зарегистрированные» is not matched (English stems only)."""
+    temporal = [c for c, ty in table.columns if is_temporal(ty)]
+    said = {_stem(_singular(w)) for w in words(text) if len(w) >= 4}
+    found = []
+    for c in temporal:
+        head = [w for w in c.lower().split("_") if w and w not in _TIME_WORDS]
+        if head and any(_common_prefix(_stem(head[0]), w) >= min(5, len(_stem(head[0]))) for w in said):
+            found.append(c)
+    return found[0] if len(found) == 1 else None
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 # ---------------------------------------------------------------- similarity (MiniLM)
