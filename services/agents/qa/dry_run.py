@@ -71,15 +71,20 @@ def dry_run(extract_rows: list[dict], transform_sql: str | None, transform_code:
     if has_errors(findings):
         return _result(rows, [], [], findings)
     findings += _shape_findings(out, columns)
-    if spec is not None and rows:
-        from services.agents.qa.spec_checks import result_shape_findings
-
-        findings += result_shape_findings(spec, columns, out, source_columns, join_columns)
-    if spec is not None and target_columns:
-        from services.agents.qa.spec_checks import sample_range_findings
-
-        findings += sample_range_findings(spec, target_columns, out)
+    if spec is not None:
+        findings += _spec_findings(spec, columns, rows, out, source_columns, join_columns, target_columns)
     return _result(rows, out, columns, findings)
+
+
+def _spec_findings(spec: dict, columns: list[str], rows: list[dict], out: list[dict], source_columns, join_columns,
+                   target_columns) -> list[Finding]:
+    """The result against the spec: its shape, the rows its filters keep, values its target types hold."""
+    from services.agents.qa.spec_checks import filter_findings, result_shape_findings, sample_range_findings
+
+    if not rows:
+        return []
+    return (result_shape_findings(spec, columns, out, source_columns, join_columns)
+            + filter_findings(spec, columns, out) + sample_range_findings(spec, target_columns or [], out))
 
 
 def _static_findings(transform_sql: str | None, transform_code: str | None) -> list[Finding]:

@@ -144,13 +144,15 @@ def column_findings(spec: dict, source_columns: Optional[list], join_columns: Op
     """Spec columns that are not among the real source columns (as the schema analyst introspected them)."""
     from services.spec_compiler import SqlGenerationError
 
+    # A rename onto the column's own name changes nothing: the name the request asked for was lost.
+    out = [_err("spec-rename", f"rename maps {old!r} onto its own name; the target would lack the new name the "
+                               "request gave it") for old, new in (spec.get("rename") or {}).items() if old == new]
     if not source_columns:
-        return []  # unknown (an empty topic): nothing to compare with; the schema check says why
+        return out  # unknown (an empty topic): nothing to compare with; the schema check says why
     try:
         scope = _scope(spec, source_columns, join_columns)
     except (SqlGenerationError, ValueError) as exc:
-        return [_err("spec-column", f"the spec's columns do not fit the source: {exc}")]
-    out = []
+        return out + [_err("spec-column", f"the spec's columns do not fit the source: {exc}")]
     for column, where in spec_column_refs(spec):
         if where.startswith("joins[") and ".on" in where:
             continue  # join keys are checked by the compiler with the joined table's columns
@@ -740,3 +742,116 @@ def sample_range_findings(spec: dict, ddl_columns: list, rows: list[dict]) -> li
             out.append(_err("target-range", f"column {name!r} is {base}, which holds {low}..{high} only; the "
                                             f"sample's result has {bad}: it would load as another day"))
     return out
+
+
+# ---------------------------------------------------------------- rows the spec's filters keep
+
+def filter_findings(spec: dict, columns: list[str], rows: list[dict]) -> list[Finding]:
+    """A dry run's output row that one of the spec's filters would have dropped (a lost WHERE).
+
+    Only where the output still carries the filtered value as the filter saw it: not after an aggregate or
+    a hand-written transform, nor on a column the spec cleans or masks, nor for ``within_last`` (the
+    source's clock). A value that cannot be compared with the filter's literal is left alone."""
+    if spec.get("aggregate") or (spec.get("transform") or {}).get("sql") or (spec.get("transform") or {}).get("python"):
+        return []
+    changed = {c.get("column") for c in spec.get("cleaning") or []} | {p.get("column") for p in spec.get("pii") or []}
+    out = []
+    for f in spec.get("filters") or []:
+        column = f.get("column") or ""
+        if "." in column or column in changed or f.get("op") == "within_last":
+            continue
+        col = _find(columns, column, spec)
+        bad = next((r for r in rows if col and _keeps(f, r.get(col)) is False), None) if col else None
+        if bad is not None:
+            where = f"{column} {f.get('op')}" + ("" if f.get("op") in ("is_null", "not_null") else f" {f.get('value')!r}")
+            out.append(_err("result-filter", f"the sample's result keeps a row with {col}={bad.get(col)!r}; the spec "
+                                             f"keeps only rows where {where}"))
+    return out
+
+
+def _keeps(f: dict, value: Any) -> Optional[bool]:
+    """Whether filter ``f`` keeps a row whose column holds ``value``; None when that cannot be told safely."""
+    op, lit = f.get("op"), f.get("value")
+    if op == "is_null":
+        return value is None
+    if op == "not_null":
+        return value is not None
+    if value is None:
+        return False  # SQL: NULL matches no comparison (dialect.py means the same in every engine)
+    value = _typed_time(value)
+    if op in ("in", "not_in"):
+        found = [_equal(value, v) for v in lit or []]
+        if None in found and True not in found:
+            return None
+        return (True in found) == (op == "in")
+    if op == "contains":
+        return str(lit) in value if isinstance(value, str) else None
+    if op == "between":
+        low, high = (lit or [None, None])[:2]
+        upper = _next_day(high) if _plain_date(high) and isinstance(value, dt.datetime) else None
+        above = _compare(value, low)
+        below = _compare(value, upper) if upper is not None else _compare(value, high)
+        if above is None or below is None:
+            return None
+        return above >= 0 and (below < 0 if upper is not None else below <= 0)
+    cmp = _compare(value, lit)
+    if cmp is None:
+        return None
+    return {"=": cmp == 0, "!=": cmp != 0, ">": cmp > 0, ">=": cmp >= 0, "<": cmp < 0, "<=": cmp <= 0}.get(op)
+
+
+def _equal(value: Any, lit: Any) -> Optional[bool]:
+    cmp = _compare(value, lit)
+    return None if cmp is None else cmp == 0
+
+
+def _typed_time(value: Any) -> Any:
+    """ISO text (a CSV or JSON sample) as the date or datetime a database would compare."""
+    if not isinstance(value, str) or not re.match(r"\d{4}-\d{2}-\d{2}", value) or not _iso_time(value):
+        return value
+    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return when.date() if _plain_date(value) else when
+
+
+def _plain_date(v: Any) -> bool:
+    return isinstance(v, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", v) is not None
+
+
+def _next_day(v: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(v) + dt.timedelta(days=1)
+
+
+def _compare(value: Any, lit: Any) -> Optional[int]:
+    """-1, 0, 1 comparing a result value with a filter literal as SQL would; None when of unlike kinds."""
+    a, b = _as_comparable(value, lit)
+    if a is None or b is None:
+        return None
+    try:
+        return (a > b) - (a < b)
+    except TypeError:
+        return None
+
+
+def _as_comparable(value: Any, lit: Any) -> tuple[Any, Any]:
+    if isinstance(value, bool) or isinstance(lit, bool):
+        return (value, lit) if isinstance(value, bool) and isinstance(lit, bool) else (None, None)
+    if _is_number(value):
+        try:
+            return decimal.Decimal(str(value)), decimal.Decimal(str(lit))
+        except decimal.InvalidOperation:
+            return None, None
+    if isinstance(value, (dt.date, dt.datetime)) and isinstance(lit, (str, dt.date)):
+        try:
+            when = lit if isinstance(lit, dt.date) else dt.datetime.fromisoformat(lit.replace("Z", "+00:00"))
+        except ValueError:
+            return None, None
+        if isinstance(value, dt.datetime):
+            if not isinstance(when, dt.datetime):
+                when = dt.datetime.combine(when, dt.time())
+            if (value.tzinfo is None) != (when.tzinfo is None):
+                value, when = value.replace(tzinfo=None), when.replace(tzinfo=None)
+            return value, when
+        return value, when.date() if isinstance(when, dt.datetime) else when
+    if isinstance(value, str) and isinstance(lit, (str, int, float)):
+        return value, str(lit)
+    return None, None
