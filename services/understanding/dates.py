@@ -44,6 +44,11 @@ _UNIT_RU = r"(?P<unit>минут\w*|час\w*|дн\w+|день|сутки|нед
 _TIME_COL = r"(?:[A-Za-z_][A-Za-z0-9_]*?(?:_at|_on|date|time|_ts|_dt|_day)|ts)(?![\w.])"
 _BY_COL = rf"(?:\s+(?:by|on|of|using|based\s+on|according\s+to|по)\s+(?:the\s+)?(?:(?:поле|полю)\s+)?(?P<bycol>{IDENT}))?"
 _CREATED = r"(?:created|placed|made|registered|signed\s+up|submitted|booked|opened|созданн\w+|оформленн\w+|зарегистрированн\w+)"
+# An event's participle before a date names the time column ("scheduled in March" -> scheduled_at, "hired
+# before 2015" -> hired_on, linked from the catalog); generic ones (_CREATED) mean the default time column.
+_EVENT = (r"(?!(?:paid|pending|refunded|cancell?ed|shipped|delivered|completed|failed|loaded|copied|moved|exported|"
+          r"imported|synced|mirrored|filtered|grouped|ordered|sorted|aggregated|summed|counted|joined|limited|need|"
+          r"based|red|bed)\b)(?:[a-z]{3,}ed|taken|written|given|seen|done|sent|held|begun|drawn|born)")
 _UPDATED = r"(?:updated|modified|changed|edited|обновлённ\w+|обновленн\w+|изменённ\w+|измененн\w+)"
 
 
@@ -51,17 +56,18 @@ def scan_dates(sc: Scanner, d: Draft) -> None:
     if not sc.has(r"\d|last|past|previous|recent|trailing|yesterday|today|tonight|this\s|ytd|mtd|to[\s-]date|"
                   r"последн|прошл|вчера|сегодня|этот|текущ|эту"):
         return
-    lead = rf"(?:(?P<who>{_CREATED}|{_UPDATED})\s+|(?:with\s+|where\s+|whose\s+)?(?P<col0>{_TIME_COL})\s+(?:is\s+)?)?"
+    lead = (rf"(?:(?P<who>{_CREATED}|{_UPDATED})\s+|(?P<event>{_EVENT})\s+|"
+            rf"(?:with\s+|where\s+|whose\s+)?(?P<col0>{_TIME_COL})\s+(?:is\s+)?)?")
     relative = (
         rf"\b{lead}(?:in|over|during|for|within|from)?\s*(?:the\s+)?(?:last|past|previous|recent|trailing)\s+"
-        rf"(?:(?P<n>{NUMBER_ANY})\s*)?{_UNIT_EN}(?!\w){_BY_COL}",
+        rf"(?:(?P<n>{NUMBER_ANY})\s*)?{_UNIT_EN}(?!\w)(?!\s+of\s+(?:19|20)\d\d){_BY_COL}",
         rf"\b{lead}(?:за|в\s+течение)\s+(?:последн\w+|прошл\w+)\s+(?P<n>{NUMBER_ANY}\s+)?{_UNIT_RU}{_BY_COL}",
     )
     for pattern in relative:
         for m in list(sc.finditer(pattern)):
             _relative(sc, d, m)
     for m in list(sc.finditer(r"\b(?:yesterday|today|tonight|this\s+(?:week|month|year|quarter)|last\s+(?:calendar\s+)?"
-                              r"(?:quarter)|year[\s-]to[\s-]date|ytd|month[\s-]to[\s-]date|mtd|вчера|сегодня|"
+                              r"(?:quarter)(?!\s+of\s+(?:19|20)\d\d)|year[\s-]to[\s-]date|ytd|month[\s-]to[\s-]date|mtd|вчера|сегодня|"
                               r"(?:за\s+)?(?:этот|текущий)\s+(?:месяц|год)|(?:за\s+)?эту\s+неделю)\b")):
         d.ask("filters", f"'{m.group(0)}' depends on today's date; which dates exactly (e.g. 'since 2024-01-01', "
                          f"'in the last 1 day')?",
@@ -92,17 +98,23 @@ def _column(d: Draft, m: re.Match) -> str:
         return g["col0"]
     if g.get("who") and re.match(_UPDATED, g["who"], re.I):
         return "updated_at"
+    if g.get("event"):  # "hired before 2015", "taken in August 2026": the catalog links the word to its column
+        return g["event"].lower()
     d.default(f"dates are compared on {DEFAULT_TIME_COLUMN} (say 'by <column>' to choose another)")
     return DEFAULT_TIME_COLUMN
 
 
 def _scan_absolute(sc: Scanner, d: Draft, lead: str) -> None:
     one, two = DATE, _renamed(DATE, "b")
-    ranges = (rf"\b{lead}(?:between|from)\s+{one}\s+(?:and|to|till|until|through|thru|-)\s+{two}{_BY_COL}",
-              rf"\b{lead}(?:с|от)\s+{one}\s+(?:по|до|-)\s+{two}{_BY_COL}")
+    # "from the 1st to March 7, 2026", «с 1 по 7 марта 2026»: the first day takes the second's month and year.
+    day_only = rf"(?:the\s+)?(?P<d0>\d{{1,2}})(?:st|nd|rd|th)?"
+    ranges = (rf"\b{lead}(?:between|from)\s+(?:{one}|{day_only})\s+(?:and|to|till|until|through|thru|-)\s+(?:the\s+)?{two}"
+              rf"{_INCLUSIVE}{_BY_COL}",
+              rf"\b{lead}(?:с|от)\s+(?:{one}|{day_only})\s+(?:по|до|-)\s+{two}{_INCLUSIVE}{_BY_COL}")
     for pattern in ranges:
         for m in list(sc.finditer(pattern)):
             _range(sc, d, m)
+    _scan_quarters(sc, d, lead)
     year = rf"\b{lead}(?:in|for|during|over|за|в)\s+(?:(?:the\s+)?year\s+)?(?:(?P<month>{_MONTH_EN}|{_MONTH_RU})\s+)?" \
            rf"(?P<year>{_YEAR})(?:\s*(?:г\.|год\w*))?(?![\w-]){_BY_COL}"
     for m in list(sc.finditer(year)):
@@ -125,6 +137,37 @@ def _scan_absolute(sc: Scanner, d: Draft, lead: str) -> None:
                 _ask_date(sc, d, m)
                 continue
             add_filter(sc, d, m, _column(d, m), op, (day + timedelta(days=shift)).isoformat())
+
+
+_QUARTER_WORDS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
+                  "last": 4, "перв": 1, "втор": 2, "трет": 3, "четвёрт": 4, "четверт": 4, "последн": 4}
+
+
+def _scan_quarters(sc: Scanner, d: Draft, lead: str) -> None:
+    """"in Q1 2026", "in the first quarter of 2026", «за первый квартал 2026 года», «во 2 квартале 2025»."""
+    if not sc.has(r"\bq[1-4]|quarter|квартал"):
+        return
+    word = r"first|1st|second|2nd|third|3rd|fourth|4th|last|перв\w*|втор\w*|трет\w*|четв[её]рт\w*|последн\w*"
+    patterns = (rf"\b{lead}(?:in|for|during|over|within|за|в|во)?\s*(?:the\s+)?(?:q(?P<q>[1-4])|(?P<qw>{word})\s+"
+                rf"(?:quarter|квартал\w*)|(?P<qn>[1-4])(?:-?(?:й|м|st|nd|rd|th))?\s+(?:quarter|квартал\w*))\s*(?:of\s+|,\s*)?"
+                rf"(?P<year>{_YEAR})(?:\s*(?:г\.|год\w*))?(?![\w-]){_BY_COL}",
+                rf"\b{lead}(?:in|for|during|за|в)?\s*(?P<year>{_YEAR})[\s-]?q(?P<q>[1-4])\b{_BY_COL}")
+    for pattern in patterns:
+        for m in list(sc.finditer(pattern)):
+            g = m.groupdict()
+            q = int(g.get("q") or g.get("qn") or 0) or next(
+                (v for k, v in _QUARTER_WORDS.items() if (g.get("qw") or "").lower().startswith(k)), 0)
+            if not q:
+                continue
+            y = int(m.group("year"))
+            low, high = date(y, 3 * q - 2, 1), date(y + (q == 4), (3 * q) % 12 + 1, 1)
+            col = _column(d, m)
+            add_filter(sc, d, m, col, ">=", low.isoformat())
+            add_filter(sc, d, m, col, "<", high.isoformat())
+
+
+# The grammar's ranges already include their last day; saying so changes nothing.
+_INCLUSIVE = r"(?:\s*,?\s*(?:включительно|inclusive(?:ly)?|(?:both\s+)?(?:ends|days|dates)\s+included|(?:both\s+)?inclusive))?"
 
 
 def _renamed(pattern: str, suffix: str) -> str:
@@ -161,6 +204,11 @@ def _month(word: str) -> int:
 def _range(sc: Scanner, d: Draft, m: re.Match) -> None:
     high = _date(m, "b")
     low = _date(m, "", default_year=high.year if high else None)
+    if m.groupdict().get("d0") and high is not None:
+        try:
+            low = high.replace(day=int(m.group("d0")))
+        except ValueError:
+            low = None
     if low is None or high is None or low > high:
         _ask_date(sc, d, m)
         return

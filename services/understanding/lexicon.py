@@ -79,6 +79,8 @@ laod lod laoding cpoy coppy copys exprot exoprt imoprt syncronize syncronise syn
 перелить перелейте перекинь перекинуть перекидывай перекидывать закинь закинуть скинь скинуть положи положить
 реплицируй реплицировать реплицировать выгрузите загрузите скопируйте перенесите отправь отправить забери
 забрать вытащи вытащить подтяни подтянуть грузи загружай импортируй экспортируй переложи переложить
+refresh refreshes refreshing refreshed upsert upserts upserting upserted
+взять возьми бери брать сохрани сохранить сохраните положи выгружать копировать загружать
 """.split())
 
 SOURCE_PREPOSITIONS = frozenset(["from", "of", "из"])
@@ -89,15 +91,18 @@ TARGET_PREPOSITIONS = frozenset(["into", "to", "onto", "в", "во"])
 DESTRUCTIVE_EN = (r"delete|deletes|deleting|drop|drops|dropping|truncate|truncating|erase|erasing|wipe|"
                   r"wiping|purge|purging|destroy|destroying|remove|removing|update|updating|modify|"
                   r"modifying|alter|altering|nuke|nuking|clear\s+out|clearing\s+out|clean\s+out|cleaning\s+out|"
-                  r"empty\s+out|overwrite\s+the\s+source|wipe\s+out|wiping\s+out")
+                  r"empty\s+out|overwrite\s+the\s+source|wipe\s+out|wiping\s+out|zero\s+out|zeroing\s+out|"
+                  r"set(?:ting)?\s+(?:every|all|each)|in[\s-]place(?!\s+of)")
 DESTRUCTIVE_RU = (r"удал\w*|очист\w*|стереть|сотри|сотрите|стирать|уничтож\w*|измени|изменить|измените|"
                   r"изменять|обнови|обновить|обновите|дропни|дропнуть|транкейт\w*|снеси|снести|сносить|снесите|"
-                  r"грохни|грохнуть|затри|затереть")
+                  r"грохни|грохнуть|затри|затереть|обнул\w*|занул\w*|проставь|проставить")
 # "dropping rows where email is missing" while loading filters the batch: drop/remove (never delete) with
 # rows and a condition, in a request that also says what to load (ROW_FILTER_EXCEPTION, rules.py).
 ROW_FILTER_EXCEPTION = (r"(?:the\s+|any\s+|all\s+)?(?:rows|records|entries|lines|ones)\s+(?:where|with|without|that|"
-                        r"whose|having|lacking|missing|in\s+which)\b|(?:the\s+|any\s+)?(?:missing|null|empty|blank)\s+\w+|"
+                        r"whose|having|lacking|missing|in\s+which)\b|(?:the\s+|any\s+)?(?:missing|null|empty|blank|NA|N/A|NaN)\s+\w+|"
                         r"(?:строки|записи)\s+(?:без|где|с\s+пуст)")
+# "updating existing rows by order_id" while loading is a merge on that key, not a change of the source.
+MERGE_EXCEPTION = r"(?:the\s+)?(?:existing|matching|old)\s+(?:rows|records|entries|ones)\s+(?:by|on|using|keyed\s+(?:by|on))\s+"
 DEDUPE_EXCEPTION = (r"(?:the\s+|all\s+)?(?:duplicates?|duplicate\s+rows|dupes|doubles|whitespace|spaces|"
                     r"blank\s+\w+|дубл\w*|повтор\w*|пробел\w*)")
 

@@ -5,8 +5,8 @@ import re
 from typing import Optional
 
 from .draft import Draft
-from .lexicon import (DEDUPE_EXCEPTION, DESTRUCTIVE_EN, DESTRUCTIVE_RU, IDENT, NUMBER, ROW_FILTER_EXCEPTION, VALUE,
-                      VERBS)
+from .lexicon import (DEDUPE_EXCEPTION, DESTRUCTIVE_EN, DESTRUCTIVE_RU, IDENT, MERGE_EXCEPTION, NUMBER,
+                      ROW_FILTER_EXCEPTION, VALUE, VERBS)
 from .numbers import NUMBER_WORDS, number_value
 from .scanner import Scanner
 
@@ -22,8 +22,10 @@ def destructive_word(text: str) -> Optional[str]:
     loads = any(w.lower() in VERBS for w in re.findall(r"[^\W\d_]+", unquoted))
     for m in re.finditer(rf"\b(?:{DESTRUCTIVE_EN}|{DESTRUCTIVE_RU})\b", unquoted, re.I):
         rest = unquoted[m.end():]
-        if re.match(rf"\s+{DEDUPE_EXCEPTION}", rest, re.I):
+        if re.match(rf"\s+{DEDUPE_EXCEPTION}", rest, re.I) and (loads or re.search(r"\b(?:into|в|во)\b", unquoted, re.I)):
             continue  # "removing duplicates", "удаляя дубликаты": cleaning the batch, not the source
+        if loads and re.match(r"updat", m.group(0), re.I) and re.match(rf"\s+{MERGE_EXCEPTION}", rest, re.I):
+            continue  # "updating existing rows by order_id": how the load writes (merge), not a change
         after_load = re.search(r"\b(?:then|afterwards|after\s+that|затем|потом)\W*$", unquoted[:m.start()], re.I)
         if loads and not after_load and re.match(r"(?:drop|remov|skip|exclud|убир|убра|отбрас|выкид)", m.group(0), re.I) \
                 and re.match(rf"\s+{ROW_FILTER_EXCEPTION}", rest, re.I):
@@ -238,9 +240,40 @@ def scan_load_mode(sc: Scanner, d: Draft) -> None:
     )
     for pattern in patterns:
         for m in list(sc.finditer(pattern)):
-            keys = [k for k in re.split(r"\s*(?:,|\band\b)\s*", m.group("keys")) if k]
-            _set_mode(sc, d, m, "merge", keys)
+            _set_mode(sc, d, m, "merge", _keys(m.group("keys")))
+    _scan_merge_keys(sc, d)
     _scan_simple_modes(sc, d)
+
+
+def _keys(text: str) -> list[str]:
+    return [k for k in re.split(r"\s*(?:,|\band\b|\bи\b)\s*", text) if k]
+
+
+_KEY_LIST = rf"(?P<keys>(?!(?:the|a|an|it|them|every|each|day|hour|week|month)\b){IDENT}(?![.\w])(?:\s*(?:,|and|и)\s*{IDENT}(?![.\w]))*)"
+
+
+def _scan_merge_keys(sc: Scanner, d: Draft) -> None:
+    """"Upsert <table> into <target> by customer_id", "merge doctors into ... keyed by doctor_id", "... updating
+    existing rows by order_id", «с обновлением по patient_id»: the verb, the endpoints, then the key.
+
+    The verb means merge; without a key the compiler asks for one rather than appending."""
+    key_phrase = (rf"\b(?:keyed\s+(?:on|by)|(?:de-?dup(?:e|ed|ing)?|deduplicat\w*)\s+(?:on|by)|(?:on|by|using)"
+                  rf"(?:\s+(?:the\s+)?(?:primary\s+|unique\s+)?(?:keys?|columns?))?)\s+(?:the\s+)?{_KEY_LIST}")
+    verbs = r"\b(?:upsert(?:ing|s|ed)?|merg(?:e|es|ing)|(?:update|updating)\s+(?:the\s+)?(?:existing|matching)\s+(?:rows|records))\b"
+    for v in list(sc.finditer(verbs)):
+        tail = re.compile(key_phrase, re.I).search(sc.masked, v.end())
+        between = sc.masked[v.end():tail.start()] if tail else ""
+        if tail is None or re.search(r"[;]|\b(?:where|with|per|join\w*)\b", between, re.I) or len(between) > 160:
+            d.ask("target.keys", "Merge on which key column (e.g. 'upsert by order_id')?",
+                  "По какой колонке-ключу делать upsert (например, 'upsert по order_id')?")
+            sc.take(v)
+            continue
+        sc.take(v, "load verb" if re.match(r"upsert|merg", v.group(0), re.I) else None)
+        _set_mode(sc, d, tail, "merge", _keys(tail.group("keys")))
+    ru = rf"\b(?:с\s+обновлением|обновляя(?:\s+существующие\s+(?:строки|записи))?|с\s+апсертом|с\s+мерджем)\s+по\s+" \
+         rf"(?:ключу\s+|ключам\s+|полю\s+|колонке\s+)?{_KEY_LIST}"
+    for m in list(sc.finditer(ru)):
+        _set_mode(sc, d, m, "merge", _keys(m.group("keys")))
 
 
 def _scan_simple_modes(sc: Scanner, d: Draft) -> None:

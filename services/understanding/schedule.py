@@ -12,13 +12,14 @@ from .draft import Draft
 from .lexicon import WEEKDAYS, WEEKDAYS_RU
 from .scanner import Scanner
 
-_TIME_EN = (r"(?:(?P<word>noon|midnight)|(?P<h>\d{1,2})(?:[:.](?P<m>\d{2}))?\s*"
+_TIME_EN = (r"(?:(?P<past>five|ten|twenty|twenty-five|quarter|half|\d{1,2})\s+(?:minutes\s+)?past\s+(?P<word2>noon|midnight|"
+            r"\d{1,2}(?:\s*(?P<ampm2>a\.?m\.?|p\.?m\.?))?)|(?P<word>noon|midnight)|(?P<h>\d{1,2})(?:[:.](?P<m>\d{2}))?\s*"
             r"(?P<ampm>a\.?m\.?|p\.?m\.?|h\b)?)(?![\w:])")
 _TIME_RU = (r"в\s+(?:(?P<word>полночь|полдень)|(?P<h>\d{1,2})(?:[:.](?P<m>\d{2}))?"
             r"(?:\s*час(?:а|ов)?)?(?:\s+(?P<part>ночи|утра|дня|вечера))?)(?![\w:])")
 _DAILY_EN = (r"(?:every\s+day|each\s+day|daily|every\s+(?:night|nite|evening)|each\s+night|nightly|nitely|"
              r"once\s+a\s+day)")
-_DAILY_RU = r"(?:ежедневно|каждый\s+день|каждую\s+ночь|раз\s+в\s+день|каждые\s+сутки)"
+_DAILY_RU = r"(?:ежедневно|каждый\s+день|каждую\s+ночь|раз\s+в\s+(?:день|сутки)|каждые\s+сутки|ежесуточно)"
 _WD_EN = "|".join(sorted(WEEKDAYS, key=len, reverse=True))
 _WD_RU = "|".join(sorted(WEEKDAYS_RU, key=len, reverse=True))
 _CRON_FIELD = r"[\d*/,\-?A-Za-z#]+"
@@ -27,6 +28,13 @@ _CRON5 = rf"{_CRON_FIELD}(?:\s+{_CRON_FIELD}){{4}}"
 
 def _hour_minute(m: re.Match) -> Optional[tuple[int, int]]:
     """(hour, minute) of a time match, or None when it is not a valid time of day."""
+    if m.groupdict().get("past"):  # "five past midnight", "quarter past 6 pm"
+        base = re.fullmatch(r"(\d{1,2})(?:\s*(?:a\.?m\.?|p\.?m\.?))?", m.group("word2"), re.I)
+        hour = {"noon": 12, "midnight": 0}.get(m.group("word2").lower())
+        if base:
+            hour = _apply_part(int(base.group(1)), m.group("ampm2"), None)
+        minute = _PAST.get(m.group("past").lower()) or int(m.group("past"))
+        return (hour, minute) if hour is not None and 0 <= hour <= 23 and 0 <= minute <= 59 else None
     word = (m.group("word") or "").lower()
     if word in ("noon", "полдень"):
         return 12, 0
@@ -37,6 +45,9 @@ def _hour_minute(m: re.Match) -> Optional[tuple[int, int]]:
     if hour is None or not (0 <= hour <= 23 and 0 <= minute <= 59):
         return None
     return hour, minute
+
+
+_PAST = {"five": 5, "ten": 10, "twenty": 20, "twenty-five": 25, "quarter": 15, "half": 30}
 
 
 def _apply_part(hour: int, ampm: Optional[str], part: Optional[str]) -> Optional[int]:
@@ -77,7 +88,7 @@ def _timed(sc: Scanner, d: Draft, pattern: str, make: Callable[[re.Match, int, i
 
 def _weekday(m: re.Match, table: dict[str, int]) -> str:
     day = m.group("wd").lower()
-    return "1-5" if day.startswith("weekday") else str(table[day])
+    return "1-5" if day.startswith(("weekday", "будн", "рабоч")) else str(table[day])
 
 
 def scan_cron_literals(sc: Scanner, d: Draft) -> None:
@@ -111,6 +122,12 @@ def scan_schedules_en(sc: Scanner, d: Draft) -> None:
                   rf"month\s+at\s+{t}", lambda m, h, mi: f"{mi} {h} {int(m.group('dom'))} * *")
     _every_n(sc, d, r"\bevery\s+(?P<n>\d+)\s+(?:minutes?|mins?)\b", "minute")
     _every_n(sc, d, r"\bevery\s+(?P<n>\d+)\s+hours?\b", "hour")
+    for m in list(sc.finditer(r"\b(?:hourly|every\s+hour|each\s+hour|once\s+an\s+hour)\s*,?\s+at\s+(?:(?P<past>five|ten|"
+                              r"twenty|twenty-five|quarter|half|\d{1,2})\s+(?:minutes\s+)?past(?:\s+the\s+hour)?|:(?P<mm>\d{2})|"
+                              r"(?P<mins>\d{1,2})\s+minutes\s+past(?:\s+the\s+hour)?)(?![\w:])")):
+        minute = _PAST.get((m.group("past") or "").lower()) or int(m.group("past") or m.group("mm") or m.group("mins"))
+        if 0 <= minute <= 59:
+            _add(sc, d, m, f"{minute} * * * *")
     _fixed(sc, d, r"\b(?:every|each)\s+minute\b", "* * * * *")
     _fixed(sc, d, r"\b(?:hourly|every\s+hour|each\s+hour|once\s+an\s+hour)\b", "0 * * * *")
     for m in list(sc.finditer(rf"\b(?:every|each|on)\s+(?P<wd>weekdays?|{_WD_EN})\b")):
@@ -126,8 +143,9 @@ def scan_schedules_ru(sc: Scanner, d: Draft) -> None:
     t = _TIME_RU
     _timed(sc, d, rf"\b{_DAILY_RU}\s+{t}", lambda m, h, mi: f"{mi} {h} * * *")
     _timed(sc, d, rf"(?<!\w){t}\s+{_DAILY_RU}\b", lambda m, h, mi: f"{mi} {h} * * *")
-    wd = rf"(?:каждый|каждую|каждое|по)\s+(?P<wd>{_WD_RU})"
+    wd = rf"(?:каждый|каждую|каждое|по)\s+(?P<wd>{_WD_RU}|будням|будним\s+дням|рабочим\s+дням)"
     _timed(sc, d, rf"\b{wd}\s+{t}", lambda m, h, mi: f"{mi} {h} * * {_weekday(m, WEEKDAYS_RU)}")
+    _timed(sc, d, rf"(?<!\w){t}\s+{wd}\b", lambda m, h, mi: f"{mi} {h} * * {_weekday(m, WEEKDAYS_RU)}")
     _every_n(sc, d, r"\bкаждые\s+(?P<n>\d+)\s+минут\w*", "minute")
     _every_n(sc, d, r"\bкаждые\s+(?P<n>\d+)\s+час\w*", "hour")
     _fixed(sc, d, r"\bкаждую\s+минуту\b", "* * * * *")
