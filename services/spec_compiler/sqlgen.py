@@ -39,7 +39,7 @@ from services.domain.spec import DATABASE_KINDS, PipelineSpec
 from .dialect import CLEANING_ORDER, PERIOD_SQL, cleaned, condition, ident, lit, table_ref
 from .scope import ColumnList, Field, JoinColumns, Scope, SqlGenerationError, ValueRanges
 from .shape import OutCol, find_column, pii_effect, renames, shape_of, shaped_columns
-from .typemap import Canon, to_target
+from .typemap import Canon, clickhouse_holds, to_target
 
 __all__ = ["generate_sql", "check_sql", "ident", "table_ref", "lit", "SqlGenerationError"]
 
@@ -463,7 +463,8 @@ def _version_column(spec: PipelineSpec, columns: list[tuple[str, Canon]]) -> Opt
         return None
     name = spec.rename.get(spec.incremental.cursor_column, spec.incremental.cursor_column)
     c = dict(columns).get(name)
-    ok = c is not None and c.kind in ("date", "timestamp", "uint8", "uint16", "uint32", "uint64")
+    # A date column declared String (its days leave ClickHouse's range) cannot version rows.
+    ok = c is not None and c.kind in ("date", "timestamp", "uint8", "uint16", "uint32", "uint64") and clickhouse_holds(c)
     return name if ok else None
 
 

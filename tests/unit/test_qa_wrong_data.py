@@ -141,3 +141,12 @@ def test_a_rename_onto_the_columns_own_name_fails_qa():
     assert any("'person_id' onto its own name" in m for m in found)
     fine = {**spec, "rename": {"person_id": "id", "state": "status"}}
     assert not any("own name" in str(f) for f in sc.column_findings(fine, PEOPLE))
+
+
+def test_a_merge_whose_cursor_leaves_clickhouses_days_has_no_version_column():
+    spec = {"source": PG, "target": {**CH, "load_mode": "merge", "keys": ["person_id"]},
+            "incremental": {"cursor_column": "joined_at"}}
+    columns = [tuple(c) for c in PEOPLE]
+    assert "ReplacingMergeTree(joined_at)" in generate_sql(spec, columns)["target_ddl"]
+    early = generate_sql(spec, columns, value_ranges={"joined_at": ["1969-07-20 20:17:00", "2026-01-01 00:00:00"]})
+    assert "ENGINE = ReplacingMergeTree ORDER BY" in early["target_ddl"] and "joined_at Nullable(String)" in early["target_ddl"]
