@@ -34,7 +34,8 @@ Rules:
 - Never delete, drop, truncate or modify data: refuse such requests.
 Spec ("?" marks an optional field):
 """
-_MAX_EXAMPLES = 2
+# One example: each costs ~300 prompt tokens, a minute of a CPU model's time per call.
+_MAX_EXAMPLES = 1
 # Requests the builtin understands, one per kind of pipeline; the prompt shows the builtin's own answers
 # for the ones closest to the request (worded apart from any acceptance case on purpose).
 EXAMPLE_REQUESTS = (
@@ -186,7 +187,8 @@ def worked_example(request: str, default_connections: Optional[dict]) -> Optiona
         return None
     spec = PipelineSpec.model_validate(answer["spec"]).model_dump(mode="json", exclude_defaults=True,
                                                                   exclude={"steps", "notes", "spec_version", "name"})
-    return {"outcome": "plan", "spec": spec, "understood": list(answer.get("understood") or [])[:4]}
+    # Without "understood": on a CPU model every output token costs a fraction of a second.
+    return {"outcome": "plan", "spec": spec}
 
 
 def plan_examples(text: str, default_connections: Optional[dict]) -> list[tuple[str, dict]]:

@@ -69,7 +69,7 @@ STRUCTURED = {"openai": "json_schema", "openai_compatible": "json_schema", "vllm
               "llamacpp": "llamacpp", "llama.cpp": "llamacpp", "deepseek": "json_object", "qwen": "json_object"}
 # Output budgets per task: a plan or a SQL answer is a few hundred tokens; a runaway generation on a
 # local model costs minutes, so the cap is part of the contract rather than the model's choice.
-TASK_MAX_TOKENS = {"plan": 1200, "sql": 1500, "python": 1500, "reflect": 600, "schema": 800, "qa": 800}
+TASK_MAX_TOKENS = {"plan": 700, "sql": 1500, "python": 1500, "reflect": 600, "schema": 800, "qa": 800}
 STAT_FIELDS = ("calls", "errors", "successes", "tokens_in", "tokens_out", "cost_usd", "latency_ms_total",
                "cache_exact", "cache_semantic")
 

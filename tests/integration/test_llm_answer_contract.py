@@ -159,7 +159,7 @@ async def test_max_tokens_is_capped_per_task_and_provider(redis, prefix, servers
     await router.complete(req("a", max_tokens=2048))
     await router.complete(req("b", max_tokens=2048, preferred_provider="fallback"))
     await router.aclose()
-    assert primary.requests[0].body["max_tokens"] == 1200 and fallback.requests[0].body["max_tokens"] == 300
+    assert primary.requests[0].body["max_tokens"] == 700 and fallback.requests[0].body["max_tokens"] == 300
 
 
 async def test_a_provider_limited_to_some_tasks_is_not_a_candidate_for_others(redis, prefix, servers):

@@ -68,7 +68,7 @@ def test_plan_messages_carry_contract_examples_data_and_request():
     examples = prompts.plan_examples(text, DEFAULTS)
     messages = prompts.plan_messages(text, catalog=big_catalog(), default_connections=DEFAULTS, examples=examples)
     roles = [m["role"] for m in messages]
-    assert roles == ["system"] + ["user", "assistant"] * len(examples) + ["user"] and len(examples) == 2
+    assert roles == ["system"] + ["user", "assistant"] * len(examples) + ["user"] and len(examples) == 1
     system = messages[0]["content"]
     assert "Never write null" in system and "source: {" in system and len(system) < 8000
     assert json.loads(messages[2]["content"])["outcome"] == "plan"
