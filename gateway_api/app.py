@@ -8,7 +8,7 @@ from typing import Any, Optional
 from fastapi import FastAPI
 
 from gateway_api import problems
-from gateway_api.kafka_producer import AsyncProducer
+from gateway_api.kafka_producer import DELIVERY_TIMEOUT_S, AsyncProducer
 from gateway_api.middleware import JsonBodyByDefault
 from gateway_api.routers import catalog, connections, health, hooks, lifecycle, llm, pipelines, runs
 from services.core.avro import AvroCodec
@@ -32,17 +32,29 @@ class Deps:
                                  [("type", cmd.name.encode()), ("message_id", cmd.message_id.encode())])
 
 
+def _redis(settings: Settings):
+    """A Redis client that heals itself: bounded connects and reads (a down Redis answers 503 quickly), and a
+    command that meets a connection broken by a Redis restart is retried once on a fresh connection."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    return aioredis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0,
+                             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+                             retry_on_error=[ConnectionError, TimeoutError], health_check_interval=15)
+
+
 def create_app(settings: Settings, codec: Optional[AvroCodec] = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        import redis.asyncio as aioredis
-
         from services.core.avro import build_codec
         from services.core.kafka import admin_client, producer
 
+        timeout_ms = int(DELIVERY_TIMEOUT_S * 1000)
         deps = Deps(settings=settings, codec=codec or build_codec(settings.schema_registry_url),
-                    producer=AsyncProducer(producer(settings)), admin=admin_client(settings),
-                    redis=aioredis.from_url(settings.redis_url), keys=Keys(namespace(settings.topic_prefix)))
+                    producer=AsyncProducer(producer(settings, **{"message.timeout.ms": timeout_ms})),
+                    admin=admin_client(settings), redis=_redis(settings), keys=Keys(namespace(settings.topic_prefix)))
         app.state.deps = deps
         try:
             yield

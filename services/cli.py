@@ -77,18 +77,52 @@ def down() -> None:
 
 
 @app.command()
-def status() -> None:
-    """Show each stack component, its address and health, and the running workers."""
+def status(as_json: bool = typer.Option(False, "--json", help="One JSON document: stack, workers, readiness."))\
+        -> None:
+    """Show each stack component, its address and health; each worker's pid, restarts, last crash and state;
+    and whether every processor has live members in its consumer group (with the lag per group)."""
+    from dataclasses import asdict
+
     from infra.stack import status as stack_status
-    from services.processes import running
+    from services.processes import worker_states
 
     settings = _settings()
     rows = stack_status(settings)
-    _print_status(rows)
-    for name, pid in running(settings).items():
-        typer.echo(f"{name}: {'pid ' + str(pid) if pid else 'not running'}")
+    workers = worker_states(settings)
+    if "supervisor" in workers:  # it may run only some workers: those are the ones readiness expects
+        settings = settings.model_copy(update={"processors": ",".join(
+            n for n in workers if n not in ("supervisor", "gateway"))})
+    readiness = _readiness(settings) if all(r.healthy for r in rows) else {"ready": False, "error": "stack down"}
+    if as_json:
+        typer.echo(json.dumps({"stack": [asdict(r) for r in rows], "workers": workers, "readiness": readiness},
+                              indent=2, default=str))
+    else:
+        _print_status(rows)
+        for name, w in workers.items():
+            crash = w.get("last_crash") or {}
+            how = crash and (f"signal {crash['signal']}" if crash.get("signal") else f"exit {crash.get('exit_code')}")
+            typer.echo(f"{name}: {w['state']}" + (f", pid {w['pid']}" if w.get("pid") else "")
+                       + (f", {w['restarts']} restart(s)" if w.get("restarts") else "")
+                       + (f", last crash {crash['at']} ({how})" if crash else "")
+                       + (f" — {w['reason']}" if w.get("state") == "failed" else ""))
+        if readiness.get("ready"):
+            typer.echo("ready: every processor has live consumers")
+        else:
+            typer.echo(f"NOT ready: {readiness.get('error') or 'missing ' + ', '.join(readiness['missing'])}")
     if not all(r.healthy for r in rows):
         raise typer.Exit(1)
+
+
+def _readiness(settings) -> dict:
+    from services.core.kafka import admin_client
+    from services.readiness import expected_processors, processor_health
+
+    try:
+        groups = processor_health(settings, admin_client(settings), expected_processors(settings))
+    except Exception as exc:  # the broker's answer is what is reported, not a traceback
+        return {"ready": False, "error": f"{type(exc).__name__}: {exc}"}
+    missing = [g.processor for g in groups if not g.live]
+    return {"ready": not missing, "missing": missing, "processors": {g.processor: g.to_dict() for g in groups}}
 
 
 @app.command()
@@ -124,20 +158,43 @@ def gateway(host: Optional[str] = None, port: Optional[int] = None) -> None:
 
 
 @app.command()
-def start() -> None:
-    """Start every worker and the gateway in the background; returns when the gateway is ready."""
-    from services.processes import start_all
+def start(workers: Optional[str] = typer.Option(None, help="Comma-separated workers (default: every one)."),
+          timeout: float = typer.Option(90.0, help="Seconds to wait for readiness.")) -> None:
+    """Start the supervisor in the background: it runs the workers and the gateway and restarts a crashed
+    one with backoff. Returns when the gateway is ready and every worker's consumer group is stable."""
+    from services.processes import start_supervised
     from services.runtime import WORKERS
 
+    names = [w.strip() for w in workers.split(",") if w.strip()] if workers else list(WORKERS)
+    unknown = sorted(set(names) - set(WORKERS))
+    if unknown:
+        typer.echo(f"unknown worker(s) {', '.join(unknown)}; known: {', '.join(sorted(WORKERS))}", err=True)
+        raise typer.Exit(2)
     settings = _settings()
-    start_all(settings, list(WORKERS), log=typer.echo)
+    try:
+        start_supervised(settings, names, log=typer.echo, timeout=timeout)
+    except RuntimeError as exc:
+        typer.echo(f"not started: {exc}", err=True)
+        raise typer.Exit(1) from None
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     typer.echo(f"gateway ready: {base}  (API docs {base}/docs)")
 
 
+@app.command(hidden=True)
+def supervise(workers: str = typer.Option(..., help="Comma-separated workers to run.")) -> None:
+    """The supervisor in the foreground (what `aietl start` runs in the background)."""
+    import logging
+
+    from services.supervisor import Supervisor
+
+    settings = _settings()
+    logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    Supervisor(settings, [w for w in workers.split(",") if w]).run()
+
+
 @app.command()
 def stop() -> None:
-    """Stop the background workers and gateway started by `aietl start`."""
+    """Stop the supervisor and everything it runs (and any worker or gateway started otherwise)."""
     from services.processes import stop_all
 
     stop_all(_settings(), log=typer.echo)

@@ -1,4 +1,9 @@
-"""Starting and stopping the workers and the gateway as background processes (`aietl start|stop`)."""
+"""Starting and stopping the workers and the gateway as background processes.
+
+`aietl start` runs them under a supervisor (services/supervisor.py) that restarts a crashed one;
+start_all spawns them unsupervised (the tests' deployments, whose tests kill and restart workers
+themselves). Either way each process has ``<run dir>/<name>.pid`` and ``<name>.log``.
+"""
 from __future__ import annotations
 
 import os
@@ -52,17 +57,27 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def spawn(settings: Settings, name: str, args: list[str]) -> int:
+SUPERVISOR = "supervisor"
+
+
+def launch(settings: Settings, name: str, args: list[str]) -> subprocess.Popen:
+    """`aietl <args>` in a session of its own, logging to <name>.log, its pid in <name>.pid."""
     d = run_dir(settings)
-    pidfile = d / f"{name}.pid"
-    pid = _pid(pidfile)
-    if pid:
-        return pid
-    log = open(d / f"{name}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", *args], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True, env=settings_env(settings))
-    pidfile.write_text(str(proc.pid))
-    return proc.pid
+    with open(d / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli", *args], stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=settings_env(settings))
+    (d / f"{name}.pid").write_text(str(proc.pid))
+    return proc
+
+
+def spawn(settings: Settings, name: str, args: list[str]) -> int:
+    pid = _pid(run_dir(settings) / f"{name}.pid")
+    return pid if pid else launch(settings, name, args).pid
+
+
+def gateway_settings(settings: Settings, workers: list[str]) -> Settings:
+    """The gateway is ready only when the workers started with it are."""
+    return settings.model_copy(update={"processors": ",".join(workers)})
 
 
 def group_assignments(settings: Settings, processor: str) -> dict[str, set[str]] | None:
@@ -81,12 +96,42 @@ def start_all(settings: Settings, workers: list[str], log=print, timeout: float 
     """Spawn the workers and the gateway; return once the gateway is ready and every worker's group is stable."""
     for w in workers:
         log(f"worker {w}: pid {spawn(settings, w, ['worker', w])}")
-    log(f"gateway: pid {spawn(settings, 'gateway', ['gateway'])}")
+    log(f"gateway: pid {spawn(gateway_settings(settings, workers), 'gateway', ['gateway'])}")
+
+    def failed() -> list[str]:
+        return [n for n, pid in running(settings).items() if pid is None]
+
+    wait_ready(settings, workers, failed, timeout)
+
+
+def start_supervised(settings: Settings, workers: list[str], log=print, timeout: float = 90.0) -> None:
+    """Start the supervisor (it spawns the workers and the gateway); return once all are ready."""
+    from services.supervisor import read_status
+
+    loose = [n for n, pid in running(settings).items() if pid and n != SUPERVISOR]
+    if loose and not running(settings).get(SUPERVISOR):
+        raise RuntimeError(f"already running without a supervisor: {', '.join(loose)}; `aietl stop` first")
+    pid = spawn(settings, SUPERVISOR, ["supervise", "--workers", ",".join(workers)])
+    log(f"supervisor: pid {pid} (status in {run_dir(settings) / 'supervisor.json'})")
+
+    def failed() -> list[str]:
+        if _pid(run_dir(settings) / f"{SUPERVISOR}.pid") is None:
+            return [SUPERVISOR]
+        children = read_status(settings).get("children", {})
+        return [f"{n} ({c['state']}: {c.get('reason', '')})" for n, c in children.items() if c["state"] == "failed"]
+
+    wait_ready(settings, workers, failed, timeout)
+    for name, child in read_status(settings).get("children", {}).items():
+        log(f"{name}: pid {child['pid']}")
+
+
+def wait_ready(settings: Settings, workers: list[str], failed, timeout: float) -> None:
+    """Until the gateway's /readyz is 200 and every worker's group is stable; `failed()` names the dead."""
     url = f"http://{settings.gateway_host}:{settings.gateway_port}/readyz"
     waiting = set(workers) | {"gateway"}
     deadline = time.monotonic() + timeout
     while waiting and time.monotonic() < deadline:
-        dead = [n for n, pid in running(settings).items() if pid is None]
+        dead = failed()
         if dead:
             raise RuntimeError(f"{', '.join(dead)} exited during start-up; see the logs in {run_dir(settings)}")
         for name in sorted(waiting):
@@ -105,18 +150,48 @@ def start_all(settings: Settings, workers: list[str], log=print, timeout: float 
 
 
 def stop_all(settings: Settings, log=print, timeout: float = 15.0) -> None:
-    for pidfile in sorted(run_dir(settings).glob("*.pid")):
+    """The supervisor first (it stops its children, and must not restart them), then whatever is left."""
+    d = run_dir(settings)
+    supervisor = d / f"{SUPERVISOR}.pid"
+    others = [p for p in sorted(d.glob("*.pid")) if p != supervisor]
+    for pidfile, wait in [(supervisor, 2 * timeout + 5)] + [(p, timeout) for p in others]:
         pid = _pid(pidfile)
         if pid:
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if _alive(pid):
-                os.killpg(pid, signal.SIGKILL)
+            stop(pid, wait)
             log(f"stopped {pidfile.stem} (pid {pid})")
         pidfile.unlink(missing_ok=True)
 
 
+def stop(pid: int, timeout: float) -> None:
+    """SIGTERM to the process group, SIGKILL if it is still there after `timeout`."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def running(settings: Settings) -> dict[str, int | None]:
     return {p.stem: _pid(p) for p in sorted(run_dir(settings).glob("*.pid"))}
+
+
+def worker_states(settings: Settings) -> dict[str, dict]:
+    """Each process of this run dir: the supervisor's record of it, else its pid file."""
+    from services.supervisor import read_status
+
+    out: dict[str, dict] = {}
+    pids = running(settings)
+    if pids.get(SUPERVISOR):
+        out[SUPERVISOR] = {"pid": pids[SUPERVISOR], "state": "running"}
+        out.update(read_status(settings).get("children", {}))
+    for name, pid in pids.items():
+        out.setdefault(name, {"pid": pid, "state": "running" if pid else "not running", "restarts": 0,
+                              "last_crash": None})
+    return out

@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     # unset: a key generated once into <state_dir>/secret.key (0600). See services.connectors.secrets.
     secret_key: Optional[str] = Field(default=None, repr=False)  # repr=False: keep it out of logs
 
+    # Connections that cannot be turned against the host (docs/SECURITY.md, item 4). HTTP sources reach
+    # public addresses only, unless these CIDRs or host names (comma-separated) open an intranet API.
+    http_allow_networks: Optional[str] = None
+    # Folders file connections may read (comma-separated; unset: the state dir, which holds the demo's
+    # landing folder, and the system temp dir). Checked after symlinks are resolved.
+    file_roots: Optional[str] = None
+    # Topics of the platform's own broker a kafka connection may read (comma-separated); none by default.
+    kafka_shared_topics: Optional[str] = None
+
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     # How long a lifecycle/run endpoint waits for the aggregate's verdict before answering 202 instead.
@@ -97,6 +106,16 @@ class Settings(BaseSettings):
     # this long. instance_id names this process (default: the host name, so a restart reclaims its leases).
     executor_lease_s: float = 15.0
     instance_id: Optional[str] = None
+
+    # Readiness: the processors this deployment runs, comma-separated (unset: every declared processor);
+    # /readyz is ready only when each has live members in its consumer group.
+    processors: Optional[str] = None
+    # Supervisor (`aietl start`): a crashed worker is restarted after base * 2^(n-1) s (at most max_s);
+    # after max_crashes crashes within window_s it is marked failed and left down.
+    supervisor_backoff_base_s: float = 1.0
+    supervisor_backoff_max_s: float = 30.0
+    supervisor_max_crashes: int = 5
+    supervisor_crash_window_s: float = 300.0
 
     # Which stack components `aietl up` manages; an empty value skips a component.
     manage_os_services: bool = True

@@ -7,6 +7,7 @@ import uuid
 import httpx
 import pytest
 
+from services.runtime import WORKERS
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.integration
@@ -139,7 +140,9 @@ def test_health_and_readiness(system):
     with system.client() as c:
         assert c.get("/healthz").json() == {"status": "ok"}
         ready = c.get("/readyz")
-        assert ready.status_code == 200 and ready.json()["checks"] == {"redis": "ok", "kafka": "ok"}
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"redis": "ok", "kafka": "ok", "processors": "ok"}
+        assert set(ready.json()["processors"]) == set(WORKERS) and not ready.json()["missing"]
 
 
 def test_openapi_documents_the_command_with_examples(system):
