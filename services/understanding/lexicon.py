@@ -141,6 +141,18 @@ COLUMN_WORDS = {
     "отделениям": "department", "клиникам": "clinic", "пациентам": "patient", "датчикам": "sensor",
     "страницам": "page", "поставщикам": "supplier", "сотрудникам": "employee", "типам": "type",
 }
+# Russian singular datives after «по (каждому)» in a grouping ("по каждому врачу", "по каналу") -> the column word.
+GROUP_WORDS_RU = {"врачу": "doctor", "клиенту": "customer", "покупателю": "customer", "товару": "product",
+                  "продукту": "product", "категории": "category", "пользователю": "user", "магазину": "store",
+                  "региону": "region", "каналу": "channel", "отделению": "department", "клинике": "clinic",
+                  "пациенту": "patient", "датчику": "sensor", "странице": "page", "поставщику": "supplier",
+                  "сотруднику": "employee", "типу": "type", "статусу": "status", "городу": "city", "стране": "country",
+                  "специальности": "specialty", "препарату": "drug", "лекарству": "drug", "диагнозу": "diagnosis",
+                  "лаборатории": "lab", "тесту": "test", "анализу": "test", "полу": "sex", "отделу": "department"}
+# Russian nouns of what a measure reads («средняя стоимость», «сумма оплат», «среднее значение») -> the column word.
+MEASURE_NOUNS_RU = {"стоимост": "price", "цен": "price", "оплат": "amount", "платеж": "amount", "платёж": "amount",
+                    "длительност": "duration", "продолжительност": "duration", "значени": "value", "доз": "dose",
+                    "выручк": "amount", "сумм": "amount"}
 MONEY_WORDS = ("revenue", "sales", "turnover", "выручк", "продаж")
 
 STATUS_WORDS = {
@@ -150,7 +162,9 @@ STATUS_WORDS = {
 }
 STATUS_WORDS_RU = {"оплаченн": "paid", "отменённ": "cancelled", "отмененн": "cancelled",
                    "возвращённ": "refunded", "возвращенн": "refunded", "ожидающ": "pending",
-                   "доставленн": "delivered", "отправленн": "shipped"}
+                   "доставленн": "delivered", "отправленн": "shipped",
+                   "завершённ": "completed", "завершенн": "completed", "выполненн": "completed",
+                   "неудачн": "failed", "запланированн": "scheduled"}
 
 PERIODS = {"day": "day", "days": "day", "date": "day", "calendar day": "day", "week": "week",
            "weeks": "week", "month": "month", "months": "month", "hour": "hour", "hours": "hour",

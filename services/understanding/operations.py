@@ -5,9 +5,9 @@ import re
 from typing import Any, Optional
 
 from .draft import Draft
-from .lexicon import (COLUMN_WORDS, DEFAULT_TIME_COLUMN, ENTITY_NOUNS, IDENT, MONEY_WORDS, NOT_A_COLUMN, NUMBER,
-                      PERIODS, STATUS_WORDS, STATUS_WORDS_RU, VALUE, column)
-from .scanner import Scanner, Span
+from .lexicon import (COLUMN_WORDS, DEFAULT_TIME_COLUMN, ENTITY_NOUNS, GROUP_WORDS_RU, IDENT, MEASURE_NOUNS_RU,
+                      MONEY_WORDS, NOT_A_COLUMN, NUMBER, PERIODS, STATUS_WORDS, STATUS_WORDS_RU, VALUE, column)
+from .scanner import Hit, Scanner, Span
 
 _OPS = (("greater than", ">"), ("more than", ">"), ("higher than", ">"), ("larger than", ">"),
         ("above", ">"), ("over", ">"), ("exceeding", ">"), ("of at least", ">="), ("at least", ">="),
@@ -87,7 +87,8 @@ def scan_filters(sc: Scanner, d: Draft) -> None:
 
 def _scan_filters_ru(sc: Scanner, d: Draft) -> None:
     stems = "|".join(STATUS_WORDS_RU)
-    for m in list(sc.finditer(rf"\b(?:только\s+)?(?P<st>{stems})\w*(?=\s+(?:заказ|платеж|платёж|строк|запис))|"
+    rows = r"заказ|платеж|платёж|строк|запис|при[её]м|визит|анализ|назначени|клиент|пациент|врач|товар|продаж|доставк"
+    for m in list(sc.finditer(rf"\b(?:(?:для|среди)\s+)?(?:только\s+)?(?P<st>{stems})\w*(?=\s+(?:{rows}))|"
                               rf"\bтолько\s+(?P<st2>{stems})\w*")):
         stem = (m.group("st") or m.group("st2")).lower()
         add_filter(sc, d, m, "status", "=", STATUS_WORDS_RU[stem])
@@ -128,21 +129,28 @@ def _condition(text: str) -> Optional[tuple[str, str, Any]]:
 
 # "as X" / "called X" after a measure names its output column.
 _ALIAS = rf"(?:\s+(?:as|called|named|aliased\s+as|как)\s+(?!a\b|an\b|the\b){IDENT})?"
+# "average visit duration", "total order amount": a singular entity noun before the measured column.
+_ONE = "|".join(sorted((w for w in ENTITY_NOUNS if re.fullmatch(r"[a-z]+", w) and not w.endswith("s")), key=len, reverse=True))
+_OF_ONE = rf"(?:(?:{_ONE})\s+(?!per\b|by\b|of\b))?"
+_RU_NOUN = rf"(?:{'|'.join(MEASURE_NOUNS_RU)})\w*"
+_RU_OF = r"(?:\s+(?:при[её]м|визит|заказ|платеж|платёж|анализ|назначени|клиент|пациент|покуп|товар|продаж)\w*)?"
 _MEASURE_EN = (rf"(?:(?:(?:total|overall|gross)\s+)?(?:revenue|sales|turnover)|average\s+order\s+value|aov|"
                rf"average\s+(?:check|basket)|(?:total|sum\s+of|summing(?:\s+up)?|sum|summed)\s+"
-               rf"(?:the\s+)?{IDENT}|(?:average|avg|mean|averaging)\s+(?:of\s+)?(?:the\s+)?{IDENT}|"
+               rf"(?:the\s+)?{_OF_ONE}{IDENT}|(?:average|avg|mean|averaging)\s+(?:of\s+)?(?:the\s+)?{_OF_ONE}{IDENT}|"
                rf"(?:count\s+of|number\s+of|counting|count|how\s+many)\s+(?:the\s+|all\s+)?(?:(?:distinct|unique|"
                rf"different)\s+)?(?!of\b|per\b|by\b)\w+|"
                rf"(?:order|row|event|click|record|visit|session|payment|transaction)s?\s+counts?|counts?|"
                rf"(?:min(?:imum)?|max(?:imum)?|lowest|highest|smallest|largest)\s+(?:of\s+)?(?:the\s+)?{IDENT})"
                rf"{_ALIAS}")
 _MEASURE_RU = (rf"(?:(?:общ\w+\s+)?(?:выручк\w*|продаж\w*)|средн\w+\s+чек\w*|(?:сумм\w*|суммируя|итог\w*)\s+"
-               rf"(?:по\s+полю\s+)?{IDENT}|(?:средн\w+)\s+{IDENT}|(?:количество|число)\s+\w+|"
+               rf"(?:по\s+полю\s+)?{IDENT}|(?:средн\w+)\s+{IDENT}|(?:количество|число)\s+(?:уникальн\w+\s+|различн\w+\s+)?\w+|"
+               rf"сколько\s+\w+|(?:(?:средн\w+|суммарн\w+|сумм[аыу]|общ\w+|минимальн\w+|максимальн\w+)\s+)?{_RU_NOUN}{_RU_OF}|"
                rf"(?:минимальн\w+|максимальн\w+)\s+{IDENT}){_ALIAS}")
 _GROUP_WORD = rf"(?:calendar\s+day|(?!\w+ing\b){NOT_A_COLUMN}{IDENT}\b(?!\s+(?:it|them|this|that)\b))"  # "name it"
 _GROUPS_EN = rf"{_GROUP_WORD}(?:(?:\s*,\s*|\s+(?:and|per|by|for\s+each)\s+){_GROUP_WORD})*"
 # Russian dative plurals of grouping words ("по врачам"); the ones in COLUMN_WORDS have an English column.
-_GROUP_WORD_RU = (rf"(?:дням|неделям|месяцам|часам|"
+_GROUP_WORD_RU = (rf"(?:(?:[а-яё]+\s+){{0,2}}\(\s*{IDENT}\s*\)|дням|неделям|месяцам|часам|дню|месяцу|неделе|часу|"
+                  rf"{'|'.join(sorted(GROUP_WORDS_RU, key=len, reverse=True))}|"
                   rf"{'|'.join(sorted((w for w in COLUMN_WORDS if w.endswith(('ам', 'ям'))), key=len, reverse=True))}|"
                   rf"{IDENT})")
 _GROUPS_RU = rf"{_GROUP_WORD_RU}(?:(?:\s*,\s*|\s+и\s+){_GROUP_WORD_RU})*"
@@ -161,17 +169,48 @@ def scan_aggregates(sc: Scanner, d: Draft) -> None:
                 rf"\b(?:(?P<pcol>{NOT_A_COLUMN}{IDENT})\s+)?(?P<passive>summed|totall?ed|aggregated|averaged|"
                 rf"counted)\s+(?:up\s+)?{per}\s+(?P<groups>{_GROUPS_EN}){time_col}{each}")
     measures_ru = rf"(?P<measures>{_MEASURE_RU}(?:(?:\s*,\s*|\s+и\s+){_MEASURE_RU})*)"
-    patterns_ru = (rf"\b{_ADJ_RU}\s+{measures_ru}(?:\s+по\s+(?P<groups>{_GROUPS_RU}))?",
-                   rf"\b{measures_ru}\s+по\s+(?P<groups>{_GROUPS_RU})")
+    each_ru = r"(?:кажд\w+\s+)?"
+    patterns_ru = (rf"\b{_ADJ_RU}\s+{measures_ru}(?:\s+по\s+{each_ru}(?P<groups>{_GROUPS_RU}))?",
+                   rf"\b{measures_ru}\s+(?:по\s+{each_ru}|(?:для\s+)?кажд\w+\s+)(?P<groups>{_GROUPS_RU})")
     for pattern in patterns + patterns_ru:
         for m in list(sc.finditer(pattern)):
             _aggregate(sc, d, m)
+    # "customers per country", "orders per day (count)": rows counted per group; the noun stays for the
+    # rules that read what is moved and its status ("refunded orders per country").
+    rows = "|".join(sorted((w for w in ENTITY_NOUNS if re.fullmatch(r"[a-z]+s", w)), key=len, reverse=True))
+    for m in list(sc.finditer(rf"\b(?:{rows}|rows|records)\s+(?P<per>(?:per|for\s+each)\s+(?P<groups>{_GROUPS_EN})"
+                              rf"(?:\s*\((?:counts?|number|how\s+many)\))?)")):
+        if d.aggregate is None:
+            _aggregate(sc, d, m, Span(m.start("per"), m.end("per")),
+                       [{"fn": "count", "column": None, "alias": "row_count"}])
+    if d.aggregate is not None:
+        _scan_aggregate_words(sc, d)
 
 
-def _aggregate(sc: Scanner, d: Draft, m: re.Match) -> None:
+def _scan_aggregate_words(sc: Scanner, d: Draft) -> None:
+    """Words around an aggregate that add nothing to it ("Aggregate X:", «посчитай»), and a parenthesis
+    saying which column a revenue sums ("monthly revenue (sum of fee)")."""
+    for m in list(sc.finditer(r"\b(?:aggregate[sd]?|aggregating|compute|computing|calculate|calculating|count\s+up|"
+                              r"посчитай\w*|посчитать|подсчитай\w*|подсчитать|вычисли\w*|рассчитай\w*|агрегиру\w*|"
+                              r"сгруппируй\w*|сгруппировав)\b")):
+        sc.take(m, "aggregate")
+    measures = d.aggregate["measures"]
+    paren = rf"\(\s*(?:sum\s+of|total(?:\s+of)?|summing|сумма|сумм\w+)\s+(?:the\s+)?(?P<col>{IDENT})\s*\)"
+    for m in list(sc.finditer(paren)):
+        sums = [x for x in measures if x["fn"] == "sum"]
+        if len(sums) == 1:
+            sums[0]["column"] = column_name(m.group("col"))
+            sc.take(m, f"sum of {sums[0]['column']}")
+    for m in list(sc.finditer(r"\(\s*(?:counts?|number|количество)\s*\)")):
+        if any(x["fn"] == "count" for x in measures):
+            sc.take(m, "count")
+
+
+def _aggregate(sc: Scanner, d: Draft, m: re.Match, part: "Optional[Span]" = None,
+               given: Optional[list] = None) -> None:
     g = m.groupdict()
-    measures = (_passive_measure(sc, d, g["passive"], g.get("pcol")) if g.get("passive")
-                else [_measure(p) for p in re.split(r"\s*(?:,|\band\b|\bи\b)\s*", g["measures"]) if p])
+    measures = given or (_passive_measure(sc, d, g["passive"], g.get("pcol")) if g.get("passive")
+                         else [_measure(p) for p in re.split(r"\s*(?:,|\band\b|\bи\b)\s*", g["measures"]) if p])
     periods = [PERIODS[g["adj"].lower()]] if g.get("adj") else []
     if g.get("period2"):
         periods.append(PERIODS[g["period2"].lower()])
@@ -179,6 +218,8 @@ def _aggregate(sc: Scanner, d: Draft, m: re.Match) -> None:
     words = f"{g.get('groups') or ''}, {g.get('more') or ''}"
     for word in re.split(r"\s*(?:,|\band\b|\bper\b|\bby\b|\bfor\s+each\b|\bи\b)\s*", words):
         if word:
+            named = re.search(rf"\(\s*({IDENT})\s*\)", word)  # «по каналу записи (channel)»
+            word = named.group(1) if named else GROUP_WORDS_RU.get(word.lower(), word)
             key = " ".join(word.lower().split())
             (periods if key in PERIODS else dims).append(PERIODS.get(key) or column_name(word))
     if d.aggregate is not None or len(set(periods)) > 1 or any(x is None for x in measures):
@@ -194,7 +235,19 @@ def _aggregate(sc: Scanner, d: Draft, m: re.Match) -> None:
                       f"<column>' to choose another)")
     groups = ([f"{periods[0]}({d.aggregate['time_column']})"] if periods else []) + dims
     shown = ", ".join(f"{x['fn']}({x['column'] or '*'})" for x in d.aggregate["measures"])
-    sc.take(m, f"aggregate {shown} per {', '.join(groups)}")
+    sc.take(part or m, f"aggregate {shown} per {', '.join(groups)}")
+    _counted_rows(sc, d, m)
+
+
+def _counted_rows(sc: Scanner, d: Draft, m: re.Match) -> None:
+    """"number of patients per city": the counted noun also names what is moved (the catalog links it)."""
+    counted = re.search(r"\b(?:count\s+of|number\s+of|how\s+many|количество|число|сколько)\s+(?:the\s+|all\s+)?"
+                        r"(?:(?:distinct|unique|уникальн\w+)\s+)?(?P<noun>\w+)", m.group(0), re.I)
+    if counted and counted.group("noun").lower() in ENTITY_NOUNS:
+        start = m.start() + counted.start("noun")
+        sc.hits.append(Hit(start, start + len(counted.group("noun")), counted.group("noun"),
+                           f"what is moved: {counted.group('noun')}"))
+        d.subject.append(counted.group("noun"))
 
 
 def _ask_measure(d: Draft) -> None:
@@ -214,6 +267,7 @@ def parse_measure(text: str) -> Optional[dict[str, Any]]:
 
 
 def _measure(text: str) -> Optional[dict[str, Any]]:
+    text = _ru_measure_words(text)
     t, _, alias = " ".join(text.lower().split()).partition(" as ")
     for word in (" called ", " named ", " как "):
         if word in t:
@@ -222,6 +276,23 @@ def _measure(text: str) -> Optional[dict[str, Any]]:
     if measure is not None and alias:
         measure["alias"] = text.split()[-1]  # the user's spelling of the name
     return measure
+
+
+def _ru_measure_words(text: str) -> str:
+    """«средняя стоимость приёма» -> «средняя price», «сумма оплат» -> «сумма amount», «сколько X» -> count."""
+    if not re.search(r"[а-яё]", text, re.I) or re.search(r"выручк|продаж|\bчек", text, re.I):
+        return text
+    if re.match(r"сколько\b", text, re.I):
+        return "количество " + text.split(None, 1)[-1]
+    m = re.fullmatch(rf"(?:(?P<fn>\w+)\s+)?(?P<noun>{_RU_NOUN}){_RU_OF}(?P<rest>\s+(?:как|as|called|named)\s+\S+)?",
+                     text.strip(), re.I)
+    if not m:
+        return text
+    noun = next(v for k, v in MEASURE_NOUNS_RU.items() if m.group("noun").lower().startswith(k))
+    fn = m.group("fn") or ("сумма" if noun == "amount" else "")
+    if not fn or fn.lower().startswith("сумм") and m.group("noun").lower().startswith("сумм"):
+        fn = "сумма"
+    return f"{fn} {noun}{m.group('rest') or ''}"
 
 
 def _measure_of(t: str) -> Optional[dict[str, Any]]:
@@ -233,8 +304,8 @@ def _measure_of(t: str) -> Optional[dict[str, Any]]:
     if re.fullmatch(r"average\s+order\s+value|aov|average\s+(?:check|basket)|средн\w+\s+чек\w*", t):
         return {"fn": "avg", "column": "amount", "alias": "avg_order_value"}
     for pattern, fn in ((r"(?:total|sum\s+of|summing(?:\s+up)?|sum|summed|сумм\w*|суммируя|итог\w*)\s+"
-                         r"(?:по\s+полю\s+)?(?:the\s+)?(\S+)", "sum"),
-                        (r"(?:average|avg|mean|averaging|средн\w+)\s+(?:of\s+)?(?:the\s+)?(\S+)", "avg"),
+                         rf"(?:по\s+полю\s+)?(?:the\s+)?{_OF_ONE}(\S+)", "sum"),
+                        (rf"(?:average|avg|mean|averaging|средн\w+)\s+(?:of\s+)?(?:the\s+)?{_OF_ONE}(\S+)", "avg"),
                         (r"(min|max|lowest|highest|smallest|largest|минимальн\w+|максимальн\w+)(?:imum)?\s+"
                          r"(?:of\s+)?(?:the\s+)?(\S+)", "minmax")):
         m = re.fullmatch(pattern, t)

@@ -257,7 +257,8 @@ def scan_order(sc: Scanner, d: Draft) -> None:
 # --- renames ---------------------------------------------------------------------------------------
 
 def scan_rename(sc: Scanner, d: Draft) -> None:
-    if not sc.has(r"renam|call|nam(?:e|ing)\s|label|переимен|назов|назва|as\s+a\s+column"):
+    if not sc.has(r"renam|call|nam(?:e|ing)\s|label|переимен|назов|назва|as\s+a\s+column|\bthe\s+(?:count|sum|total|"
+                  r"average|avg|mean|max|min)|количеств|суммой|средним"):
         return
     new = rf"[`'\"]?(?P<new>{IDENT})[`'\"]?"
     patterns = (
@@ -272,7 +273,10 @@ def scan_rename(sc: Scanner, d: Draft) -> None:
     its = (rf"\b(?:and\s+)?(?:call(?:ing)?|nam(?:e|ing)|label(?:ling|ing)?)\s+(?:it|that|this|the\s+result|"
            rf"the\s+(?:sum|total|count|average|measure|column|metric))\s+(?:as\s+)?{new}",
            rf"\b(?:назов\w*|назвав)\s+(?:это|её|его|результат|колонку)\s+{new}",
-           rf"\bas\s+a\s+column\s+(?:called|named)\s+{new}")
+           rf"\bas\s+a\s+column\s+(?:called|named)\s+{new}",
+           rf"\b(?:with\s+|and\s+)?the\s+(?:count|sum|total|average|avg|mean|maximum|minimum|max|min)\s+(?:column\s+)?"
+           rf"(?:as|named|called)\s+{new}",
+           rf"\b(?:(?:с\s+)?(?:количеством|суммой|средним)|(?:количество|сумму|среднее)\s+назов\w*)\s+(?:как\s+)?{new}")
     for it in its:
         for m in list(sc.finditer(it)):
             _call_it(sc, d, m, m.group("new"))
