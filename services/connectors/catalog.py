@@ -16,7 +16,9 @@ shows it. Shape (stable; consumers rely on it)::
   (ClickHouse), the table (SQLite), the file name relative to the folder (file connections).
 * ``type`` is spelled as the source spells it (``introspect.Column.type``).
 * ``samples`` are at most 5 distinct non-null values of the column, as strings of at most 40 characters,
-  from the first rows of the table.
+  from the first rows of the table - or, for a text column with at most MAX_VALUES distinct values among
+  its first VALUE_ROWS rows (a category: status, city, channel), all of them, and ``"values": true``. The
+  understanding links words such as "completed appointments" or «из Москвы» to these values.
 * ``default`` is true for the connection the planner uses for its kind (the registry's default, else the
   first of that kind).
 * Kafka topics and HTTP endpoints are listed as connections without tables: sampling a topic means
@@ -46,6 +48,8 @@ MAX_COLUMNS = 60
 MAX_SAMPLES = 5
 MAX_SAMPLE_CHARS = 40
 SAMPLE_ROWS = 20
+MAX_VALUES = 30
+VALUE_ROWS = 2000  # rows read for the distinct values of text columns (bounded: never a full scan)
 MAX_BYTES = 256_000  # the catalog rides in a Kafka message (the plan task's input)
 TABLE_KINDS = ("postgres", "clickhouse", "sqlite", "file")
 HIDDEN_SCHEMAS = frozenset({"aietl_meta", "system", "information_schema", "INFORMATION_SCHEMA", "pg_catalog"})
@@ -109,13 +113,17 @@ def _postgres_tables(conn: Connection, hidden: frozenset) -> list[dict[str, Any]
         for name, columns in tables.items():
             schema, table = name.split(".", 1)
             query = sql.SQL("SELECT * FROM {} LIMIT %s").format(sql.Identifier(schema, table))
+            texts = [c["name"] for c in columns[:MAX_COLUMNS] if _is_text(c["type"])]
+            wide = sql.SQL("SELECT {} FROM {} LIMIT %s").format(
+                sql.SQL(", ").join(sql.Identifier(c) for c in texts), sql.Identifier(schema, table))
             try:  # a table dropped or locked since the listing keeps its columns, without samples
                 with db.transaction():
                     db.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
                     sample = db.cursor(row_factory=dict_row).execute(query, (SAMPLE_ROWS,)).fetchall()
+                    values = db.cursor(row_factory=dict_row).execute(wide, (VALUE_ROWS,)).fetchall() if texts else []
             except Exception:
-                sample = []
-            out.append(_table(name, columns, sample))
+                sample, values = [], []
+            out.append(_table(name, columns, sample, values))
     return out
 
 
@@ -135,13 +143,17 @@ def _clickhouse_tables(conn: Connection, hidden: frozenset) -> list[dict[str, An
         out = []
         for name in sorted(tables):
             database, table = name.split(".", 1)
+            texts = [c["name"] for c in tables[name][:MAX_COLUMNS] if _is_text(c["type"])]
             try:
                 data, types = client.execute(f"SELECT * FROM {quote(database)}.{quote(table)} LIMIT {SAMPLE_ROWS}",
                                              settings=READONLY, with_column_types=True)
                 sample = [dict(zip([t[0] for t in types], r)) for r in data]
+                values = [dict(zip(texts, r)) for r in client.execute(
+                    f"SELECT {', '.join(quote(c) for c in texts)} FROM {quote(database)}.{quote(table)} "
+                    f"LIMIT {VALUE_ROWS}", settings=READONLY)] if texts else []
             except Exception:  # views over missing tables, engines that cannot be read: no samples
-                sample = []
-            out.append(_table(name, tables[name], sample))
+                sample, values = [], []
+            out.append(_table(name, tables[name], sample, values))
         return out
     finally:
         client.disconnect()
@@ -157,19 +169,32 @@ def _generic_tables(conn: Connection) -> list[dict[str, Any]]:
         except ConnectionError_:
             continue  # unreadable file: not a dataset the planner can offer
         try:
-            sample = sample_rows(conn, name, SAMPLE_ROWS)
+            values = sample_rows(conn, name, VALUE_ROWS)
         except ConnectionError_:
-            sample = []
-        out.append(_table(name, columns, sample))
+            values = []
+        out.append(_table(name, columns, values[:SAMPLE_ROWS], values))
     return out
 
 
-def _table(name: str, columns: list[dict], sample: list[dict]) -> dict[str, Any]:
-    return {"name": name, "columns": [{**c, "samples": _samples(sample, c["name"])} for c in columns[:MAX_COLUMNS]],
-            **({"columns_truncated": True} if len(columns) > MAX_COLUMNS else {})}
+def _table(name: str, columns: list[dict], sample: list[dict], values: Optional[list[dict]] = None) -> dict[str, Any]:
+    out = []
+    for c in columns[:MAX_COLUMNS]:
+        found = _samples(values or [], c["name"], MAX_VALUES + 1) if _is_text(c["type"]) else []
+        seen = sum(1 for r in values or [] if r.get(c["name"]) is not None)
+        # A category repeats: as many distinct values as rows (names, e-mails of a small table) is not one.
+        if 0 < len(found) <= MAX_VALUES and seen >= 2 * len(found) and all(len(v) < MAX_SAMPLE_CHARS for v in found):
+            out.append({**c, "samples": found, "values": True})
+        else:
+            out.append({**c, "samples": _samples(sample, c["name"])})
+    return {"name": name, "columns": out, **({"columns_truncated": True} if len(columns) > MAX_COLUMNS else {})}
 
 
-def _samples(rows: list[dict], column: str) -> list[str]:
+def _is_text(type_: str) -> bool:
+    t = type_.lower()
+    return any(w in t for w in ("text", "char", "string", "enum")) or t in ("str", "utf8", "varchar")
+
+
+def _samples(rows: list[dict], column: str, limit: int = MAX_SAMPLES) -> list[str]:
     seen: list[str] = []
     for row in rows:
         value = row.get(column)
@@ -178,7 +203,7 @@ def _samples(rows: list[dict], column: str) -> list[str]:
         text = str(value)[:MAX_SAMPLE_CHARS]
         if text and text not in seen:
             seen.append(text)
-        if len(seen) >= MAX_SAMPLES:
+        if len(seen) >= limit:
             break
     return seen
 

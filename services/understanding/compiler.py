@@ -18,7 +18,8 @@ from services.domain.spec import DATABASE_KINDS, PipelineSpec
 from .answers import Dialogue, apply_answers
 from .draft import Draft
 from .endpoints import default_target_table, find_mentions, resolve
-from .grounding import Grounding, check_columns, choices_for, explain_leftovers, ground_source, rewrite_columns
+from .grounding import (Grounding, check_columns, choices_for, explain_leftovers, ground_source, link_values,
+                        rewrite_columns)
 from .grammar import RULES
 from .linking import CatalogIndex
 from .lexicon import ENGINE_NAMES, ENTITY_NOUNS, STOPWORDS_EN, STOPWORDS_RU, VERBS
@@ -86,6 +87,7 @@ def _scan(text: str, connections: dict[str, str], index: Optional[CatalogIndex],
     _take_verbs(sc)
     if index is not None:
         ground_source(sc, d, index, sorted(mentions + list(d.mentions), key=lambda m: m.pos))
+        link_values(sc, d, index)
         default_target_table(d)
         defaults = {**index.default_connections(), **connections}
         for side in (d.source, d.target):

@@ -27,8 +27,8 @@ from services.domain.spec import DATABASE_KINDS
 from .draft import Draft
 from .lexicon import (DEFAULT_TIME_COLUMN, ENGINES, ENGINE_NAMES, PERIODS, SOURCE_PREPOSITIONS, STATUS_WORDS, STOPWORDS_EN,
                       STOPWORDS_RU, TARGET_PREPOSITIONS, VERBS, WEEKDAYS)
-from .linking import (CatalogIndex, Lookup, Table, is_temporal, link_column, link_table, prose, similarity,
-                      time_column_named, tokens, words, LINK_SIMILARITY, ASK_SIMILARITY, LEVELS)
+from .linking import (EXTENSION, CatalogIndex, Lookup, Table, is_temporal, link_column, link_table, link_value, prose,
+                      similarity, time_column_named, tokens, words, LINK_SIMILARITY, ASK_SIMILARITY, LEVELS)
 from .scanner import MASK, Hit, Scanner
 
 # Words that never start or end a phrase naming a table or column.
@@ -48,6 +48,9 @@ file files folder topic database db schema join joined joining with without miss
 """.split())
 _GRAMMAR_RU_STEMS = ("сумм", "итог", "средн", "количеств", "числ", "выручк", "продаж", "ежедн", "еженед",
                      "ежемес", "ежечас", "кажд", "оплаченн", "минимал", "максимал", "последн", "перв", "топ")
+# What follows a participle naming a time column ("shipped in March", «оформленные с 1 мая»).
+_TIME_LEAD = re.compile(r"\s+(?:in|on|before|after|since|between|from|until|till|during|within|over|last|this|"
+                        r"prior|earlier|later|at|в|во|с|со|до|после|между|за|по)\b", re.I)
 _NAME = re.compile(r"[`'\"][^`'\"]*[`'\"]|https?://\S+|[\w\-]+(?:[./][\w\-]+)+")
 _WORD = re.compile(r"[^\W\d_][\w]*(?:['’]s)?")
 
@@ -114,6 +117,10 @@ def rewrite_columns(text: str, tables: list[Table]) -> tuple[Rewrite, list[tuple
         look = link_column(phrase, tables, similar=False)
         column = look.linked
         if column is None or column == phrase:
+            continue
+        # "delivered shipments" names a status value; "delivered before May" the time column delivered_on.
+        if look.how == EXTENSION and any(link_value(phrase, t) for t in tables) and \
+                not _TIME_LEAD.match(text[end:]):
             continue
         taken.append((start, end, column, look.how or ""))
     taken.sort()
@@ -197,6 +204,84 @@ def _set_endpoint(ep: dict, table: Table) -> None:
     else:
         ep.update({"kind": table.kind, "table": table.name})
     ep["connection"] = table.connection
+
+
+# ---------------------------------------------------------------- category values as filters
+
+_NEGATIONS = frozenset({"not", "non", "no", "не", "кроме", "except", "excluding"})
+_CONJUNCTIONS = frozenset({"or", "and", "или", "и", ","})
+
+
+def link_values(sc: Scanner, d: Draft, index: CatalogIndex) -> None:
+    """Words naming a value of a category column of the source become filters ("completed appointments"
+    -> status = 'completed', "from Moscow or Berlin" -> city in [...]); a word that is a value of two
+    columns is asked about. Candidates are the words no rule read and the adjectives of "what is moved"."""
+    table = index.table_for(d.source)
+    if table is None or not table.values:
+        return
+    entity = table.entity(3)
+    words_ = [(pos, pos + len(w), w, False) for pos, w in sc.leftover_words()]
+    words_ += [(h.start, h.end, h.text, True) for h in sc.hits if h.meaning.startswith("what is moved")
+               and " " not in h.text]
+    # A participle the verb scan took as a load verb ("delivered", "shipped") may be a value too.
+    hit_at = {(h.start, h.end) for h in sc.hits}
+    words_ += [(m.start(), m.end(), m.group(0), False) for m in re.finditer(r"\w+", sc.text)
+               if m.group(0).lower() in VERBS and sc.masked[m.start()] == MASK and (m.start(), m.end()) not in hit_at
+               and not any(h.start <= m.start() < h.end for h in sc.hits)]
+    words_.sort()
+    # Two adjacent words may be one value ("bank transfer" = bank-transfer); tried before each alone.
+    pairs = [(a[0], b[1], f"{a[2]}_{b[2]}", a[3] and b[3]) for a, b in zip(words_, words_[1:])
+             if not sc.text[a[1]:b[0]].strip() and not (a[3] or b[3])]
+    picked: dict[str, list[tuple[int, int, str, bool]]] = {}
+    used: list[tuple[int, int]] = []
+    for start, end, w, moved in pairs + words_:
+        if any(s < end and start < e for s, e in used):
+            continue
+        low = w.lower()
+        if low in FUNCTION_WORDS or low in STOPWORDS_EN or (tokens(w, 3) and tokens(w, 3) <= entity):
+            continue
+        if _TIME_LEAD.match(sc.text[end:]) and time_column_named(w, table):
+            continue  # "delivered before May": the time column delivered_on, not status 'delivered'
+        found = link_value(w, table)
+        if len({c for c, _ in found}) > 1:
+            shown = " or ".join(f"{table.name}.{c} = '{v}'" for c, v in found)
+            d.ask(f"value:{low}", f'"{w}" may be {shown}; which one is meant?', f"«{w}» - это {shown}; что имеется в виду?")
+            continue
+        if found:
+            picked.setdefault(found[0][0], []).append((start, end, found[0][1], moved))
+            used.append((start, end))
+    for column, hits in picked.items():
+        hits.sort()
+        values = list(dict.fromkeys(v for _, _, v, _ in hits))
+        negated = [_word_before(sc, s) for s, _, _, _ in hits]
+        negated = [n for n in negated if n is not None and n[2].lower() in _NEGATIONS]
+        op = ("!=" if negated else "=") if len(values) == 1 else ("not_in" if negated else "in")
+        value = values[0] if len(values) == 1 else values
+        f = {"column": column, "op": op, "value": value}
+        if f not in d.filters and not any(x["column"] == column and x.get("value") == value for x in d.filters):
+            d.filters.append(f)
+        meaning = f"filter {column} {op} {value!r} (values of {table.name}.{column})"
+        for start, end, _, moved in hits:
+            _claim(sc, start, end, meaning, replace=moved)
+        for start, end, _ in negated:
+            _claim(sc, start, end, meaning)
+        for (_, e1, _, _), (s2, _, _, _) in zip(hits, hits[1:]):  # "Moscow or Berlin": the conjunction too
+            between = sc.masked[e1:s2].strip().lower()
+            if between in _CONJUNCTIONS:
+                at = e1 + sc.masked[e1:s2].lower().index(between)
+                _claim(sc, at, at + len(between), meaning)
+
+
+def _word_before(sc: Scanner, start: int) -> Optional[tuple[int, int, str]]:
+    m = re.search(r"(\w+)[\s-]*$", sc.masked[:start])
+    return (m.start(1), m.end(1), m.group(1)) if m else None
+
+
+def _claim(sc: Scanner, start: int, end: int, meaning: str, replace: bool = False) -> None:
+    if replace:  # the word was read as part of what is moved; now it says which rows
+        sc.hits = [h for h in sc.hits if not (h.start == start and h.end == end)]
+    sc.masked = sc.masked[:start] + MASK * (end - start) + sc.masked[end:]
+    sc.hits.append(Hit(start, end, sc.text[start:end], meaning))
 
 
 def _preferred(tables: list[Table]) -> list[Table]:

@@ -141,6 +141,8 @@ class Table:
     name: str
     columns: tuple[tuple[str, str], ...]  # (name, type)
     default: bool = False
+    # (column, its values): text columns whose catalog entry lists all their values (a category).
+    values: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def column_names(self) -> list[str]:
@@ -197,8 +199,10 @@ class CatalogIndex:
         for conn in catalog["connections"]:
             for t in conn.get("tables") or []:
                 cols = tuple((str(c["name"]), str(c.get("type") or "")) for c in t.get("columns") or [])
+                values = tuple((str(c["name"]), tuple(str(v) for v in c.get("samples") or []))
+                               for c in t.get("columns") or [] if c.get("values") and c.get("samples"))
                 tables.append(Table(str(conn["name"]), str(conn["kind"]), str(t["name"]), cols,
-                                    bool(conn.get("default"))))
+                                    bool(conn.get("default")), values))
         return cls(tables) if tables else None
 
     def holders(self, name: str, kind: Optional[str] = None) -> list[Table]:
@@ -314,7 +318,7 @@ def link_column(phrase: str, tables: list[Table], similar: bool = True, spec_col
         return look
     extended = _extension(phrase, names, EXTENSIONS if spec_column else UNIT_EXTENSIONS)
     if len(extended) == 1:
-        return Lookup(phrase, tuple(extended), "the name plus a unit or suffix")
+        return Lookup(phrase, tuple(extended), EXTENSION)
     money = _money(phrase, [(c, ty) for t in tables for c, ty in t.columns]) if spec_column else []
     if len(money) == 1:
         return Lookup(phrase, tuple(money), "the table's money column")
@@ -323,6 +327,7 @@ def link_column(phrase: str, tables: list[Table], similar: bool = True, spec_col
     return match(phrase, names, entities, similar) if similar else look
 
 
+EXTENSION = "the name plus a unit or suffix"
 # What a column name adds to the word a user says: a unit, a currency or a role suffix ("dose" ->
 # dose_mg, "fee" -> fee_rub, "diagnosis" -> diagnosis_code, "customer" -> customer_id).
 UNIT_EXTENSIONS = frozenset("""
@@ -368,11 +373,14 @@ def time_column_named(text: str, table: Table) -> Optional[str]:
     """The one date/time column of ``table`` a word of ``text`` names by its stem: "scheduled" ->
     scheduled_at, "issued" -> issued_on, «зарегистрированные» is not matched (English stems only)."""
     temporal = [c for c, ty in table.columns if is_temporal(ty)]
-    said = {_stem(_singular(w)) for w in words(text) if len(w) >= 4}
+    entity = table.entity(1)
+    said = {_stem(_singular(w)) for w in words(text) if len(w) >= 4 and not tokens(w, 1) <= entity}
     found = []
     for c in temporal:
         head = [w for w in c.lower().split("_") if w and w not in _TIME_WORDS]
-        if head and any(_common_prefix(_stem(head[0]), w) >= min(5, len(_stem(head[0]))) for w in said):
+        stem = _stem(head[0]) if head else ""
+        if stem and any(_common_prefix(stem, w) >= min(5, len(stem)) and abs(len(w) - len(stem)) <= 3
+                        for w in said):
             found.append(c)
     return found[0] if len(found) == 1 else None
 
@@ -435,3 +443,51 @@ def similarity(phrase: str, names: list[str]) -> Optional[list[float]]:
 
 def is_temporal(type_: str) -> bool:
     return bool(re.search(r"date|time", type_, re.I))
+
+
+# ---------------------------------------------------------------- category values named in prose
+
+# Russian words for common category values (stems, any ending) -> the English value they name.
+VALUE_STEMS_RU = (
+    ("завершён", "completed"), ("завершен", "completed"), ("выполнен", "completed"), ("отменён", "cancelled"),
+    ("отменен", "cancelled"), ("оплачен", "paid"), ("неоплачен", "unpaid"), ("ожидающ", "pending"),
+    ("возвращён", "refunded"), ("возвращен", "refunded"), ("доставлен", "delivered"), ("отправлен", "shipped"),
+    ("запланирован", "scheduled"), ("неявк", "no_show"), ("неявивш", "no_show"), ("активн", "active"),
+    ("неактивн", "inactive"), ("новы", "new"), ("закрыт", "closed"), ("открыт", "open"), ("онлайн", "online"),
+    ("телефон", "phone"), ("мужск", "m"), ("женск", "f"),
+)
+_TRANSLIT = str.maketrans({"а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh",
+                           "з": "z", "и": "i", "й": "i", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o",
+                           "п": "p", "р": "r", "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts",
+                           "ч": "ch", "ш": "sh", "щ": "sch", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu",
+                           "я": "ya"})
+_SPELLINGS = {"canceled": "cancelled", "cancelled": "cancelled"}
+
+
+def value_key(text: str) -> str:
+    """A value or a word as compared: case, ``-``/``_``/space, plural and spelling do not matter."""
+    key = re.sub(r"[\s_\-]+", "_", text.strip().lower())
+    key = "_".join(_singular(part) for part in key.split("_"))
+    return _SPELLINGS.get(key, key)
+
+
+def link_value(word: str, table: Table) -> list[tuple[str, str]]:
+    """(column, value) pairs of ``table``'s category columns that ``word`` names: the value itself
+    ("completed", "no-shows", "GLU"), a Russian word for it («завершённых», «отменённые»), or a Russian
+    spelling of a proper name («из Казани» -> Kazan). One- and two-letter values need the exact spelling."""
+    low = word.lower()
+    keys = {value_key(word)}
+    keys |= {value_key(en) for stem, en in VALUE_STEMS_RU if low.startswith(stem)}
+    latin = low.translate(_TRANSLIT) if re.search(r"[а-яё]", low) else ""
+    found = []
+    for column, values in table.values:
+        for v in values:
+            if len(v) <= 2:
+                if word == v and word.isupper():
+                    found.append((column, v))
+                continue
+            vk = value_key(v)
+            if vk in keys or (latin and v[:1].isupper() and len(vk) >= 4
+                              and _common_prefix(latin, vk) >= max(4, len(vk) - 1)):
+                found.append((column, v))
+    return list(dict.fromkeys(found))

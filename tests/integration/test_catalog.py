@@ -138,3 +138,20 @@ def test_an_unreachable_connection_is_reported_without_hiding_the_others(setting
     down = next(c for c in catalog["connections"] if c["name"] == "down")
     assert down["tables"] == [] and "127.0.0.1" in down["error"]
     _table(catalog, "wh", f"{tables}.order_lines")
+
+
+def test_a_text_column_with_few_values_lists_them_all_and_a_name_like_column_does_not(settings, registry, tenant,
+                                                                                      tables):
+    import psycopg
+
+    statuses = ["open", "closed", "on_hold", "in-review", "lost", "won", "new"]
+    with psycopg.connect(settings.postgres_dsn, autocommit=True) as db:
+        db.execute(f"CREATE TABLE {tables}.tickets (ticket_id integer, state text, owner text, score integer)")
+        db.execute(f"""INSERT INTO {tables}.tickets
+            SELECT i, (%s::text[])[1 + i %% 7], 'owner ' || i, i %% 3 FROM generate_series(1, 200) i""",
+                   (statuses,))
+    catalog = build_catalog(registry, tenant, hidden=(settings.clickhouse_database,))
+    cols = {c["name"]: c for c in _table(catalog, "wh", f"{tables}.tickets")["columns"]}
+    assert sorted(cols["state"]["samples"]) == sorted(statuses) and cols["state"]["values"] is True
+    assert len(cols["owner"]["samples"]) == 5 and "values" not in cols["owner"]  # 200 distinct: no category
+    assert "values" not in cols["score"]  # numbers are compared as numbers, never linked as words
