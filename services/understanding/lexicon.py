@@ -196,9 +196,15 @@ _COLUMN_WORD = rf"e-?mail\s+address(?:es)?|e-?mails?|phone\s+numbers?|{IDENT}"
 _COLUMN_WORD_RU = rf"почту|почты|имена|города|город|страны|страну|сумму|суммы|телефоны|{_COLUMN_WORD}"
 
 
-def column(group: str, russian: bool = False) -> str:
-    """A named group matching a column as users say it ("emails", "e-mail addresses", "city")."""
-    return rf"{NOT_A_COLUMN}(?P<{group}>{_COLUMN_WORD_RU if russian else _COLUMN_WORD})"
+# Two words naming one column ("diagnosis code", "birth date" -> diagnosis_code, birth_date).
+_COMPOUND = r"[A-Za-z]+\s+(?:code|date|time|name|number|id|type|level|status|address|group)(?![\w.])"
+
+
+def column(group: str, russian: bool = False, compound: bool = False) -> str:
+    """A named group matching a column as users say it ("emails", "e-mail addresses", "city"); with
+    ``compound``, also two words naming one ("diagnosis code")."""
+    words = _COLUMN_WORD_RU if russian else _COLUMN_WORD
+    return rf"{NOT_A_COLUMN}(?P<{group}>{_COMPOUND + '|' if compound else ''}{words})"
 
 
 VALUE = r"'[^']*'|\"[^\"]*\"|-?\d+(?:\.\d+)?|[A-Za-z_][\w\-]*"

@@ -67,8 +67,11 @@ def add_filter(sc: Scanner, d: Draft, m: "re.Match | Span", col: str, op: str, v
 
 # --- filters ---------------------------------------------------------------------------------------
 
+# What a status adjective may describe ("completed visits", "failed payments"): any plural entity noun.
+_PLURALS = "|".join(sorted((w for w in ENTITY_NOUNS if re.fullmatch(r"[a-z]+s", w)), key=len, reverse=True))
+
 def scan_filters(sc: Scanner, d: Draft) -> None:
-    nouns = r"(?=\s+(?:orders?|payments?|transactions?|invoices?|rows|records|ones|items|sales)\b)"
+    nouns = rf"(?=\s+(?:orders?|payments?|transactions?|invoices?|rows|records|ones|items|sales|{_PLURALS})\b)"
     status = "|".join(STATUS_WORDS)
     for m in list(sc.finditer(rf"\b(?:only\s+)?(?P<st>{status}){nouns}")):
         add_filter(sc, d, m, "status", "=", STATUS_WORDS[m.group("st").lower()])

@@ -15,14 +15,15 @@ from .operations import add_filter, column_name, literal
 from .scanner import Scanner, Span
 
 _ROWS = (r"(?:the\s+|any\s+|all\s+)?(?:rows?|records?|entries|entry|lines?|ones|orders?|customers?|users?|"
-         r"payments?|events?|items?|patients?|visits?|transactions?|contacts?|accounts?|products?)")
+         r"payments?|events?|items?|patients?|visits?|transactions?|contacts?|accounts?|products?|"
+         + "|".join(sorted((w for w in ENTITY_NOUNS if re.fullmatch(r"[a-z]+s", w)), key=len, reverse=True)) + ")")
 _NULL_WORDS = (r"(?:missing|null|nulls|empty|blank|absent|not\s+set|unset|unknown|not\s+filled(?:\s+in)?|na|n/a|"
                r"nan|not\s+given|not\s+provided|not\s+available)")
 _PRESENT_WORDS = (r"(?:not\s+(?:null|empty|blank|missing)|present|set|filled(?:\s+in)?|known|non-?empty|non-?null|"
                   r"available|provided|given)")
 _SKIP = (r"(?:skipping|skip|ignoring|ignore|excluding|exclude|dropping|drop|removing|remove|filtering\s+out|"
          r"filter\s+out|leaving\s+out|leave\s+out|omitting|omit|discarding|discard|except(?:\s+for)?|but\s+not)")
-_END = r"(?=\s*$|\s*[,.;)]|\s+(?:and|or|from|into|to|in|on|then|also|before|after|while|when|per|by)\b)"
+_END = r"(?=\s*$|\s*[,.;)(]|\s*(?:->|=>|-)\s|\s+(?:and|or|from|into|to|in|on|then|also|before|after|while|when|per|by)\b)"
 _RU_COLUMNS = {"почта": "email", "почты": "email", "почтой": "email", "почту": "email", "email'а": "email",
                "телефон": "phone", "телефона": "phone", "телефоном": "phone", "телефонов": "phone",
                "город": "city", "города": "city", "городом": "city", "имя": "name", "имени": "name",
@@ -64,12 +65,16 @@ def _null_filter(sc: Scanner, d: Draft, m: re.Match, op: str) -> None:
         add_filter(sc, d, m, col, op)
 
 
+_PLURAL_NOUNS = "|".join(sorted((w for w in ENTITY_NOUNS if re.fullmatch(r"[a-z]+s", w)), key=len, reverse=True))
+_NOT_YET = r"(?:\s+(?:on\s+file|yet|recorded|set|given|specified|listed|at\s+all))?"
+
+
 def scan_null_filters(sc: Scanner, d: Draft) -> None:
     if not sc.has(r"missing|null|empty|blank|absent|set\b|unknown|filled|\bna\b|n/a|nan|given|provided|available|"
                   r"without|no\s|lacking|ha(?:ve|s|ving)|contain|present|known|valid|some\s|пуст|без|заполн|"
                   r"указан|отсутств|только"):
         return
-    c = column("col")
+    c = column("col", compound=True)
     present = (
         rf"\b{_SKIP}\s+{_ROWS}?\s*(?:where|whose|in\s+which|when|if)\s+(?:the\s+|their\s+|its\s+)?{c}\s+"
         rf"(?:is|are|was|were)\s+{_NULL_WORDS}\b",
@@ -81,6 +86,10 @@ def scan_null_filters(sc: Scanner, d: Draft) -> None:
         rf"non-?empty\s+|a\s+valid\s+)?{c}{_END}",
         rf"\b(?:only\s+)?{_ROWS}\s+(?:with|having)\s+(?:an?\s+|a\s+non-?empty\s+|a\s+non-?null\s+|a\s+valid\s+|"
         rf"some\s+)(?!positive|negative|non-negative|non-zero){c}{_END}",
+        rf"\b(?:with|having|whose)\s+(?:an?\s+|the\s+)?(?:known|recorded|specified|given|"
+        rf"filled(?:[\s-]in)?|non-?blank)\s+{c}{_END}",
+        rf"(?:\b|^)у\s+которых\s+(?:есть|указан\w*|заполнен\w*|известн\w*)\s+(?:[а-яё]+\s+)?(?:\(\s*{IDENT.join(['(?P<col>', ')'])}"
+        rf"\s*\)|{_RU_COL})",
         rf"\b(?:where|with|whose|when)\s+(?:the\s+)?{c}\s+(?:is|are)\s+{_PRESENT_WORDS}\b",
         rf"\bwith\s+(?:an?\s+)?non-?(?:empty|null|blank)\s+{c}",
         rf"\bwith\s+(?:the\s+)?{c}\s+filled(?:\s+in)?\b",
@@ -97,15 +106,38 @@ def scan_null_filters(sc: Scanner, d: Draft) -> None:
             _null_filter(sc, d, m, "not_null")
     absent = (
         rf"\b(?:only\s+)?{_ROWS}?\s*(?:where|whose)\s+(?:the\s+)?{c}\s+(?:is|are)\s+{_NULL_WORDS}\b",
+        rf"\b(?:who|that|which)\s+(?:have|has|had)\s+no\s+{c}{_NOT_YET}{_END}",
+        rf"\b(?:who|that|which)\s+(?:do|does|did)\s*(?:not|n't)\s+have\s+(?:an?\s+|any\s+|the\s+)?"
+        rf"{c}{_NOT_YET}{_END}",
+        rf"(?:\b|^)у\s+которых\s+(?:нет|не\s+указан\w*|не\s+заполнен\w*|пуст\w*|отсутствует)\s+(?:[а-яё]+\s+)?"
+        rf"(?:\(\s*{IDENT.join(['(?P<col>', ')'])}\s*\)|{_RU_COL})",
+        # «без указанного канала записи (channel пустой)»: the parenthesis names the column
+        rf"(?:\b|^)(?:без\s+(?:указанн\w+\s+|заполненн\w+\s+)?(?:[а-яё]+\s+){{1,2}})?\(\s*{IDENT.join(['(?P<col>', ')'])}\s+"
+        rf"(?:пуст\w*|не\s+указан\w*|is\s+(?:null|empty|missing|blank)|null|empty|missing|blank)\s*\)",
         rf"\b(?:only\s+)?{_ROWS}\s+(?:without|with\s+no|missing|lacking|that\s+(?:have|has)\s+no|having\s+no)\s+"
         rf"(?:an?\s+|the\s+|any\s+)(?!\w+\s+column){c}{_END}",
         rf"\bгде\s+{_RU_COL}\s+(?:пуст\w*|не\s+указан\w*|не\s+заполнен\w*|отсутствует|null|is\s+null)",
         # «пациентов без телефона», «строки без email»: rows that lack it (a column left out is «без колонки X»)
-        rf"(?<=\s)(?=(?:строк\w*|запис\w*|{_RU_PLURALS})\s+без\s)\S+\s+без\s+(?!колонк|пол[яей]|столбц){_RU_COL}",
+        rf"(?:(?<=\s)|^)(?=(?:строк\w*|запис\w*|{_RU_PLURALS}|клиенты|пациенты|врачи|заказы|приёмы|приемы|визиты|"
+        rf"назначения|анализы|пользователи|товары)\s+без\s)\S+\s+без\s+(?:указанн\w+\s+|заполненн\w+\s+)?"
+        rf"(?!колонк|пол[яей]|столбц){_RU_COL}",
     )
     for pattern in absent:
         for m in list(sc.finditer(unique_groups(pattern))):
             _null_filter(sc, d, m, "is_null")
+    # "patients without insurance", "customers with no phone": after a noun for rows, a row filter (at the end of
+    # the request "without email" may mean leaving the column out, and stays a question)
+    lacking = (rf"\b(?:{_PLURAL_NOUNS}|rows|records|ones|those)\s+(?P<rest>(?:without|with\s+no|lacking)\s+(?:an?\s+|any\s+)?"
+               rf"(?!(?:{'|'.join(STATUS_WORDS)}|{_PLURAL_NOUNS})\b)(?:known\s+|recorded\s+|specified\s+)?(?!\w+\s+column){c}"
+               rf"{_NOT_YET}{_END})")
+    for m in list(sc.finditer(lacking)):
+        col = _col(m)
+        if col.lower() not in STOPWORDS_EN:
+            add_filter(sc, d, Span(m.start("rest"), m.end("rest")), col, "is_null")
+    if any(f["op"] == "not_null" for f in d.filters):  # "rows that have a value (drop the NA ones)": said twice
+        for m in list(sc.finditer(r"\(\s*(?:drop(?:ping)?|skip(?:ping)?|exclud(?:e|ing)|without|no)\s+(?:the\s+|any\s+)?"
+                                  r"(?:NA|N/A|NaN|null|empty|missing|blank)s?(?:\s+(?:ones|rows|values|records))?\s*\)")):
+            sc.take(m, "the same not-null filter")
 
 
 # --- where-clauses in words ------------------------------------------------------------------------

@@ -22,13 +22,13 @@ def destructive_word(text: str) -> Optional[str]:
     loads = any(w.lower() in VERBS for w in re.findall(r"[^\W\d_]+", unquoted))
     for m in re.finditer(rf"\b(?:{DESTRUCTIVE_EN}|{DESTRUCTIVE_RU})\b", unquoted, re.I):
         rest = unquoted[m.end():]
-        if re.match(rf"\s+{DEDUPE_EXCEPTION}", rest, re.I) and (loads or re.search(r"\b(?:into|в|во)\b", unquoted, re.I)):
+        if re.match(rf"\s+(?:{DEDUPE_EXCEPTION})", rest, re.I) and (loads or re.search(r"\b(?:into|в|во)\b", unquoted, re.I)):
             continue  # "removing duplicates", "удаляя дубликаты": cleaning the batch, not the source
         if loads and re.match(r"updat", m.group(0), re.I) and re.match(rf"\s+{MERGE_EXCEPTION}", rest, re.I):
             continue  # "updating existing rows by order_id": how the load writes (merge), not a change
         after_load = re.search(r"\b(?:then|afterwards|after\s+that|затем|потом)\W*$", unquoted[:m.start()], re.I)
         if loads and not after_load and re.match(r"(?:drop|remov|skip|exclud|убир|убра|отбрас|выкид)", m.group(0), re.I) \
-                and re.match(rf"\s+{ROW_FILTER_EXCEPTION}", rest, re.I):
+                and re.match(rf"\s+(?:{ROW_FILTER_EXCEPTION})", rest, re.I):
             continue  # "loading ..., dropping rows where email is missing": a filter on what is loaded
         if re.match(rf"\s+(?:the\s+)?{IDENT}\s+column\b", rest, re.I):
             continue  # "dropping the phone column": leaving a column out of the load
