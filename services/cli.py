@@ -180,6 +180,34 @@ def start(workers: Optional[str] = typer.Option(None, help="Comma-separated work
     typer.echo(f"gateway ready: {base}  (API docs {base}/docs)")
 
 
+@app.command()
+def probe(name: str = typer.Argument(..., help="A worker name, or `gateway`.")) -> None:
+    """Health check for a process manager (docker compose, systemd): exit 0 when the worker's consumer group
+    has live members (the gateway: when /healthz answers), 1 otherwise."""
+    import httpx
+
+    from services.core.kafka import admin_client
+    from services.readiness import processor_health
+    from services.runtime import WORKERS
+
+    settings = _settings()
+    try:
+        if name == "gateway":
+            ok = httpx.get(f"http://127.0.0.1:{settings.gateway_port}/healthz", timeout=3).status_code == 200
+        elif name in WORKERS:
+            ok = processor_health(settings, admin_client(settings), [name])[0].live
+        else:
+            typer.echo(f"unknown process {name!r}", err=True)
+            raise typer.Exit(2)
+    except Exception as exc:  # unreachable broker or gateway: unhealthy, with the reason
+        if isinstance(exc, typer.Exit):
+            raise
+        typer.echo(f"{name}: {type(exc).__name__}: {exc}", err=True)
+        ok = False
+    typer.echo(f"{name}: {'healthy' if ok else 'NOT healthy'}")
+    raise typer.Exit(0 if ok else 1)
+
+
 @app.command(hidden=True)
 def supervise(workers: str = typer.Option(..., help="Comma-separated workers to run.")) -> None:
     """The supervisor in the foreground (what `aietl start` runs in the background)."""
