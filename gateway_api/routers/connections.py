@@ -121,12 +121,15 @@ async def delete_connection(name: str, request: Request):
     return Response(status_code=204)
 
 
-@router.post("/{name}/test", summary="Check that the source is reachable with these params and secrets",
+@router.post("/{name}/test", summary="Reachable or not (with a reason class: reachable, unreachable, blocked, "
+             "error...) with these params and secrets; never which ports are open",
              responses=NOT_FOUND)
 async def test_connection(name: str, request: Request) -> dict:
     conn = await _connection(request, name)
-    ok, detail, latency_ms = await asyncio.to_thread(introspect.test, conn)
-    return {"name": name, "ok": ok, "detail": detail, "latency_ms": latency_ms}
+    ok, detail, reason, latency_ms = await asyncio.to_thread(introspect.check, conn)
+    # A failure's latency would tell a refused port (instant) from a filtered one (the timeout): not shown.
+    return {"name": name, "ok": ok, "reachable": ok, "reason": reason, "detail": detail,
+            "latency_ms": latency_ms if ok else None}
 
 
 @router.get("/{name}/tables", summary="Tables (files, topics) of a connection",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from services.connectors.introspect import Column, IntrospectionError, TableNotFound
-from services.connectors.registry import Connection
+from services.connectors.registry import Connection, InvalidConnection
 
 SAMPLE_ROWS = 1000
 EXTENSIONS = (".csv", ".jsonl", ".ndjson", ".json", ".xml", ".parquet")
@@ -180,8 +180,40 @@ def records_in(doc: Any) -> list[dict]:
 
 # ---------------------------------------------------------------- the folder
 
+class FolderNotAllowed(InvalidConnection):
+    """A file connection's folder (symlinks resolved) is outside every folder an admin allowed."""
+
+
+def file_roots(settings=None) -> list[Path]:
+    """The folders file connections may read: ``AIETL_FILE_ROOTS`` (comma-separated), else the state dir
+    (the demo's landing and data folders live under it) and the system temp dir (uploads, tests)."""
+    import tempfile
+
+    if settings is None:
+        from services.core.settings import load_settings
+
+        settings = load_settings()
+    configured = getattr(settings, "file_roots", None)
+    roots = [r.strip() for r in configured.split(",")] if configured else [str(settings.state_dir),
+                                                                            tempfile.gettempdir()]
+    return [Path(r).expanduser().resolve() for r in roots if r]
+
+
+def allowed_folder(folder: Any, name: str = "", settings=None) -> Path:
+    """``folder`` with symlinks resolved, when it lies inside an allowed root (never ``/`` itself: a root
+    of ``/`` in the settings is ignored, so no setting turns the whole host into a table)."""
+    if not isinstance(folder, (str, Path)) or not str(folder).strip():
+        raise FolderNotAllowed(f"file connection {name!r} needs a folder")
+    resolved = Path(folder).expanduser().resolve()
+    roots = [r for r in file_roots(settings) if r != Path(r.anchor)]
+    if resolved == Path(resolved.anchor) or not any(resolved.is_relative_to(r) for r in roots):
+        raise FolderNotAllowed(f"folder {folder} of file connection {name!r} is not inside a folder an admin "
+                               f"allowed (AIETL_FILE_ROOTS: {', '.join(map(str, roots))})")
+    return resolved
+
+
 def _folder(conn: Connection) -> Path:
-    folder = Path(conn.param("folder")).expanduser().resolve()
+    folder = allowed_folder(conn.param("folder"), conn.name)
     if not folder.is_dir():
         raise IntrospectionError(f"folder {folder} of connection {conn.name!r} does not exist")
     return folder

@@ -47,12 +47,44 @@ def type_dialect(kind: str) -> str:
 
 def test(conn: Connection) -> tuple[bool, str, float]:
     """(ok, detail, latency_ms): can the source be reached with these params and secrets?"""
+    ok, detail, _reason, latency = check(conn)
+    return ok, detail, latency
+
+
+def check(conn: Connection) -> tuple[bool, str, str, float]:
+    """(ok, detail, reason class, latency_ms). A network failure is one class, ``unreachable``, whatever the
+    socket said, and a blocked address names only its class: the answer must not tell an open port from a
+    closed or filtered one (a port scanner otherwise). Other failures (authentication, a missing database)
+    keep their scrubbed message."""
     started = time.perf_counter()
     try:
-        detail, ok = _impl(conn, "test")(conn), True
+        detail, ok, reason = _impl(conn, "test")(conn), True, "reachable"
     except Exception as exc:  # any failure is a "not ok" answer, never an exception for the caller
-        detail, ok = scrub(_message(exc), conn), False
-    return ok, detail, round((time.perf_counter() - started) * 1000, 1)
+        ok, reason, detail = False, *_failure(exc, conn)
+    return ok, detail, reason, round((time.perf_counter() - started) * 1000, 1)
+
+
+_NETWORK_WORDS = ("refused", "timed out", "timeout", "no route", "unreachable", "reset by peer", "resolve",
+                  "name or service", "nodename", "getaddrinfo", "translate host", "connection closed",
+                  "server closed", "broken pipe", "eof occurred", "connect call failed", "transport",
+                  "network", "all brokers down", "connection error", "connecterror", "disconnected")
+
+
+def _failure(exc: Exception, conn: Connection) -> tuple[str, str]:
+    from services.connectors.egress import BlockedAddress, FetchError, ResponseTooLarge
+
+    if isinstance(exc, BlockedAddress):
+        return ("blocked" if exc.reason != "dns" else "unreachable"), (
+            f"not reachable: the address is not allowed ({exc.reason})" if exc.reason != "dns"
+            else "not reachable (unreachable)")
+    if isinstance(exc, ResponseTooLarge):
+        return "too-large", "reachable, but the answer is larger than the platform reads"
+    if isinstance(exc, FetchError):
+        return exc.reason, scrub(str(exc), conn)
+    text = _message(exc)
+    if isinstance(exc, (OSError, TimeoutError)) or any(w in text.lower() for w in _NETWORK_WORDS):
+        return "unreachable", "not reachable (unreachable)"
+    return "error", scrub(text, conn)
 
 
 def list_tables(conn: Connection) -> list[str]:
@@ -77,8 +109,9 @@ def _impl(conn: Connection, op: str) -> Callable:
 def _call(conn: Connection, op: str, *args):
     try:
         return _impl(conn, op)(conn, *args)
-    except ConnectionError_ as exc:
-        raise type(exc)(scrub(str(exc), conn)) from None
+    except ConnectionError_ as exc:  # scrubbed in place: subclasses keep their fields (a blocked reason)
+        exc.args = (scrub(str(exc), conn),)
+        raise exc from None
     except Exception as exc:  # driver errors: reported as the source's failure, secrets removed
         raise IntrospectionError(f"{conn.kind} connection {conn.name!r}: {scrub(_message(exc), conn)}") from None
 
@@ -117,10 +150,14 @@ def http_headers(conn: Connection) -> dict[str, str]:
 
 
 def _http_get(conn: Connection, path: str) -> Any:
-    import httpx
+    from services.connectors import egress
 
-    url = conn.param("base_url").rstrip("/") + ("/" + path.lstrip("/") if path else "")
-    resp = httpx.get(url, headers=http_headers(conn), timeout=float(conn.param("timeout_s", 10)))
+    base = conn.param("base_url").rstrip("/")
+    url = base + ("/" + path.lstrip("/") if path else "")
+    timeout = min(float(conn.param("timeout_s", egress.DEFAULT_TIMEOUT_S)), egress.DEFAULT_DEADLINE_S)
+    policy = egress.default_policy()
+    with egress.client(policy, timeout) as http:  # addresses checked, redirects followed one hop at a time
+        resp = egress.fetch(http, url, base_url=base, credentials=http_headers(conn), policy=policy)
     resp.raise_for_status()
     return resp
 

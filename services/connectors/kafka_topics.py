@@ -38,11 +38,60 @@ def _metadata(conn: Connection, topic: Optional[str] = None):
 
 def test(conn: Connection) -> str:
     md = _metadata(conn)
-    return f"Kafka: {len(md.brokers)} broker(s), {len(md.topics)} topics"
+    return f"Kafka: {len(md.brokers)} broker(s), {len(_visible(conn, md.topics))} topics"
 
 
 def list_tables(conn: Connection) -> list[str]:
-    return sorted(t for t in _metadata(conn).topics if not t.startswith("__"))  # __consumer_offsets etc.
+    return sorted(_visible(conn, _metadata(conn).topics))
+
+
+# The platform's own broker carries its commands and events: a connection pointing at it (same bootstrap
+# host:port, resolved) sees only the topics an admin marked shared (AIETL_KAFKA_SHARED_TOPICS, fnmatch
+# patterns); the platform's topics stay refused even then (services.connectors.guards).
+
+def shared_topics(settings=None) -> list[str]:
+    """The topic patterns of the platform's broker an admin shared with connections."""
+    from services.core.settings import load_settings
+
+    settings = settings or load_settings()
+    return [t.strip() for t in (getattr(settings, "kafka_shared_topics", None) or "").split(",") if t.strip()]
+
+
+def platform_broker(bootstrap: str, settings=None) -> bool:
+    """Does any server of ``bootstrap`` resolve to the platform's own broker?"""
+    from services.connectors.guards import PlatformStores, is_platform_endpoint
+    from services.core.settings import load_settings
+
+    stores = PlatformStores.of(settings or load_settings())
+    for server in str(bootstrap or "").split(","):
+        host, _, port = server.strip().rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        if port.isdigit() and is_platform_endpoint(host, int(port), stores):
+            return True
+    return False
+
+
+def topic_allowed(conn: Connection, topic: str, settings=None) -> bool:
+    import fnmatch
+
+    from services.connectors.guards import PlatformStores, _topic_problems
+    from services.core.settings import load_settings
+
+    if topic.startswith("__"):  # __consumer_offsets etc.
+        return False
+    settings = settings or load_settings()
+    if not platform_broker(conn.param("bootstrap"), settings):
+        return True
+    if _topic_problems("source", topic, PlatformStores.of(settings)):
+        return False
+    return any(fnmatch.fnmatchcase(topic, pattern) for pattern in shared_topics(settings))
+
+
+def _visible(conn: Connection, topics) -> list[str]:
+    from services.core.settings import load_settings
+
+    settings = load_settings()
+    return [t for t in topics if topic_allowed(conn, t, settings)]
 
 
 def table_schema(conn: Connection, name: str, sample: int = SAMPLE_MESSAGES) -> list[Column]:
@@ -66,6 +115,8 @@ def topic_partitions(conn: Connection, topic: str) -> list[int]:
 def _sample_values(conn: Connection, topic: str, limit: int) -> list[bytes]:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+    if not topic_allowed(conn, topic):  # same answer as a missing topic: nothing to learn about the broker
+        raise TableNotFound(f"no topic {topic!r} in connection {conn.name!r}")
     partitions = topic_partitions(conn, topic)
     consumer = Consumer({**client_config(conn), "group.id": f"aietl-introspect-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "enable.partition.eof": True,

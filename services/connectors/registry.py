@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
 
-from services.connectors.secrets import SECRET_NAMES, SecretCipher, SecretsError, mask
+from services.connectors.secrets import SecretCipher, SecretsError, mask, redact, secret_paths
 
 KINDS = ("postgres", "clickhouse", "file", "kafka", "http", "sqlite")
 REQUIRED = {"postgres": ("host", "database", "user"), "clickhouse": ("host",), "file": ("folder",),
@@ -79,7 +79,8 @@ class Connection:
 
 
 def _public(name, kind, params, secret_names, is_default, created_at) -> dict[str, Any]:
-    return {"name": name, "kind": kind, "params": params, "secrets": mask(dict.fromkeys(secret_names)),
+    # redact: rows stored before the shape check may hold secret-like params; they are never shown
+    return {"name": name, "kind": kind, "params": redact(params), "secrets": mask(dict.fromkeys(secret_names)),
             "is_default": is_default, "created_at": created_at.isoformat() if created_at else None}
 
 
@@ -94,12 +95,19 @@ def validate(name: str, kind: str, params: dict, secrets: dict) -> dict:
         raise InvalidConnection(f"unknown connection kind {kind!r}; expected one of {', '.join(KINDS)}")
     if not isinstance(params, dict) or not isinstance(secrets, dict):
         raise InvalidConnection("params and secrets must be JSON objects")
-    misplaced = sorted(k for k in params if k.lower() in SECRET_NAMES)
-    if misplaced:  # stored plaintext otherwise
-        raise InvalidConnection(f"{', '.join(misplaced)} must be given in secrets, not in params")
+    found = secret_paths(params)
+    if found:  # stored and listed in plaintext otherwise; the message names where, never the value
+        where = "; ".join(f"params.{p} ({why})" for p, why in found)
+        raise InvalidConnection(f"secret-like values must be given in secrets, not in params: {where}. Put "
+                                "passwords, tokens and keys in secrets (password, api_key, headers, "
+                                "sasl_password) and give URLs and DSNs without user:password@")
     missing = [k for k in REQUIRED[kind] if params.get(k) in (None, "")]
     if missing:
         raise InvalidConnection(f"a {kind} connection needs params: {', '.join(missing)}")
+    if kind == "file":
+        from services.connectors.files import allowed_folder  # imported here: files imports this module
+
+        allowed_folder(params["folder"], name)  # refused now, and again on every read
     return _normalise_ints(params)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any, Optional
@@ -123,3 +124,73 @@ def cipher_from_settings(settings) -> SecretCipher:
 def mask(secrets: dict[str, Any]) -> dict[str, str]:
     """What may be shown of secrets: their names, never their values."""
     return {k: MASK for k in sorted(secrets)}
+
+
+# ---------------------------------------------------------------- secrets by shape (docs/SECURITY.md, item 5)
+# A name list alone let `pwd`, `dsn: postgresql://u:p@h` and `auth: {password: ...}` through as plaintext.
+# A param is secret-like when its NAME says so at any depth, or its VALUE looks like a credential.
+
+_SECRET_WORD = re.compile(
+    r"(^|[_\-.])(pass(word|wd|phrase)?|pwd|secrets?|tokens?|credentials?|creds|auth(orization)?|bearer|cookies?|"
+    r"session|signature|(api|access|secret|private|client|auth|signing|encryption|master|account|service|sas)"
+    r"[_\-]?keys?|apikey|keyfile|jwt|otp|pin)($|[_\-.])", re.I)
+# Names of *where* a credential goes (a header name, a query-parameter name), not credentials themselves.
+_NAME_OF_A_NAME = re.compile(r"[_\-](header|param|field|column|name|path|url|type|mechanism|protocol|id)s?$", re.I)
+_SECRET_VALUES = (
+    (re.compile(r"[a-z][a-z0-9+.\-]*://[^/\s:@]*:[^/\s@]+@", re.I), "a URL with a password (scheme://user:pass@)"),
+    (re.compile(r"\b(bearer|basic|token|digest)\s+[A-Za-z0-9._~+/=\-]{8,}", re.I), "an Authorization value"),
+    (re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"), "a JSON web token"),
+    (re.compile(r"\b(sk|rk|pk)[-_](live|test|proj|ant)?[-_]?[A-Za-z0-9_\-]{16,}"), "an API key"),
+    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), "an AWS access key"),
+    (re.compile(r"\b(ghp|gho|ghs|github_pat|xox[abpr]|glpat)[-_][A-Za-z0-9_\-]{10,}"), "an access token"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+    (re.compile(r"(^|[?&;\s])(password|passwd|pwd|token|api_?key|secret|access_token|sig)=[^&\s]+", re.I),
+     "a credential in a query string"),
+)
+
+
+def secret_like_name(name: str) -> bool:
+    name = str(name)
+    return name.lower() in SECRET_NAMES | {"key", "keys"} or (bool(_SECRET_WORD.search(name))
+                                             and not _NAME_OF_A_NAME.search(name))
+
+
+def secret_like_value(value: str) -> Optional[str]:
+    """What credential ``value`` looks like, else None."""
+    for pattern, what in _SECRET_VALUES:
+        if pattern.search(value):
+            return what
+    return None
+
+
+def secret_paths(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """(dotted path, why) of every secret-like entry in ``value`` (params), at any depth; never the value."""
+    found: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if secret_like_name(key) and item not in (None, "", [], {}) and not isinstance(item, bool):
+                found.append((where, "its name says it is a secret"))
+            else:
+                found += secret_paths(item, where)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found += secret_paths(item, f"{path}[{i}]")
+    elif isinstance(value, str):
+        what = secret_like_value(value)
+        if what:
+            found.append((path, f"its value looks like {what}"))
+    return found
+
+
+def redact(value: Any) -> Any:
+    """``value`` (params as stored) with every secret-like entry replaced by MASK: what a listing shows,
+    even for rows registered before the shape check existed."""
+    if isinstance(value, dict):
+        return {k: (MASK if secret_like_name(k) and v not in (None, "", [], {}) and not isinstance(v, bool)
+                    else redact(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    if isinstance(value, str) and secret_like_value(value):
+        return MASK
+    return value

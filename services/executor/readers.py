@@ -215,8 +215,14 @@ def _sqlite_batches(cur, names: list[str], batch_rows: int) -> Iterator:
 # ---------------------------------------------------------------- files
 
 def folder_path(conn, relative: str) -> Path:
-    """``relative`` under the connection's folder; refuses anything that escapes it."""
-    folder = Path(conn.param("folder")).expanduser().resolve()
+    """``relative`` under the connection's folder; refuses anything that escapes it, and a folder outside
+    the admin's file roots (checked again here: the registry's check was at registration)."""
+    from services.connectors.files import FolderNotAllowed, allowed_folder
+
+    try:
+        folder = allowed_folder(conn.param("folder"), conn.name)
+    except FolderNotAllowed as exc:
+        raise ReaderError(str(exc)) from None
     path = (folder / relative).resolve()
     if not path.is_relative_to(folder) or path == folder:
         raise ReaderError(f"{relative!r} is outside the folder of connection {conn.name!r}")
@@ -394,22 +400,24 @@ def _http_batches(conn, url: str, batch_rows: int, query: dict, max_pages: int) 
 
 
 def _http_pages(conn, url: str, query: dict, max_pages: int) -> Iterator[list[dict]]:
-    import httpx
-
+    from services.connectors import egress
     from services.connectors.introspect import http_headers
 
     base = conn.param("base_url").rstrip("/")
     target = url if re.match(r"^https?://", url) else base + "/" + url.lstrip("/")
     _same_host(base, target)  # the connection's credentials go to its own host only, never to one a spec names
     page_param = conn.param("page_param")
-    with httpx.Client(headers=http_headers(conn), timeout=float(conn.param("timeout_s", 10))) as client:
+    policy = egress.default_policy()  # every hop's resolved addresses checked (docs/SECURITY.md, item 4)
+    with egress.client(policy, float(conn.param("timeout_s", 10))) as client:
         params = dict(query)
         for page in itertools.count(1):
             if page > max_pages:
                 raise ReaderError(f"more than {max_pages} pages at {url}")
             if page_param:
                 params[page_param] = page
-            resp = client.get(target, params=params or None)  # {} would drop the query of a next link
+            # an empty params is sent as none: {} would drop the query of a next link
+            resp = egress.fetch(client, target, base_url=base, credentials=http_headers(conn), params=params,
+                                policy=policy)
             resp.raise_for_status()
             doc = resp.json()
             records = _page_records(conn, doc)

@@ -433,7 +433,8 @@ def test_sqlite_introspection(tmp_path):
         introspect.sample_rows(conn, 'items"; DROP TABLE items; --')
 
 
-def test_http_api_introspection():
+def test_http_api_introspection(monkeypatch):
+    monkeypatch.setenv("AIETL_HTTP_ALLOW_NETWORKS", "127.0.0.1/32")  # the local API (docs/SECURITY.md)
     seen = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -487,7 +488,9 @@ def kafka_topic(settings):
 
 
 @pytest.mark.integration
-def test_kafka_introspection(registry, tenant, settings, kafka_topic):
+def test_kafka_introspection(registry, tenant, settings, kafka_topic, monkeypatch):
+    # The test broker is the platform's own: only topics an admin shares are visible (docs/SECURITY.md).
+    monkeypatch.setenv("AIETL_KAFKA_SHARED_TOPICS", kafka_topic)
     registry.create(tenant, "bus", "kafka", {"bootstrap": settings.kafka_bootstrap})
     conn = registry.resolve(tenant, "kafka")
     ok, detail, _ = introspect.test(conn)
@@ -508,7 +511,8 @@ def test_kafka_introspection(registry, tenant, settings, kafka_topic):
 
 
 @pytest.mark.integration
-def test_kafka_avro_messages_of_our_schemas_are_decoded(settings):
+def test_kafka_avro_messages_of_our_schemas_are_decoded(settings, monkeypatch):
+    monkeypatch.setenv("AIETL_KAFKA_SHARED_TOPICS", "ct-connections-avro-*")  # the platform's broker
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 

@@ -198,7 +198,8 @@ class _Api:
         self.server.server_close()
 
 
-def test_http_reader_follows_next_links_with_auth():
+def test_http_reader_follows_next_links_with_auth(monkeypatch):
+    monkeypatch.setenv("AIETL_HTTP_ALLOW_NETWORKS", "127.0.0.1/32")  # the local API (docs/SECURITY.md)
     api = _Api({"/items": {"data": [{"id": 1}, {"id": 2}], "next": "/items?p=2"},
                 "/items?p=2": {"data": [{"id": 3}, {"id": 4}], "next": "/items?p=3"},
                 "/items?p=3": {"data": [{"id": 5}], "next": None}})
@@ -211,7 +212,8 @@ def test_http_reader_follows_next_links_with_auth():
     assert api.auth == ["Bearer k1"] * 3
 
 
-def test_http_page_param_until_an_empty_page_and_incremental_run(files):
+def test_http_page_param_until_an_empty_page_and_incremental_run(files, monkeypatch):
+    monkeypatch.setenv("AIETL_HTTP_ALLOW_NETWORKS", "127.0.0.1/32")  # the local API (docs/SECURITY.md)
     pages = {f"/v?page={n}": {"data": [{"id": 2 * n - 1, "ts": f"2026-01-0{n}"}, {"id": 2 * n, "ts": f"2026-01-0{n}"}]}
              for n in (1, 2, 3)}
     pages.update({f"/v?since=2026-01-02&page={n}": body for n, body in
