@@ -315,16 +315,20 @@ def ask_which_holder(d: Draft, role: str, table: str, holders: list[Table]) -> N
 
 def explain_leftovers(unknown: list[tuple[int, str]], sc: Scanner, d: Draft, index: Optional[CatalogIndex],
                       grounding: "Grounding") -> tuple[list[tuple[int, str]], dict[str, tuple[str, ...]]]:
-    """Drop words naming the source table or its columns; candidates for the words that remain."""
+    """Drop words naming the source table, a joined table or their columns; candidates for the words that
+    remain."""
     table = index.table_for(d.source) if index else None
     if table is None or not unknown:
         return unknown, {}
-    vocab = {level: table.entity(level).union(*(tokens(c, level) for c in table.column_names))
+    joined = [t for j in d.joins for t in index.holders(str(j.get("table") or ""), table.kind)[:1]]
+    vocab = {level: table.entity(level).union(*(tokens(c, level) for t in [table, *joined] for c in t.column_names),
+                                             *(t.entity(level) for t in joined))
              for level, _ in LEVELS}
     left = []
     for pos, w in unknown:
         if any(tokens(w, level) and tokens(w, level) <= vocab[level] for level, _ in LEVELS):
-            grounding.note(pos, f'"{w}" -> names the source {table.name} or its columns')
+            grounding.note(pos, f'"{w}" -> names the source {table.name}'
+                                f'{" or a joined table, or their columns" if joined else " or its columns"}')
             continue
         left.append((pos, w))
     if not left:

@@ -10,7 +10,9 @@ A phrase is compared with catalog names by classes, in order; the first class th
 3. ``abbreviation`` - with abbreviations expanded (qty, amt, cust, txn, ...).
 4. ``lexicon`` - with English synonyms (client = customer, line = item) and Russian stems (платеж =
    payment, дата = date) translated.
-5. ``similar name`` - MiniLM cosine of the phrase and the name written as prose; a link needs
+5. ``a typo of the name`` - one swapped, missing, extra or wrong letter in a word of 6+ letters
+   ("prescritpions"), when exactly one name is that close.
+6. ``similar name`` - MiniLM cosine of the phrase and the name written as prose; a link needs
    ``LINK_SIMILARITY`` and a lead of ``SIMILARITY_MARGIN`` over the runner-up. Names at
    ``ASK_SIMILARITY`` or more are only *candidates*: the compiler asks, naming them.
 
@@ -257,9 +259,38 @@ def match(phrase: str, names: list[str], entity: Optional[dict[int, list[frozens
         found = [n for n in names if _same(p, tokens(prose_of(n, forms), level), ents)]
         if found:
             return Lookup(phrase, tuple(found), how)
+    typo = _typo(low, names, forms)
+    if len(typo) == 1:
+        return Lookup(phrase, tuple(typo), "a typo of the name")
     if not similar or not names:
         return Lookup(phrase)
     return _similar(phrase, names, forms)
+
+
+def _typo(low: str, names: list[str], forms: dict[str, str]) -> list[str]:
+    """Names one slip away from a one-word phrase: a swapped, missing, extra or wrong letter ("prescritpions",
+    "custmers"); words of 6+ letters only, so short words never link by accident."""
+    if " " in low or len(low) < 6 or not low.isalpha():
+        return []
+    word = _singular(low)
+    found = []
+    for n in names:
+        target = _singular(prose_of(n, forms).replace(" ", "_").lower())
+        if target.replace("_", "") == word:
+            continue  # "zipcode" for zip_code is the same words run together, not a slip
+        if abs(len(target) - len(word)) <= 1 and target != word and _one_edit(word, target):
+            found.append(n)
+    return found
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Damerau-Levenshtein distance 1 (a transposition counts as one)."""
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+                                  and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
 
 
 def _short(name: str) -> str:
