@@ -427,6 +427,10 @@ class ClickHouseWriter(Writer):
         from services.connectors.clickhouse import quote
 
         names = [n for n in batch.schema.names if n in self._types]
+        absent = [n for n in batch.schema.names if n not in self._types]
+        if absent:  # dropping them would load rows without values the run read (PostgreSQL's COPY refuses too)
+            raise WriterError(f"{self.target_key} has no column(s) {absent} of the data being loaded; it was made "
+                              "for other rows: load into a new table or drop this one")
         columns = []
         for n in names:
             try:

@@ -101,3 +101,11 @@ def test_days_inside_the_range_still_load_as_dates(ch, chdb):
     days = [dt.date(1970, 1, 1), dt.date(2105, 12, 31)]
     assert _load(ch, f"{chname}.d", _batch(days)) == 2
     assert client.execute(f"SELECT born FROM {chname}.d ORDER BY id") == [(d,) for d in days]
+
+
+def test_a_batch_column_the_existing_table_lacks_fails_the_load_instead_of_being_dropped(ch, chdb):
+    client, chname = chdb
+    client.execute(f"CREATE TABLE {chname}.d (id Int64) ENGINE = MergeTree ORDER BY id")
+    with pytest.raises(WriterError, match=r"no column\(s\) \['born'\]"):
+        _load(ch, f"{chname}.d", _batch([dt.date(2000, 1, 1)]))
+    assert client.execute(f"SELECT count() FROM {chname}.d") == [(0,)]
