@@ -41,7 +41,13 @@ def expected_processors(settings: Settings) -> list[str]:
     return [p for p in wanted if p in declared]
 
 
-def processor_health(settings: Settings, admin, processors: list[str], timeout: float = 3.0) -> list[GroupHealth]:
+# librdkafka's own request timeout stays long: an admin request it times out while a coordinator lookup is
+# still under way can abort the whole process (an assertion in rd_kafka_enq_once_del_source_return, seen
+# in the gateway under load with 3 s). The caller waits at most `timeout` and abandons the futures instead.
+REQUEST_TIMEOUT_S = 30.0
+
+
+def processor_health(settings: Settings, admin, processors: list[str], timeout: float = 8.0) -> list[GroupHealth]:
     """One describe for all groups, then committed offsets and end offsets for the lag (blocking calls)."""
     from confluent_kafka import TopicPartition
     from confluent_kafka.admin import OffsetSpec
@@ -51,12 +57,13 @@ def processor_health(settings: Settings, admin, processors: list[str], timeout: 
         return []
     topology = load_topology()
     groups = {p: f"{settings.topic_prefix}{p}" for p in processors}
-    described = admin.describe_consumer_groups(list(groups.values()), request_timeout=timeout)
+    described = admin.describe_consumer_groups(list(groups.values()), request_timeout=REQUEST_TIMEOUT_S)
     partitions = [TopicPartition(settings.topic(t), i) for p in processors
                   for t in topology.processors[p].consumes for i in range(topology.topics[t].partitions)]
     ends = {}
     if partitions:
-        futures = admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions}, request_timeout=timeout)
+        futures = admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions},
+                                     request_timeout=REQUEST_TIMEOUT_S)
         for tp, fut in futures.items():
             try:
                 ends[(tp.topic, tp.partition)] = fut.result(timeout).offset
@@ -66,8 +73,9 @@ def processor_health(settings: Settings, admin, processors: list[str], timeout: 
     for p, group in groups.items():
         desc = described[group].result(timeout)
         state = str(desc.state).rsplit(".", 1)[-1]
-        out.append(GroupHealth(p, group, state, len(desc.members or ()), _lag(admin, group, p, settings,
-                                                                              topology, ends, timeout)))
+        # A group that does not exist has no committed offsets to ask its coordinator for.
+        lag = None if state == "DEAD" else _lag(admin, group, p, settings, topology, ends, timeout)
+        out.append(GroupHealth(p, group, state, len(desc.members or ()), lag))
     return out
 
 
@@ -80,7 +88,7 @@ def _lag(admin, group: str, processor: str, settings: Settings, topology, ends: 
         return 0
     try:
         committed = admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group, tps)], request_timeout=timeout)[group].result(timeout)
+            [ConsumerGroupTopicPartitions(group, tps)], request_timeout=REQUEST_TIMEOUT_S)[group].result(timeout)
     except Exception:  # the group has never committed (or the broker is busy): unknown, not zero
         return None
     lag = 0

@@ -49,20 +49,25 @@ async def readyz(request: Request):
 
 
 async def _groups(state):
-    """The processors' consumer groups, looked up at most once per GROUPS_TTL_S whoever asks."""
+    """The processors' consumer groups, looked up at most once per GROUPS_TTL_S whoever asks, and never more
+    than one lookup in flight (a slow or down broker must not pile up threads)."""
     from services.readiness import expected_processors, processor_health
 
     cache = getattr(state, "readiness_cache", None)
     if cache is None:
-        cache = state.readiness_cache = {"at": 0.0, "value": None, "lock": asyncio.Lock()}
+        cache = state.readiness_cache = {"at": 0.0, "value": None, "task": None, "lock": asyncio.Lock()}
     async with cache["lock"]:
-        if cache["value"] is None or time.monotonic() - cache["at"] > GROUPS_TTL_S:
+        if cache["value"] is not None and time.monotonic() - cache["at"] <= GROUPS_TTL_S:
+            return cache["value"]
+        if cache["task"] is None or cache["task"].done():
             deps = state.deps
 
             def lookup():
                 deps.admin.list_topics(timeout=2.0)  # the broker answers, whichever processors are expected
                 return processor_health(deps.settings, deps.admin, expected_processors(deps.settings))
 
-            cache["value"] = await asyncio.wait_for(asyncio.to_thread(lookup), 8.0)
-            cache["at"] = time.monotonic()
-        return cache["value"]
+            cache["task"] = asyncio.ensure_future(asyncio.to_thread(lookup))
+        task = cache["task"]
+    value = await asyncio.wait_for(asyncio.shield(task), 8.0)
+    cache["value"], cache["at"] = value, time.monotonic()
+    return value
