@@ -75,13 +75,24 @@ def scan_filters(sc: Scanner, d: Draft) -> None:
     status = "|".join(STATUS_WORDS)
     for m in list(sc.finditer(rf"\b(?:only\s+)?(?P<st>{status}){nouns}")):
         add_filter(sc, d, m, "status", "=", STATUS_WORDS[m.group("st").lower()])
-    for m in list(sc.finditer(rf"\b(?:with|having|in)\s+(?:the\s+|a\s+)?status\s+(?:=\s*|of\s+|is\s+)?"
+    _scan_where(sc, d, r"(?:with|having|whose)(?=\s+\w+\s+(?:in|among|one\s+of)\s*\()", r"and")
+    for m in list(sc.finditer(rf"\b(?:with|having|in)\s+(?:the\s+|a\s+)?status\s+(?:=\s*|of\s+|is\s+)?(?!in\s*\()"
                               rf"(?P<val>{VALUE})")):
         add_filter(sc, d, m, "status", "=", literal(m.group("val")))
     signs = "positive|non-negative|nonnegative|negative|non-zero|nonzero"
     for m in list(sc.finditer(rf"\bwith\s+(?:an?\s+|the\s+)?(?P<sign>{signs})\s+{column('col')}")):
         add_filter(sc, d, m, column_name(m.group("col")), *_SIGNS[m.group("sign").lower()])
     _scan_where(sc, d, r"where", r"and")
+    # "only the rows flagged H", "results marked as urgent": the participle's noun is the column
+    for m in list(sc.finditer(rf"\b(?P<verb>flagged|labell?ed|tagged|marked|typed)\s+(?:as\s+)?(?P<val>'[^']*'|\"[^\"]*\"|[A-Z][\w-]*)"
+                              rf"(?![\w.])")):
+        col = {"flagged": "flag", "labeled": "label", "labelled": "label", "tagged": "tag", "marked": "mark",
+               "typed": "type"}[m.group("verb").lower()]
+        add_filter(sc, d, m, col, "=", literal(m.group("val")))
+    # the same once the catalog named the column ("the rows flag H"): a code in capitals or quotes after it
+    for m in list(sc.finditer(rf"\b(?:rows|records|ones|results|entries)\s+(?P<col>{NOT_A_COLUMN}{IDENT})\s+"
+                              rf"(?P<val>'[^']*'|\"[^\"]*\"|[A-Z][A-Z0-9_-]*)(?![\w.])")):
+        add_filter(sc, d, Span(m.start("col"), m.end()), m.group("col"), "=", literal(m.group("val")))
     for m in list(sc.finditer(rf"\bwith\s+(?:an?\s+|the\s+)?{column('col')}\s+(?P<op>{_OP_WORDS})\s*"
                               rf"(?P<val>{VALUE})")):
         add_filter(sc, d, m, column_name(m.group("col")), _op(m.group("op")), literal(m.group("val")))
@@ -100,11 +111,22 @@ def _scan_filters_ru(sc: Scanner, d: Draft) -> None:
         col = "amount" if re.match(r"сумм|выручк", m.group("col"), re.I) else m.group("col")
         add_filter(sc, d, m, col, *_SIGNS[m.group("sign").lower()])
     _scan_where(sc, d, r"где", r"и")
+    # «пациентов, у которых город Kazan», «у которых status = paid»: a column and its value
+    ru_cols = "|".join(w for w in COLUMN_WORDS if re.search(r"[а-яё]", w) and not w.endswith(("ам", "ям")))
+    for m in list(sc.finditer(rf"\bу\s+которых\s+(?:(?P<ru>{ru_cols})|(?P<col>{IDENT}))\s+(?:=\s*|равен\s+|равна\s+|это\s+)?"
+                              rf"(?!не\b|нет\b|пуст|указан|заполн)(?P<val>'[^']*'|\"[^\"]*\"|[\w-]+)(?![\w.])")):
+        col = COLUMN_WORDS.get((m.group("ru") or "").lower()) or m.group("col")
+        add_filter(sc, d, m, col, "=", literal(m.group("val")))
+
+
+# "where test_code is GLU", "where lab is not 'Helix'": a bare value after "is" (not an operator or null word).
+_IS_VALUE = (rf"{IDENT}\s+(?:is|equals)\s+(?:not\s+)?(?!(?:greater|less|more|higher|lower|larger|smaller|above|below|over|"
+             rf"under|between|at|in|null|empty|missing|blank|set|known|present|not|the|a|an)\b)(?:{VALUE})(?![\w.-])")
 
 
 def _scan_where(sc: Scanner, d: Draft, where: str, conj: str) -> None:
     cond = (rf"{IDENT}\s*(?:=|==|!=|<>|>=|<=|>|<)\s*(?:{VALUE})|{IDENT}\s+is\s+(?:not\s+)?(?:null|empty)|"
-            rf"{IDENT}\s+in\s+\([^)]*\)")
+            rf"{IDENT}\s+(?:in|among|one\s+of)\s*\([^)]*\)|{_IS_VALUE}")
     for m in list(sc.finditer(rf"\b{where}\s+(?P<conds>(?:{cond})(?:\s+{conj}\s+(?:{cond}))*)")):
         parts = re.split(rf"\s+{conj}\s+", m.group("conds"), flags=re.I)
         parsed = [_condition(p) for p in parts]
@@ -121,10 +143,13 @@ def _condition(text: str) -> Optional[tuple[str, str, Any]]:
     m = re.fullmatch(rf"({IDENT})\s+is\s+(not\s+)?(null|empty)", text.strip(), re.I)
     if m:
         return m.group(1), "not_null" if m.group(2) else "is_null", None
-    m = re.fullmatch(rf"({IDENT})\s+in\s+\(([^)]*)\)", text.strip(), re.I)
+    m = re.fullmatch(rf"({IDENT})\s+(?:in|among|one\s+of)\s*\(([^)]*)\)", text.strip(), re.I)
     if m:
-        items = [literal(v.strip()) for v in m.group(2).split(",") if v.strip()]
+        items = [literal(v.strip()) for v in re.split(r"\s*(?:,|\bor\b)\s*", m.group(2)) if v.strip()]
         return (m.group(1), "in", items) if items else None
+    m = re.fullmatch(rf"({IDENT})\s+(?:is|equals)\s+(not\s+)?({VALUE})", text.strip(), re.I)
+    if m:
+        return m.group(1), "!=" if m.group(2) else "=", literal(m.group(3))
     return None
 
 

@@ -10,7 +10,7 @@ from typing import Any, Optional
 from .draft import Draft
 from .lexicon import (ENTITY_NOUNS, IDENT, MONEY_NOUNS, NOT_A_COLUMN, STATUS_WORDS, STATUS_WORDS_RU, STOPWORDS_EN,
                       VERBS, column)
-from .numbers import AMOUNT, PERCENT_AFTER, amount_value
+from .numbers import AMOUNT, NUMBER_ANY, PERCENT_AFTER, amount_value, number_value
 from .operations import add_filter, column_name, literal
 from .scanner import Scanner, Span
 
@@ -286,6 +286,96 @@ def _compared_column(d: Draft, m: re.Match, currency: bool) -> Optional[str]:
     return None
 
 
+# --- durations, counted things and ids said in prose -------------------------------------------------
+
+_LONGER = (("longer than", ">"), ("more than", ">"), ("over", ">"), ("at least", ">="), ("no less than", ">="),
+           ("shorter than", "<"), ("less than", "<"), ("under", "<"), ("at most", "<="), ("no more than", "<="),
+           ("exactly", "="), ("дольше", ">"), ("больше", ">"), ("более", ">"), ("свыше", ">"), ("не менее", ">="),
+           ("не меньше", ">="), ("короче", "<"), ("меньше", "<"), ("менее", "<"), ("не более", "<="),
+           ("не больше", "<="))
+_OR_MORE = {"longer": ">=", "more": ">=", "greater": ">=", "over": ">=", "shorter": "<=", "less": "<=", "fewer": "<="}
+_DURATION_UNIT = (r"(?P<unit>minutes?|mins?|hours?|hrs?|h|days?|weeks?|минут\w*|мин|час\w*|дн\w+|день|сут\w*|"
+                  r"недел\w+)")
+_HALF = r"(?P<half>half\s+an\s+hour|an\s+hour|a\s+day|a\s+week|получаса|полчаса|часа|суток|недели)"
+
+
+def scan_durations(sc: Scanner, d: Draft) -> None:
+    """"visits that lasted more than 45 minutes", "30 min or longer", "longer than half an hour", «дольше
+    получаса»: a duration compared. The column word is "duration" (linked from the catalog, e.g. duration_min)
+    after a verb of lasting, else the unit ("for 30 days or longer" -> days). Hours count as minutes."""
+    if not sc.has(r"last|long|short|took|take|дольше|короче|длил|продолж|\bor\s+(?:more|less)"):
+        return
+    ops = _op_regex(_LONGER)
+    amount = rf"(?:(?P<n>{NUMBER_ANY})\s*-?\s*{_DURATION_UNIT}|{_HALF})(?![\w-])"
+    verb = r"(?P<verb>lasted|lasting|lasts|last|took|taking|takes|long|длил\w*|продолжал\w*|длительностью|продолжительностью)"
+    patterns = (rf"\b(?:that\s+|which\s+)?{verb}\s+(?:for\s+)?(?P<op>{ops})\s+{amount}",
+                rf"\b(?:that\s+|which\s+)?(?:{verb}\s+)?(?:for\s+)?(?P<op>longer\s+than|shorter\s+than|дольше|короче)\s+{amount}",
+                rf"\b(?:that\s+|which\s+)?(?:{verb}\s+)?(?:for\s+)?{amount}\s+or\s+(?P<more>longer|more|greater|over|shorter|less|fewer)")
+    for pattern in patterns:
+        for m in list(sc.finditer(unique_groups(pattern))):
+            g = m.groupdict()
+            value, unit = _duration(g)
+            if value is None:
+                continue
+            op = _OR_MORE[g["more"].lower()] if g.get("more") else dict(_LONGER)[" ".join(g["op"].lower().split())]
+            longer = g.get("verb") or re.match(r"longer|shorter|дольше|короче", g.get("op") or "", re.I)
+            add_filter(sc, d, m, "duration" if longer or unit == "minute" else f"{unit}s", op, value)
+
+
+def _duration(g: dict) -> tuple[Optional[float], Optional[str]]:
+    half = (g.get("half") or "").lower()
+    if half:
+        return {"half an hour": (30, "minute"), "получаса": (30, "minute"), "полчаса": (30, "minute"),
+                "an hour": (60, "minute"), "часа": (60, "minute"), "a day": (1, "day"), "суток": (1, "day"),
+                "a week": (7, "day"), "недели": (7, "day")}.get(" ".join(half.split()), (None, None))
+    n = number_value(g.get("n") or "")
+    unit = (g.get("unit") or "").lower()
+    if n is None:
+        return None, None
+    if unit.startswith(("h", "час")):
+        return n * 60, "minute"
+    if unit.startswith(("w", "недел")):
+        return n * 7, "day"
+    if unit.startswith(("d", "дн", "ден", "сут")):
+        return n, "day"
+    return n, "minute"
+
+
+def scan_counted(sc: Scanner, d: Draft) -> None:
+    """"with at least 7 refills", "with more than 2 refills", «с тремя продлениями (refills)», «больше трёх
+    продлений (refills)»: the counted noun (or the column in the parenthesis) compared with the number;
+    "the appointments of doctor 7", "orders of customer 42 (customer_id)": an id."""
+    ops = _op_regex(_OPS_EN)
+    ops_ru = _op_regex(_OPS_RU)
+    paren = rf"(?:\s*\(\s*(?P<col>{IDENT})\s*\))"
+    patterns = (
+        (rf"\bwith\s+(?:(?P<op>{ops})\s+)?(?P<n>{NUMBER_ANY})\s+(?P<noun>[a-z]+s){paren}?(?=[\s,.;)]|$)", "en"),
+        (rf"\b(?:с|со)\s+(?P<n>{NUMBER_ANY})\s+(?P<noun>[а-яё]+){paren}", "ru"),
+        (rf"\b(?P<op>{ops_ru})\s+(?P<n>{NUMBER_ANY})\s+(?P<noun>[а-яё]+){paren}", "ru"),
+    )
+    for pattern, lang in patterns:
+        for m in list(sc.finditer(pattern)):
+            n = number_value(m.group("n"))
+            noun = m.group("noun").lower()
+            if not isinstance(n, int) or lang == "en" and not m.group("col") and (
+                    noun in ENTITY_NOUNS and noun not in ("items", "lines") or noun in _UNIT_WORDS):
+                continue  # "with 2 orders", "with 5 minutes": not a column of the row
+            col = m.group("col") or (column_name(noun) if lang == "en" else None)
+            if col is None:
+                continue
+            op = _OPS[" ".join(m.group("op").lower().split())] if m.groupdict().get("op") else "="
+            add_filter(sc, d, m, col, op, n)
+    ents = "|".join(sorted((w for w in ENTITY_NOUNS if re.fullmatch(r"[a-z]+", w) and not w.endswith("s")), key=len,
+                           reverse=True))
+    for m in list(sc.finditer(rf"\b(?:of|for|by|from)\s+(?:the\s+)?(?P<ent>{ents})\s+(?:#\s*|no\.?\s*|number\s+|id\s+)?"
+                              rf"(?P<n>\d+)(?![\w.]){paren}?")):
+        col = m.group("col") or f"{m.group('ent').lower()}_id"
+        add_filter(sc, d, Span(m.start("ent"), m.end()), col, "=", int(m.group("n")))
+
+
+_UNIT_WORDS = frozenset("seconds minutes mins hours hrs days weeks months years percent dollars euros rubles".split())
+
+
 # --- status lists ------------------------------------------------------------------------------------
 
 def scan_status_lists(sc: Scanner, d: Draft) -> None:
@@ -301,7 +391,7 @@ def scan_status_lists(sc: Scanner, d: Draft) -> None:
                               rf"(?=\s*$|\s*[,.;]|\s+(?:from|into|to|in|on)\b)")):
         items = [str(literal(v)) for v in re.split(r"\s*(?:,|\bor\b|\band\b|\beither\b)\s*", m.group("list")) if v]
         _status_in(sc, d, m, "in", items)
-    for m in list(sc.finditer(rf"\b(?:(?:with|having|whose)\s+(?:a\s+|the\s+)?)?status\s+(?:is\s+)?(?:not|other\s+than|!=|<>)\s+"
+    for m in list(sc.finditer(rf"\b(?:(?:with|having|whose|where)\s+(?:a\s+|the\s+)?)?status\s+(?:is\s+)?(?:not|other\s+than|!=|<>)\s+"
                               rf"(?P<list>'[^']*'|\"[^\"]*\"|\w+)")):
         _status_in(sc, d, m, "not_in", [str(literal(m.group("list")))])
     neg = r"(?:excluding|exclude|except(?:\s+for)?|without|but\s+not|other\s+than|not|non-?|ignoring|skipping)"

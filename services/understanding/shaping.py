@@ -266,6 +266,7 @@ def scan_rename(sc: Scanner, d: Draft) -> None:
         rf"(?:to|as|into)\s+{new}",
         rf"\b(?:with\s+)?(?:the\s+)?{column('old')}\s+(?:column\s+)?renamed\s+(?:to|as)\s+{new}",
         rf"\bпереимен\w*\s+(?:колонку\s+|поле\s+|столбец\s+)?{column('old', True)}\s+в\s+{new}",
+        rf"(?:\b(?:колонку|поле|столбец)\s+)?{column('old', True)}\s+переимен\w*\s+в\s+{new}",
     )
     for pattern in patterns:
         for m in list(sc.finditer(pattern)):
@@ -321,10 +322,15 @@ def scan_select(sc: Scanner, d: Draft) -> None:
         (rf"\b{only}\s+(?:the\s+)?{_LIST}\s+{_COLUMNS}\b", 1),
         (rf"\b(?:keeping|keep|selecting|select|with|taking)\s+(?:the\s+)?{_COLUMNS}\s+{_LIST}", 1),
         (rf"\b{only}\s+{_LIST}", 2),
+        # "keeping result_id, test_code and value", "with order_id and status only": a list of two or more
+        (rf"\b(?:keeping|keep|retaining|retain)\s+{_LIST}(?=\s*$|\s*[,.;)]|\s+(?:from|into|to|in|and\s+load)\b)", 2),
+        (rf"\b(?:with\s+)?{_LIST}\s+only\b", 2),
     )
     for pattern, least in patterns:
         for m in list(sc.finditer(pattern)):
             _select(sc, d, m, least)
+    for m in list(sc.finditer(r"\b(?:keeping|keep|taking|take)\s+(?=only\s+(?:the\s+)?(?:rows|records|ones|entries|those)\b)")):
+        sc.take(m, "keep only the rows the filters say")  # "keeping only the rows flagged H"
 
 
 def _select(sc: Scanner, d: Draft, m: re.Match, least: int) -> None:
@@ -335,7 +341,8 @@ def _select(sc: Scanner, d: Draft, m: re.Match, least: int) -> None:
         if " как " in item:
             old, _, new = item.partition(" как ")
         word = old.strip().lower()
-        if word in STOPWORDS_EN or word in STOPWORDS_RU or word in ENTITY_NOUNS or word in ("rows", "records"):
+        plural_noun = word in ENTITY_NOUNS and word.endswith(("s", "ы", "и", "ов", "ей"))  # "fee" may be a column
+        if word in STOPWORDS_EN or word in STOPWORDS_RU or plural_noun or word in ("rows", "records"):
             return  # "only paid orders and rows ...": not a list of columns
         names.append((column_name(old.strip()), new.strip() or None))
     if len(names) < least:
