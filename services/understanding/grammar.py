@@ -19,9 +19,9 @@ from .predicates import (scan_comparisons, scan_contains, scan_counted, scan_dur
 from .rules import scan_incremental, scan_load_mode, scan_streaming, scan_triggers
 from .schedule import scan_cron_literals, scan_schedules_en, scan_schedules_ru, scan_timezone
 from .shaping import scan_joins, scan_order, scan_rename, scan_select, scan_top_n
-from .verbs import scan_file_words, scan_moved_nouns, scan_na_markers, scan_verb_phrases
+from .verbs import scan_file_words, scan_moved_nouns, scan_na_markers, scan_verb_phrases, scan_verb_typos
 
-RULES = (scan_cron_literals, scan_verb_phrases, scan_na_markers, scan_streaming, scan_triggers, scan_incremental, scan_dates,
+RULES = (scan_cron_literals, scan_verb_typos, scan_verb_phrases, scan_na_markers, scan_streaming, scan_triggers, scan_incremental, scan_dates,
          scan_load_mode, scan_joins, scan_pii, scan_cleaning, scan_quality, scan_aggregates, scan_top_n,
          scan_order, scan_rename, scan_schedules_en, scan_schedules_ru, scan_timezone, scan_durations, scan_counted,
          scan_where_clauses, scan_contains, scan_null_filters, scan_status_lists,

@@ -13,11 +13,12 @@ a an the all any some every each of and then also please as its it their them th
 table tables database db data row rows record records event events message messages file files
 on by for at in into to from via there here whole entire both only
 please pls plz kindly hey hi hello thanks thx can could would you we i me us my our need want wanna
+asap just quickly now ty cheers pleeease pleas plase
 """.split())
 STOPWORDS_RU = frozenset("""
 и а также все всё всех весь данные данных таблицу таблицы таблица таблице таблицей файл файла файлы
 строки строк записи записей событий события сообщения сообщений с со по на это их его её пожалуйста затем только
-мне нам нужно надо хочу хотим можешь можете можно плиз пж
+мне нам нужно надо хочу хотим можешь можете можно плиз пж срочно просто пожалуйста
 """.split())
 
 # Nouns that name what is moved ("Load orders from ..."); they carry no instruction. A phrase of them in the
@@ -140,6 +141,8 @@ COLUMN_WORDS = {
     "пользователям": "user", "магазинам": "store", "регионам": "region", "каналам": "channel",
     "отделениям": "department", "клиникам": "clinic", "пациентам": "patient", "датчикам": "sensor",
     "страницам": "page", "поставщикам": "supplier", "сотрудникам": "employee", "типам": "type",
+    "страна": "country", "статус": "status", "категория": "category", "канал": "channel", "отдел": "department",
+    "имя": "name", "цена": "price", "почта": "email", "телефон": "phone",
 }
 # Russian singular datives after «по (каждому)» in a grouping ("по каждому врачу", "по каналу") -> the column word.
 GROUP_WORDS_RU = {"врачу": "doctor", "клиенту": "customer", "покупателю": "customer", "товару": "product",

@@ -161,7 +161,8 @@ _ALIAS = rf"(?:\s+(?:as|called|named|aliased\s+as|как)\s+(?!a\b|an\b|the\b){I
 _ONE = "|".join(sorted((w for w in ENTITY_NOUNS if re.fullmatch(r"[a-z]+", w) and not w.endswith("s")), key=len, reverse=True))
 _OF_ONE = rf"(?:(?:{_ONE})\s+(?!per\b|by\b|of\b))?"
 _RU_NOUN = rf"(?:{'|'.join(MEASURE_NOUNS_RU)})\w*"
-_RU_OF = r"(?:\s+(?:при[её]м|визит|заказ|платеж|платёж|анализ|назначени|клиент|пациент|покуп|товар|продаж)\w*)?"
+# ... and the genitive noun of what it is measured on («стоимость приёма», «длительность сессий»)
+_RU_OF = r"(?:\s+(?!(?:по|за|для|из|в|во|с|со|на|от|до|как|и)\b)[а-яё]+(?:ов|ей|ий|ев|ёв|а|я|и|ы|ок))?"
 _MEASURE_EN = (rf"(?:(?:(?:total|overall|gross)\s+)?(?:revenue|sales|turnover)|average\s+order\s+value|aov|"
                rf"average\s+(?:check|basket)|(?:total|sum\s+of|summing(?:\s+up)?|sum|summed)\s+"
                rf"(?:the\s+)?{_OF_ONE}{IDENT}|(?:average|avg|mean|averaging)\s+(?:of\s+)?(?:the\s+)?{_OF_ONE}{IDENT}|"

@@ -365,10 +365,12 @@ def scan_counted(sc: Scanner, d: Draft) -> None:
                 continue
             op = _OPS[" ".join(m.group("op").lower().split())] if m.groupdict().get("op") else "="
             add_filter(sc, d, m, col, op, n)
-    ents = "|".join(sorted((w for w in ENTITY_NOUNS if re.fullmatch(r"[a-z]+", w) and not w.endswith("s")), key=len,
-                           reverse=True))
-    for m in list(sc.finditer(rf"\b(?:of|for|by|from)\s+(?:the\s+)?(?P<ent>{ents})\s+(?:#\s*|no\.?\s*|number\s+|id\s+)?"
-                              rf"(?P<n>\d+)(?![\w.]){paren}?")):
+    not_an_entity = (r"(?!(?:last|past|first|top|next|previous|every|each|the|a|an|at|least|most|more|less|than|over|under|"
+                     r"version|page|step|batch|day|week|month|year|hour|minute|second|row|rows|q|quarter|limit|size|"
+                     r"about|around|up|to|from)\b)")
+    for m in list(sc.finditer(rf"\b(?:of|for|by|from)\s+(?:the\s+)?{not_an_entity}(?P<ent>[a-z]{{3,}})\s+(?:#\s*|no\.?\s*|"
+                              rf"number\s+|id\s+)?(?P<n>\d+)(?![\w.:,-]|\s*(?:%|(?:seconds?|minutes?|mins?|hours?|days?|weeks?|months?|"
+                              rf"years?|percent|rows?|records?|times)\b))(?:{paren})?")):
         col = m.group("col") or f"{m.group('ent').lower()}_id"
         add_filter(sc, d, Span(m.start("ent"), m.end()), col, "=", int(m.group("n")))
 

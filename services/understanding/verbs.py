@@ -45,6 +45,35 @@ def _scan_keep_in_sync(sc: Scanner, d: Draft) -> None:
             sc.take(sync_with, "sync with the source (what follows)")
 
 
+def scan_verb_typos(sc: Scanner, d: Draft) -> None:
+    """"laod orders from ...", "pls cpoy X": a word of 4+ letters one edit (or one swap) from a load verb, where a
+    verb stands (the request's first word, after a politeness word, or after "then"/"and"), is that verb. Names
+    and known words are never corrected: "mode" in "append mode" stays a question, "leads" a noun."""
+    lead = re.compile(r"(?:^|[,;:]\s*|\b(?:pls|plz|please|kindly|then|and|just|can\s+you|could\s+you|пожалуйста|плиз|"
+                      r"затем|и)\s+)$", re.I)
+    known = STOPWORDS_EN | STOPWORDS_RU | ENTITY_NOUNS | VERBS | frozenset(ENGINES)
+    for m in list(sc.finditer(r"(?P<word>[^\W\d_]{4,})(?=\s)")):
+        word = m.group("word").lower()
+        if word in known or not lead.search(sc.masked[:m.start()]):
+            continue
+        verb = next((v for v in sorted(VERBS) if len(v) >= 4 and _one_edit(word, v)), None)
+        if verb:
+            sc.take(Span(m.start("word"), m.end("word")), "load verb")
+            d.notes.append(f'"{m.group("word")}" read as "{verb}"')
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` becomes ``b`` by one insertion, deletion, substitution or swap of neighbours."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+                                  and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
 def _group_match(m: re.Match, group: str) -> Span:
     return Span(m.start(group), m.end(group))
 
