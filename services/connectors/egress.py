@@ -217,7 +217,10 @@ def client(policy: Optional[EgressPolicy] = None, timeout_s: float = DEFAULT_TIM
     import httpx
 
     transport = httpx.HTTPTransport(retries=0)
-    transport._pool._network_backend = _PinnedBackend(policy or default_policy())  # no public hook in httpx
+    pool = transport._pool  # httpx has no public hook for the network backend; fail loudly if it moves
+    if not hasattr(pool, "_network_backend"):
+        raise RuntimeError("httpx/httpcore changed: cannot pin HTTP connections to checked addresses")
+    pool._network_backend = _PinnedBackend(policy or default_policy())
     return httpx.Client(transport=transport, timeout=timeout_s, follow_redirects=False, trust_env=False)
 
 

@@ -429,6 +429,7 @@ def sqlite_path(conn: Connection):
     import sqlite3
 
     path = Path(conn.param("path")).expanduser().resolve()
+    allowed_folder(path.parent, conn.name)  # a SQLite file is confined to the file roots like a folder
     if not path.is_file():
         raise IntrospectionError(f"SQLite database {path} of connection {conn.name!r} does not exist")
     return sqlite3.connect(path.as_uri() + "?mode=ro", uri=True, timeout=5)

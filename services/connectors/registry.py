@@ -97,10 +97,11 @@ def validate(name: str, kind: str, params: dict, secrets: dict) -> dict:
         raise InvalidConnection("params and secrets must be JSON objects")
     found = secret_paths(params)
     if found:  # stored and listed in plaintext otherwise; the message names where, never the value
-        where = "; ".join(f"params.{p} ({why})" for p, why in found)
-        raise InvalidConnection(f"secret-like values must be given in secrets, not in params: {where}. Put "
-                                "passwords, tokens and keys in secrets (password, api_key, headers, "
-                                "sasl_password) and give URLs and DSNs without user:password@")
+        where = ", ".join(p for p, _ in found)
+        why = "; ".join(f"{p}: {reason}" for p, reason in found)
+        raise InvalidConnection(f"{where} must be given in secrets, not in params ({why}). Put passwords, "
+                                "tokens and keys in secrets (password, api_key, headers, sasl_password) and "
+                                "give URLs and DSNs without user:password@")
     missing = [k for k in REQUIRED[kind] if params.get(k) in (None, "")]
     if missing:
         raise InvalidConnection(f"a {kind} connection needs params: {', '.join(missing)}")
