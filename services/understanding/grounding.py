@@ -370,6 +370,9 @@ def check_columns(spec: dict[str, Any], d: Draft, index: CatalogIndex, grounding
         return
 
     def fix(col: Optional[str], outputs_ok: bool = False) -> Optional[str]:
+        event = _event_time(col, d, source, text, grounding) if col not in answered else None
+        if event:
+            return event
         if not col or "*" in col or "?" in col or col.lower() in known or (outputs_ok and col.lower() in aliases):
             return col if not col or col.lower() not in known else next(
                 c for t in tables for c in t.column_names if c.lower() == col.lower())
@@ -415,6 +418,29 @@ def check_columns(spec: dict[str, Any], d: Draft, index: CatalogIndex, grounding
             q["column"] = fix(q["column"], True)
 
 
+# Columns that record when a row was written or changed, not when what it describes happened.
+_BOOKKEEPING = re.compile(r"(?:^|_)(?:created|updated|modified|inserted|loaded|ingested|changed|deleted|synced|"
+                          r"etl|last)(?:_|$)", re.I)
+
+
+def _event_time(col: Optional[str], d: Draft, table: Table, text: str, grounding: "Grounding") -> Optional[str]:
+    """The default time column (``created_at``) the source has, when the request means another time: the
+    column its words name ("scheduled in March"), else the table's one event time (an appointment's
+    scheduled_at, not when its row was written). None keeps ``col``."""
+    if col != DEFAULT_TIME_COLUMN or not table.column(col):
+        return None
+    named = time_column_named(text, table)
+    if named:
+        if named != table.column(col):
+            grounding.note(None, f'"{col}" (the default time column) -> column {named} (the request names it)')
+        return named
+    events = [c for c, t in table.columns if is_temporal(t) and not _BOOKKEEPING.search(c)]
+    if len(events) != 1:
+        return None
+    d.default(f"dates are {table.name}'s event time {events[0]} ({col} only says when a row was written)")
+    return events[0]
+
+
 def _default_time(col: str, d: Draft, table: Table, text: str, grounding: "Grounding") -> str:
     named = time_column_named(text, table)
     temporal = [c for c, t in table.columns if is_temporal(t)]
@@ -434,6 +460,11 @@ def _time_column(spec: dict, d: Draft, table: Table, answered: dict[str, str], g
                  text: str = "") -> None:
     """A per-period aggregate needs a time column the source has; the default one may not exist."""
     agg = spec.get("aggregate")
+    event = _event_time(agg.get("time_column"), d, table, text, grounding) if agg and agg.get("period") \
+        and "@time" not in answered else None
+    if event:
+        agg["time_column"] = event
+        return
     if not agg or not agg.get("period") or table.column(agg.get("time_column") or ""):
         if agg and agg.get("time_column") and table.column(agg["time_column"]):
             agg["time_column"] = table.column(agg["time_column"])

@@ -34,6 +34,9 @@ CATALOG = {"connections": [
         {"name": "billing.payments", "columns": [
             col("payment_id", "bigint"), col("amt", "numeric"), col("method", "text", ["card", "cash", "bank-transfer"]),
             col("paid_on", "date")]},
+        {"name": "hr.leaves", "columns": [
+            col("leave_id", "integer"), col("starts_on", "date"), col("created_at", "timestamp"),
+            col("updated_at", "timestamp")]},
         {"name": "logistics.vehicles", "columns": [
             col("vehicle_id", "integer"), col("plate"), col("bought_on", "date"), col("serviced_at", "timestamp")]},
     ]},
@@ -170,6 +173,27 @@ class TestColumnLinking:
     def test_a_date_filter_uses_the_time_column_the_words_name_or_the_only_one(self, text, column):
         r = plan(text)
         assert {f["column"] for f in r["spec"]["filters"]} == {column}, r["spec"]["filters"]
+
+    @pytest.mark.parametrize("text,column", [
+        ("leaves since 2026-01-01 from hr.leaves into CH mart.l", "starts_on"),
+        ("записи за март 2026 из hr.leaves в ClickHouse mart.l", "starts_on"),
+        ("leaves created since 2026-01-01 from hr.leaves -> CH mart.l", "created_at"),
+        ("hr.leaves updated before 2026-02-01 -> CH mart.l", "updated_at"),
+    ])
+    def test_dates_mean_the_one_event_time_over_the_row_bookkeeping_columns(self, text, column):
+        r = plan(text)
+        assert {f["column"] for f in r["spec"]["filters"]} == {column}, r["spec"]["filters"]
+
+    @pytest.mark.parametrize("text", [
+        "count leaves per month from hr.leaves into CH mart.lm",
+        "hr.leaves -> CH mart.lm, counting rows per week",
+        "количество записей по месяцам из hr.leaves в ClickHouse mart.lm",
+    ])
+    def test_a_period_groups_by_the_event_time_too(self, text):
+        r = ask(text)
+        if r["outcome"] == "plan":
+            assert r["spec"]["aggregate"]["time_column"] == "starts_on", r["spec"]["aggregate"]
+        assert "created_at" not in r.get("question", "")
 
     @pytest.mark.parametrize("text", [
         "vehicles since 2026-01-01 from logistics.vehicles into CH mart.v",
