@@ -401,6 +401,14 @@ def repair_messages(messages: list[dict[str, str]], answer_text: str, errors: li
              "object only. Omit optional fields rather than writing null."}]
 
 
+def repair_abandoned(task: str, out: dict[str, Any]) -> list[str]:
+    """A repair round asks the model to fix its own plan; a question or a refusal instead means it could not
+    (seen: "What is the column that sum needs?" about a column it had left out), so it is not the answer."""
+    if task == "plan" and out.get("outcome") != "plan":
+        return [f"outcome: fix the fields listed above and answer with the plan; a {out.get('outcome')} is not a fix"]
+    return []
+
+
 def rejection_text(errors: list[str]) -> str:
     fields = sorted({e.split(":", 1)[0] for e in errors})
     return "; ".join(errors)[:1500] + "\n" + _FIELD_LINE + ", ".join(fields)

@@ -32,7 +32,7 @@ from typing import Any, Awaitable, Callable, Optional
 from .breaker import HALF_OPEN, OPEN, BreakerSettings, CircuitBreaker
 from .budget import BudgetGuard, BudgetPolicy
 from .cache import CACHED_FIELDS, ExactCache, SemanticCache, exact_key
-from .contract import MAX_REPAIRS, repair_messages, review
+from .contract import MAX_REPAIRS, repair_abandoned, repair_messages, review
 from .pricing import FREE, Price, resolve_price
 from .providers import (
     COMPLEXITIES,
@@ -420,7 +420,7 @@ class Router:
                     f"circuit breaker {state} for {config.name}", provider=config.name)
                 return outcome
             outcome.attempts += 1
-            error = await self._attempt(config, asked, outcome)
+            error = await self._attempt(config, asked, outcome, repairing=repairs > 0)
             if error is None:
                 return outcome
             outcome.error = error
@@ -437,7 +437,8 @@ class Router:
                 return outcome
             await self._sleep(delay)
 
-    async def _attempt(self, config: ProviderConfig, request: LlmRequest, outcome: _ProviderOutcome) -> LlmError | None:
+    async def _attempt(self, config: ProviderConfig, request: LlmRequest, outcome: _ProviderOutcome,
+                       repairing: bool = False) -> LlmError | None:
         """One provider call; records it and feeds the breaker. Returns the error, or None on success."""
         t0 = time.monotonic()
         try:
@@ -453,6 +454,8 @@ class Router:
         latency = (time.monotonic() - t0) * 1000
         await self.breaker.record_success(config.name)  # it answered: a bad answer is not an outage
         verdict = review(request.task, reply.output, request.input)
+        if verdict.ok and repairing:
+            verdict.errors = repair_abandoned(request.task, verdict.output)
         if not verdict.ok:
             outcome.text = reply.text
             err = AnswerRejectedError(verdict.errors, provider=config.name)

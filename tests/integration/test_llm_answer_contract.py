@@ -58,6 +58,17 @@ async def test_a_rejected_answer_goes_back_to_the_model_with_every_error_path(re
     assert [(r.outcome, r.error_kind) for r in router.records] == [("error", "AnswerRejectedError"), ("ok", None)]
 
 
+async def test_a_question_instead_of_a_repair_is_not_accepted(redis, prefix, servers):
+    primary, fallback = servers
+    question = {"outcome": "clarify", "question": "What is the column that sum needs?", "missing": ["column"]}
+    primary.script(ok(INVALID), ok(question), ok(question))
+    router = make_router(redis, prefix, [openai_cfg("primary", primary), openai_cfg("fallback", fallback)])
+    result = await router.complete(req())
+    await router.aclose()
+    assert (result.provider, result.output["outcome"], primary.calls) == ("fallback", "plan", 3)
+    assert "a clarify is not a fix" in primary.requests[2].body["messages"][-1]["content"]
+
+
 async def test_after_two_repair_rounds_the_next_provider_answers_and_is_cached(redis, prefix, servers):
     primary, fallback = servers
     primary.default = ok(INVALID)

@@ -55,7 +55,10 @@ def render(data: dict[str, Any], total_cases: int = 12) -> str:
             lines.append(f"| {cid} | {c['expected']} | {c['status']} | {c.get('planned_by') or '-'} | "
                          f"{c.get('model_calls', 0)} ({c.get('model_rejected', 0)}) | "
                          f"{c.get('plan_seconds', 0):.0f} | {'yes' if c['passed'] else 'no'} | {why} |")
-        lines.append("")
+        own = [c for c in cases.values() if c.get("planned_by") not in (None, "builtin", "rules")]
+        lines += ["", f"The model's own answer was used in {len(own)} of {len(cases)} cases, "
+                      f"{sum(1 for c in own if c['passed'])} of them right; the refusal came from the rules "
+                      f"before any model in {sum(1 for c in cases.values() if c.get('planned_by') == 'rules')}.", ""]
     lines.append(f"Raw results: `.aietl/llm/results.json` (not committed). Updated as each case finishes.")
     return "\n".join(lines)
 
