@@ -43,12 +43,12 @@ _UNIT_RU = r"(?P<unit>минут\w*|час\w*|дн\w+|день|сутки|нед
 # word there ("per country for 2024") belongs to another rule.
 _TIME_COL = r"(?:[A-Za-z_][A-Za-z0-9_]*?(?:_at|_on|date|time|_ts|_dt|_day)|ts)(?![\w.])"
 _BY_COL = rf"(?:\s+(?:by|on|of|using|based\s+on|according\s+to|по)\s+(?:the\s+)?(?:(?:поле|полю)\s+)?(?P<bycol>{IDENT}))?"
-_CREATED = r"(?:created|placed|made|registered|signed\s+up|submitted|booked|opened|созданн\w+|оформленн\w+|зарегистрированн\w+)"
+_CREATED = r"(?:created|placed|made|submitted|booked|opened|созданн\w+|оформленн\w+|зарегистрированн\w+)"
 # An event's participle before a date names the time column ("scheduled in March" -> scheduled_at, "hired
 # before 2015" -> hired_on, linked from the catalog); generic ones (_CREATED) mean the default time column.
-_EVENT = (r"(?!(?:paid|pending|refunded|cancell?ed|shipped|delivered|completed|failed|loaded|copied|moved|exported|"
+_EVENT = (r"(?!(?:pending|loaded|copied|moved|exported|"
           r"imported|synced|mirrored|filtered|grouped|ordered|sorted|aggregated|summed|counted|joined|limited|need|"
-          r"based|red|bed)\b)(?:[a-z]{3,}ed|taken|written|given|seen|done|sent|held|begun|drawn|born)")
+          r"based|red|bed)\b)(?:signed\s+up|[a-z]{3,}ed|taken|written|given|seen|done|sent|held|begun|drawn|born)")
 _UPDATED = r"(?:updated|modified|changed|edited|обновлённ\w+|обновленн\w+|изменённ\w+|измененн\w+)"
 
 
@@ -56,8 +56,9 @@ def scan_dates(sc: Scanner, d: Draft) -> None:
     if not sc.has(r"\d|last|past|previous|recent|trailing|yesterday|today|tonight|this\s|ytd|mtd|to[\s-]date|"
                   r"последн|прошл|вчера|сегодня|этот|текущ|эту"):
         return
-    lead = (rf"(?:(?P<who>{_CREATED}|{_UPDATED})\s+|(?P<event>{_EVENT})\s+|"
-            rf"(?:with\s+|where\s+|whose\s+)?(?P<col0>{_TIME_COL})\s+(?:is\s+)?)?")
+    lead = (rf"(?:(?:(?:who|that|which)\s+(?:were\s+|was\s+|have\s+been\s+|has\s+been\s+)?)?(?:last\s+|first\s+)?"
+            rf"(?:(?P<who>{_CREATED}|{_UPDATED})\s+|(?P<event>{_EVENT})\s+)|"
+            rf"(?:with\s+|where\s+|whose\s+)?(?:last\s+)?(?P<col0>{_TIME_COL})\s+(?:is\s+)?)?")
     relative = (
         rf"\b{lead}(?:in|over|during|for|within|from)?\s*(?:the\s+)?(?:last|past|previous|recent|trailing)\s+"
         rf"(?:(?P<n>{NUMBER_ANY})\s*)?{_UNIT_EN}(?!\w)(?!\s+of\s+(?:19|20)\d\d){_BY_COL}",
@@ -99,7 +100,7 @@ def _column(d: Draft, m: re.Match) -> str:
     if g.get("who") and re.match(_UPDATED, g["who"], re.I):
         return "updated_at"
     if g.get("event"):  # "hired before 2015", "taken in August 2026": the catalog links the word to its column
-        return g["event"].lower()
+        return "registered" if re.match(r"signed\s+up", g["event"], re.I) else g["event"].lower()
     d.default(f"dates are compared on {DEFAULT_TIME_COLUMN} (say 'by <column>' to choose another)")
     return DEFAULT_TIME_COLUMN
 

@@ -66,7 +66,7 @@ NUMBER_WORDS = (rf"(?:(?:a|an)\s+(?=(?:hundred|thousand|million|dozen)\b))?(?:{_
 NUMBER_DIGITS = (r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|\d{1,3}(?: \d{3})+(?![\d])|\d+(?:\.\d+)?"
                  r"(?:\s?(?:k|K|m|M|mln|тыс\.?)(?![\w])|\s(?:thousand|million|тысяч\w*|миллион\w*))?")
 NUMBER_ANY = rf"(?:(?:{NUMBER_DIGITS})|\b{NUMBER_WORDS})"
-_CURRENCY = r"(?:usd|eur|gbp|rub|dollars?|bucks|euros?|руб(?:\.|лей|ля|ль)?|₽|\$|€|£)"
+_CURRENCY = r"(?:usd|eur|gbp|rub|rubles?|roubles?|dollars?|bucks|euros?|руб(?:\.|лей|ля|ль)?|₽|\$|€|£)"
 AMOUNT = rf"(?:[$€£₽]\s?)?(?:{NUMBER_ANY})(?:\s?{_CURRENCY}(?![\w]))?"
 PERCENT_AFTER = r"\s?(?:%|percent\b|процент\w*)"
 

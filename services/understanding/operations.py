@@ -446,9 +446,10 @@ def scan_pii(sc: Scanner, d: Draft) -> None:
         for m in list(sc.finditer(pattern)):
             items = re.split(r"\s*(?:,|\band\b|\bи\b)\s*", m.group("what"))
             sc.take(m, f"{action} columns " + ", ".join(_add_pii(d, item, action) for item in items))
-    drop = rf"\b(?:dropping|drop|excluding|exclude|without|removing|remove)\s+(?:the\s+)?(?P<col>{IDENT})\s+column\b"
+    drop = (rf"\b(?:dropping|drop|excluding|exclude|without|removing|remove)\s+(?:the\s+)?(?P<col>{IDENT})\s+column\b|"
+            rf"\b(?:без|исключив|убрав|кроме)\s+(?:колонки|поля|столбца)\s+(?P<col2>{IDENT})")
     for m in list(sc.finditer(drop)):
-        col = column_name(m.group("col"))  # a named column is that column, not a pattern
+        col = column_name(m.group("col") or m.group("col2"))  # a named column is that column, not a pattern
         if {"column": col, "action": "drop"} not in d.pii:
             d.pii.append({"column": col, "action": "drop"})
         sc.take(m, f"drop column {col}")

@@ -396,7 +396,8 @@ def scan_status_lists(sc: Scanner, d: Draft) -> None:
     for m in list(sc.finditer(rf"\b(?:(?:with|having|whose|where)\s+(?:a\s+|the\s+)?)?status\s+(?:is\s+)?(?:not|other\s+than|!=|<>)\s+"
                               rf"(?P<list>'[^']*'|\"[^\"]*\"|\w+)")):
         _status_in(sc, d, m, "not_in", [str(literal(m.group("list")))])
-    neg = r"(?:excluding|exclude|except(?:\s+for)?|without|but\s+not|other\s+than|not|non-?|ignoring|skipping)"
+    neg = (r"(?:(?:that|which|who)\s+(?:are|is|were|was)\s+)?"  # "orders that are not paid"
+           r"(?:excluding|exclude|except(?:\s+for)?|without|but\s+not|other\s+than|not|non-?|ignoring|skipping)")
     one_or_more = rf"(?P<list>(?:{st})(?:\s*(?:,|and|or|/)\s*(?:{st}))*)"
     for m in list(sc.finditer(rf"\b{neg}\s*(?:the\s+|any\s+)?{one_or_more}(?:\s+(?:ones|orders?|payments?|rows|"
                               rf"records|transactions?|items))?\b")):

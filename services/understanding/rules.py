@@ -213,6 +213,10 @@ def scan_incremental(sc: Scanner, d: Draft) -> None:
     if flagged or d.incremental:
         for m in list(sc.finditer(rf"\(\s*(?:by|on|using|по)\s+{col}\s*\)")):
             _set_cursor(sc, d, m)
+    if flagged and not d.incremental:  # "incrementally load X into Y by updated_at": a cursor-shaped column
+        cursor = r"(?P<col>[A-Za-z_][A-Za-z0-9_]*(?:_at|_on|_id|_ts|date|time|version|_seq)|ts|id)(?![\w.])"
+        for m in list(sc.finditer(rf"\b(?:by|on|using|по)\s+(?:the\s+)?{cursor}")):
+            _set_cursor(sc, d, m)
     if flagged and not d.incremental:
         d.ask("incremental.cursor_column", "Which column tells new or changed rows apart (for example "
               "'by updated_at')?", "По какой колонке отличать новые и изменённые строки (например, 'по updated_at')?")
