@@ -223,6 +223,10 @@ def link_values(sc: Scanner, d: Draft, index: CatalogIndex) -> None:
     words_ = [(pos, pos + len(w), w, False) for pos, w in sc.leftover_words()]
     words_ += [(h.start, h.end, h.text, True) for h in sc.hits if h.meaning.startswith("what is moved")
                and " " not in h.text]
+    # A ranking phrase may have read past a value ("top 5 doctors by number of completed visits"): the
+    # value still says which rows are ranked.
+    words_ += [(h.start + m.start(), h.start + m.end(), m.group(0), False) for h in sc.hits
+               if h.meaning.startswith("top ") for m in re.finditer(r"[^\W\d_]+(?:-[^\W\d_]+)*", h.text)]
     # A participle the verb scan took as a load verb ("delivered", "shipped") may be a value too.
     hit_at = {(h.start, h.end) for h in sc.hits}
     words_ += [(m.start(), m.end(), m.group(0), False) for m in re.finditer(r"\w+", sc.text)

@@ -249,6 +249,16 @@ class TestCategoryValues:
         assert r["outcome"] == "clarify" and "origin_city" in r["question"] and "dest_city" in r["question"], r
 
     @pytest.mark.parametrize("text", [
+        "top 5 carriers by number of delivered shipments (logistics.shipments) -> CH mart.t5",
+        "top 3 heaviest lost shipments from logistics.shipments into CH mart.t3",
+        "the 10 most expensive returned shipments from logistics.shipments -> CH mart.t10",
+    ])
+    def test_a_value_inside_a_ranking_phrase_still_filters_the_ranked_rows(self, text):
+        r = ask(text)
+        if r["outcome"] == "plan":
+            assert [f["column"] for f in r["spec"]["filters"]] == ["status"], r["spec"]["filters"]
+
+    @pytest.mark.parametrize("text", [
         "purple shipments from logistics.shipments into CH mart.p",
         "фиолетовые записи из logistics.shipments в ClickHouse mart.p",
         "shipments flagged urgent from logistics.shipments -> CH mart.u",
