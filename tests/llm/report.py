@@ -59,6 +59,7 @@ def render(data: dict[str, Any], total_cases: int = 12) -> str:
         lines += ["", f"The model's own answer was used in {len(own)} of {len(cases)} cases, "
                       f"{sum(1 for c in own if c['passed'])} of them right; the refusal came from the rules "
                       f"before any model in {sum(1 for c in cases.values() if c.get('planned_by') == 'rules')}.", ""]
+    lines += [f"- {note}" for note in data.get("notes") or []] + ([""] if data.get("notes") else [])
     lines.append(f"Raw results: `.aietl/llm/results.json` (not committed). Updated as each case finishes.")
     return "\n".join(lines)
 
