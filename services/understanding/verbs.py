@@ -46,17 +46,18 @@ def _scan_keep_in_sync(sc: Scanner, d: Draft) -> None:
 
 
 def scan_verb_typos(sc: Scanner, d: Draft) -> None:
-    """"laod orders from ...", "pls cpoy X": a word of 4+ letters one edit (or one swap) from a load verb, where a
-    verb stands (the request's first word, after a politeness word, or after "then"/"and"), is that verb. Names
+    """"laod orders from ...", "pls cpoy X": a word of 4+ letters one edit (or one swap) from a load verb's base
+    form, where a verb stands (the request's first word, or after a politeness word), is that verb. Names
     and known words are never corrected: "mode" in "append mode" stays a question, "leads" a noun."""
-    lead = re.compile(r"(?:^|[,;:]\s*|\b(?:pls|plz|please|kindly|then|and|just|can\s+you|could\s+you|пожалуйста|плиз|"
-                      r"затем|и)\s+)$", re.I)
+    lead = re.compile(r"(?:^|\b(?:pls|plz|please|kindly|just|can\s+you|could\s+you|пожалуйста|плиз)\s+)$", re.I)
     known = STOPWORDS_EN | STOPWORDS_RU | ENTITY_NOUNS | VERBS | frozenset(ENGINES)
+    # Base forms only, and never an -ing/-ed word: "skipping" is one edit from "shipping" and means something else.
+    bases = sorted(v for v in VERBS if len(v) >= 4 and not re.search(r"(?:ing|ed|s)$", v))
     for m in list(sc.finditer(r"(?P<word>[^\W\d_]{4,})(?=\s)")):
         word = m.group("word").lower()
-        if word in known or not lead.search(sc.masked[:m.start()]):
+        if word in known or re.search(r"(?:ing|ed)$", word) or not lead.search(sc.masked[:m.start()]):
             continue
-        verb = next((v for v in sorted(VERBS) if len(v) >= 4 and _one_edit(word, v)), None)
+        verb = next((v for v in bases if _one_edit(word, v)), None)
         if verb:
             sc.take(Span(m.start("word"), m.end("word")), "load verb")
             d.notes.append(f'"{m.group("word")}" read as "{verb}"')
