@@ -167,7 +167,7 @@ _MEASURE_EN = (rf"(?:(?:(?:total|overall|gross)\s+)?(?:revenue|sales|turnover)|a
                rf"average\s+(?:check|basket)|(?:total|sum\s+of|summing(?:\s+up)?|sum|summed)\s+"
                rf"(?:the\s+)?{_OF_ONE}{IDENT}|(?:average|avg|mean|averaging)\s+(?:of\s+)?(?:the\s+)?{_OF_ONE}{IDENT}|"
                rf"(?:count\s+of|number\s+of|counting|count|how\s+many)\s+(?:the\s+|all\s+)?(?:(?:distinct|unique|"
-               rf"different)\s+)?(?!of\b|per\b|by\b)\w+|"
+               rf"different)\s+)?(?!of\b|per\b|by\b)\w+(?:-\w+)*|"
                rf"(?:order|row|event|click|record|visit|session|payment|transaction)s?\s+counts?|counts?|"
                rf"(?:min(?:imum)?|max(?:imum)?|lowest|highest|smallest|largest)\s+(?:of\s+)?(?:the\s+)?{IDENT})"
                rf"{_ALIAS}")
@@ -271,8 +271,14 @@ def _aggregate(sc: Scanner, d: Draft, m: re.Match, part: "Optional[Span]" = None
 def _counted_rows(sc: Scanner, d: Draft, m: re.Match) -> None:
     """"number of patients per city": the counted noun also names what is moved (the catalog links it)."""
     counted = re.search(r"\b(?:count\s+of|number\s+of|how\s+many|количество|число|сколько)\s+(?:the\s+|all\s+)?"
-                        r"(?:(?:distinct|unique|уникальн\w+)\s+)?(?P<noun>\w+)", m.group(0), re.I)
-    if counted and counted.group("noun").lower() in ENTITY_NOUNS:
+                        r"(?:(?:distinct|unique|уникальн\w+)\s+)?(?P<noun>\w+(?:-\w+)*)", m.group(0), re.I)
+    if counted and counted.group("noun").lower() not in ENTITY_NOUNS | {"rows", "records", "entries", "lines", "строк"}:
+        # "count of no-shows": which rows those are is a filter the grammar does not know; counting all rows
+        # would load other data than asked
+        d.ask("aggregate", f"Count which rows: what makes a row one of the '{counted.group('noun')}'?",
+              f"Какие строки считать: что делает строку '{counted.group('noun')}'?")
+        return
+    if counted:
         start = m.start() + counted.start("noun")
         sc.hits.append(Hit(start, start + len(counted.group("noun")), counted.group("noun"),
                            f"what is moved: {counted.group('noun')}"))

@@ -314,7 +314,7 @@ _COLUMNS = r"(?:columns?|fields?|колонк\w*|пол(?:я|е)|столбц\w*
 
 
 def scan_select(sc: Scanner, d: Draft) -> None:
-    if not sc.has(r"only|just|select|keep|taking|column|field|только|колонк|пол[яе]|столб"):
+    if not sc.has(r"only|just|select|keep|retain|taking|column|field|только|колонк|пол[яе]|столб|\w\s*\(\s*\w+\s*,"):
         return
     only = r"(?:only|just|keeping\s+only|keep\s+only|selecting|select|taking\s+only|with\s+only|только)"
     patterns = (
@@ -325,6 +325,8 @@ def scan_select(sc: Scanner, d: Draft) -> None:
         # "keeping result_id, test_code and value", "with order_id and status only": a list of two or more
         (rf"\b(?:keeping|keep|retaining|retain)\s+{_LIST}(?=\s*$|\s*[,.;)]|\s+(?:from|into|to|in|and\s+load)\b)", 2),
         (rf"\b(?:with\s+)?{_LIST}\s+only\b", 2),
+        # "Load patients (patient_id, city, insurance) into ...": a column list in parentheses after a noun or name
+        (rf"(?<=\w)\s*\(\s*(?P<list>{IDENT}(?:\s*,\s*{IDENT})+)\s*\)", 2),
     )
     for pattern, least in patterns:
         for m in list(sc.finditer(pattern)):
