@@ -169,6 +169,7 @@ _MEASURE_EN = (rf"(?:(?:(?:total|overall|gross)\s+)?(?:revenue|sales|turnover)|a
                rf"(?:count\s+of|number\s+of|counting|count|how\s+many)\s+(?:the\s+|all\s+)?(?:(?:distinct|unique|"
                rf"different)\s+)?(?!of\b|per\b|by\b)\w+(?:-\w+)*|"
                rf"(?:order|row|event|click|record|visit|session|payment|transaction)s?\s+counts?|counts?|"
+               rf"(?!(?:the|a|an|and|of|per|by)\b){IDENT}\s+(?:totals?|sums?)\b|"
                rf"(?:min(?:imum)?|max(?:imum)?|lowest|highest|smallest|largest)\s+(?:of\s+)?(?:the\s+)?{IDENT})"
                rf"{_ALIAS}")
 _MEASURE_RU = (rf"(?:(?:общ\w+\s+)?(?:выручк\w*|продаж\w*)|средн\w+\s+чек\w*|(?:сумм\w*|суммируя|итог\w*)\s+"
@@ -338,6 +339,10 @@ def _measure_of(t: str) -> Optional[dict[str, Any]]:
         return {"fn": "sum", "column": "amount", "alias": m.group(1) or "revenue"}
     if re.fullmatch(r"average\s+order\s+value|aov|average\s+(?:check|basket)|средн\w+\s+чек\w*", t):
         return {"fn": "avg", "column": "amount", "alias": "avg_order_value"}
+    m = re.fullmatch(r"(\S+)\s+(?:totals?|sums?)", t)  # "fee totals"
+    if m:
+        col = column_name(m.group(1))
+        return {"fn": "sum", "column": col, "alias": f"sum_{col}"}
     for pattern, fn in ((r"(?:total|sum\s+of|summing(?:\s+up)?|sum|summed|сумм\w*|суммируя|итог\w*)\s+"
                          rf"(?:по\s+полю\s+)?(?:the\s+)?{_OF_ONE}(\S+)", "sum"),
                         (rf"(?:average|avg|mean|averaging|средн\w+)\s+(?:of\s+)?(?:the\s+)?{_OF_ONE}(\S+)", "avg"),

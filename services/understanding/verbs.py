@@ -125,6 +125,7 @@ _MEANINGFUL = frozenset("""
 new old recent active inactive latest last first top best worst big large small huge valid invalid good bad
 unique duplicate duplicates missing empty null deleted archived open closed current previous next other some
 most more less few many several important cheap expensive high low long short own certain specific
+total totals sum sums average averages count counts number numbers statistics stats summary summaries
 """.split()) | frozenset(re.findall(r"[a-zа-яё]+", NUMBER_WORDS))
 _ADJ_EN = re.compile(r".*(?:ive|ed|ful|ous|able|ible|less|ish|ical|est)$")
 _ADJ_RU = re.compile(r".*(?:ый|ий|ой|ая|яя|ое|ее|ые|ие|ых|их|ого|его|ому|ему|ую|юю|ыми|ими)$")
