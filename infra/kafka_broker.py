@@ -200,11 +200,12 @@ class Kafka(Component):
         self.write_config()
         data = self.dir / "data"
         if not (data / "meta.properties").exists():
+            # One id in 64 starts with '-': as a separate argument argparse would read it as an option.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             self.log(f"formatting Kafka storage in {data} (cluster id {cluster_id})")
             run([java, "-cp", cp, f"-Dlog4j2.configurationFile={self.dir / 'log4j2.xml'}",
                  f"-Dkafka.logs.dir={self.dir / 'logs'}", "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(self.props)], timeout=120)
+                 f"--cluster-id={cluster_id}", "-c", str(self.props)], timeout=120)
         argv = [java, f"-Xmx{self.settings.kafka_heap}", "-Xms128m", "-XX:+UseG1GC",
                 "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
                 f"-Dkafka.logs.dir={self.dir / 'logs'}",
