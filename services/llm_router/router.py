@@ -241,6 +241,7 @@ class Router:
         self._factory = provider_factory
         self._providers: dict[str, Provider] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._inflight: dict[str, tuple[asyncio.Lock, int]] = {}  # exact key -> (lock, requests using it)
         prefix = settings.key_prefix
         self.breaker = CircuitBreaker(redis, prefix, settings.breaker, clock)
         self.budget = BudgetGuard(redis, prefix, budget, clock)
@@ -269,6 +270,21 @@ class Router:
         started = time.monotonic()
         route = self.route_key(request)
         key = exact_key(request, route)
+        # Single flight per exact key: a redelivered request that arrives while its twin is still being
+        # answered waits for it and is then served from the exact cache, never paid twice.
+        lock, users = self._inflight.get(key, (asyncio.Lock(), 0))
+        self._inflight[key] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._complete(request, route, key, started)
+        finally:
+            lock, users = self._inflight[key]
+            if users <= 1:
+                del self._inflight[key]
+            else:
+                self._inflight[key] = (lock, users - 1)
+
+    async def _complete(self, request: LlmRequest, route: str, key: str, started: float) -> LlmResult:
         cached = await self.exact.get(key)
         if cached is not None and self._still_acceptable(request, cached):
             return await self._cached_result(request, cached, "exact", started)

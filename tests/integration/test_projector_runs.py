@@ -100,6 +100,9 @@ def test_lifecycle_and_runs_are_projected_from_both_topics(dep, r):
     assert read_run(r, keys, "r1")["trigger_kind"] == "stream"  # no RunRequested seen yet
     produce(dep, "pipelines.events.v1", pipeline)
     wait_for(lambda: (read_state(r, keys, ev.pid) or {}).get("last_run"), timeout=30, what="pipeline projected")
+    # last_run appears with PipelineRequested (derived from the run index); RunRequested may come a batch later.
+    wait_for(lambda: (read_run(r, keys, "r1") or {}).get("trigger_kind") == "manual", timeout=30,
+             what="RunRequested projected onto r1")
 
     run = read_run(r, keys, "r1")
     assert {k: run[k] for k in ("status", "trigger_kind", "params", "version", "attempt", "rows_read",

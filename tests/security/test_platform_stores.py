@@ -8,6 +8,7 @@ import threading
 import uuid
 
 import pytest
+from urllib.parse import urlparse
 
 from services.connectors.guards import PlatformStoreError, PlatformStores, check_pipeline_stores
 from services.connectors.registry import Connection
@@ -229,7 +230,8 @@ def test_executor_refuses_the_platform_clickhouse_database(settings, pg, ch):  #
 @pytest.mark.parametrize("base", ["http://127.0.0.1:{ch_http}", "http://localhost:{ch_http}", "http://127.0.0.7:{ch_http}",
                                   "http://127.0.0.1:{pg}", "http://[::1]:{redis}", "http://0.0.0.0:{kafka}"])
 def test_http_sources_at_platform_servers_are_refused(settings, base):  # noqa: F811
-    url = base.format(ch_http=settings.clickhouse_http_port, pg=settings.postgres_port, redis=6379,
+    url = base.format(ch_http=settings.clickhouse_http_port, pg=settings.postgres_port,
+                     redis=urlparse(settings.redis_url).port or 6379,
                       kafka=settings.kafka_bootstrap.rsplit(":", 1)[1])
     conn = Connection(TENANT, "api", "http", {"base_url": url})
     spec = {"source": {"kind": "http", "connection": "api", "url": "/?query=SELECT+*+FROM+system.tables"},
