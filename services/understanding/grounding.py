@@ -317,6 +317,24 @@ def ask_which_holder(d: Draft, role: str, table: str, holders: list[Table]) -> N
 
 # ---------------------------------------------------------------- leftover words
 
+def _joined_column(word: str, source: Table, pairs: list) -> Optional[str]:
+    """The exact name of a column only a joined table has (not a key): it becomes one of the join's columns.
+
+    Left out, a join with no listed columns adds all of the joined table's, which is other data than asked.
+    """
+    if source.column(word) is not None:
+        return None
+    for join, jt in pairs:
+        name = jt.column(word)
+        if name is None or name in (join.get("on") or []) or name in (join.get("right_on") or []):
+            continue
+        join.setdefault("columns", [])
+        if name not in join["columns"]:
+            join["columns"].append(name)
+        return name
+    return None
+
+
 def explain_leftovers(unknown: list[tuple[int, str]], sc: Scanner, d: Draft, index: Optional[CatalogIndex],
                       grounding: "Grounding") -> tuple[list[tuple[int, str]], dict[str, tuple[str, ...]]]:
     """Drop words naming the source table, a joined table or their columns; candidates for the words that
@@ -328,8 +346,13 @@ def explain_leftovers(unknown: list[tuple[int, str]], sc: Scanner, d: Draft, ind
     vocab = {level: table.entity(level).union(*(tokens(c, level) for t in [table, *joined] for c in t.column_names),
                                              *(t.entity(level) for t in joined))
              for level, _ in LEVELS}
+    pairs = [(j, t) for j in d.joins for t in index.holders(str(j.get("table") or ""), table.kind)[:1]]
     left = []
     for pos, w in unknown:
+        added = _joined_column(w, table, pairs)
+        if added:  # naming a joined table's own column asks for it: "orders with the city of their customer"
+            grounding.note(pos, f'"{w}" -> column {added} of the joined table, added to the rows')
+            continue
         if any(tokens(w, level) and tokens(w, level) <= vocab[level] for level, _ in LEVELS):
             grounding.note(pos, f'"{w}" -> names the source {table.name}'
                                 f'{" or a joined table, or their columns" if joined else " or its columns"}')

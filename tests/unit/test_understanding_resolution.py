@@ -313,3 +313,15 @@ class TestTyposAndJoinedColumns:
         assert f"unrecognized:{word}" not in r.get("missing", []), r
         if r["outcome"] == "plan":
             assert any(word in line for line in r["understood"]), r["understood"]
+
+    @pytest.mark.parametrize("text", [
+        "logistics.shipments с dept (join hr.employees on employee_id) в ClickHouse mart.sd",
+        "Load logistics.shipments and dept (join hr.employees on employee_id) into CH mart.sd",
+        "logistics.shipments, dept (join hr.employees on employee_id) -> CH mart.sd",
+    ])
+    def test_a_joined_tables_column_named_in_the_request_is_the_one_added(self, text):
+        # A join with no listed columns adds all of the joined table's: other data than asked.
+        r = plan(text)
+        joins = [j for j in r["spec"]["joins"] if j["table"] == "hr.employees"]
+        assert joins and joins[0]["columns"] == ["dept"], r["spec"]["joins"]
+        assert any("dept" in line and "joined table" in line for line in r["understood"]), r["understood"]
