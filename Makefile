@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 AIETL  := $(VENV)/bin/aietl
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-unit stop down status bench eval clean
+.PHONY: install run test test-unit test-llm stop down status bench eval clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or PYTHON=...)"; exit 1; }
