@@ -46,6 +46,8 @@ incremental incrementally changed modified cursor upsert upserting merge merging
 appending sync mirror keep latest top first last rows row records record data table tables column columns
 file files folder topic database db schema join joined joining with without missing empty null blank
 """.split())
+_MEASURE_LEADS = frozenset("sum summing summed total average avg mean averaging count counting min max minimum "
+                           "maximum".split())
 _GRAMMAR_RU_STEMS = ("сумм", "итог", "средн", "количеств", "числ", "выручк", "продаж", "ежедн", "еженед",
                      "ежемес", "ежечас", "кажд", "оплаченн", "минимал", "максимал", "последн", "перв", "топ")
 # What follows a participle naming a time column ("shipped in March", «оформленные с 1 мая»).
@@ -117,6 +119,11 @@ def rewrite_columns(text: str, tables: list[Table]) -> tuple[Rewrite, list[tuple
         look = link_column(phrase, tables, similar=False)
         column = look.linked
         if column is None or column == phrase:
+            continue
+        # "sum amount" is the aggregate rule's phrase, not a prose name of amount: a measure word that adds
+        # nothing to the link stays for the rule (while "total amount" still names a column total_amount).
+        lead, _, rest = phrase.partition(" ")
+        if lead.lower() in _MEASURE_LEADS and rest and link_column(rest, tables, similar=False).linked == column:
             continue
         # "delivered shipments" names a status value; "delivered before May" the time column delivered_on.
         if look.how == EXTENSION and any(link_value(phrase, t) for t in tables) and \

@@ -176,7 +176,10 @@ _MEASURE_RU = (rf"(?:(?:общ\w+\s+)?(?:выручк\w*|продаж\w*)|сре
                rf"(?:по\s+полю\s+)?{IDENT}|(?:средн\w+)\s+{IDENT}|(?:количество|число)\s+(?:уникальн\w+\s+|различн\w+\s+)?\w+|"
                rf"сколько\s+\w+|(?:(?:средн\w+|суммарн\w+|сумм[аыу]|общ\w+|минимальн\w+|максимальн\w+)\s+)?{_RU_NOUN}{_RU_OF}|"
                rf"(?:минимальн\w+|максимальн\w+)\s+{IDENT}){_ALIAS}")
-_GROUP_WORD = rf"(?:calendar\s+day|(?!\w+ing\b){NOT_A_COLUMN}{IDENT}\b(?!\s+(?:it|them|this|that)\b))"  # "name it"
+# "per customer city", "per doctor specialty": an entity noun and one of its columns (customer_city, which
+# grounding links to the city of a joined customers table or asks about).
+_GROUP_WORD = (rf"(?:calendar\s+day|(?:{_ONE})\s+(?!\w+ing\b|(?:for|while|when|if|that|which|who|so|but|than|is|are|was|were)\b){NOT_A_COLUMN}[a-z]+\b(?!\s+(?:it|them|this|that)\b)|"
+               rf"(?!\w+ing\b){NOT_A_COLUMN}{IDENT}\b(?!\s+(?:it|them|this|that)\b))")  # "name it"
 _GROUPS_EN = rf"{_GROUP_WORD}(?:(?:\s*,\s*|\s+(?:and|per|by|for\s+each)\s+){_GROUP_WORD})*"
 # Russian dative plurals of grouping words ("по врачам"); the ones in COLUMN_WORDS have an English column.
 _GROUP_WORD_RU = (rf"(?:(?:[а-яё]+\s+){{0,2}}\(\s*{IDENT}\s*\)|дням|неделям|месяцам|часам|дню|месяцу|неделе|часу|"
@@ -252,6 +255,9 @@ def _aggregate(sc: Scanner, d: Draft, m: re.Match, part: "Optional[Span]" = None
             word = named.group(1) if named else GROUP_WORDS_RU.get(word.lower(), word)
             key = " ".join(word.lower().split())
             (periods if key in PERIODS else dims).append(PERIODS.get(key) or column_name(word))
+    if d.aggregate is not None and _restated(d.aggregate, periods, dims, measures):
+        sc.take(part or m, "the same aggregate, restated")
+        return
     if d.aggregate is not None or len(set(periods)) > 1 or any(x is None for x in measures):
         sc.take(m)
         _ask_measure(d)
@@ -267,6 +273,34 @@ def _aggregate(sc: Scanner, d: Draft, m: re.Match, part: "Optional[Span]" = None
     shown = ", ".join(f"{x['fn']}({x['column'] or '*'})" for x in d.aggregate["measures"])
     sc.take(part or m, f"aggregate {shown} per {', '.join(groups)}")
     _counted_rows(sc, d, m)
+
+
+def _restated(agg: dict[str, Any], periods: list, dims: list[str], measures: list) -> bool:
+    """"revenue per specialty: ... sum the fee per specialty": a headline and the instruction that spells it
+    out, per the same groups. "revenue" names a sum whose column the instruction gives (it keeps the name);
+    any other difference is a second aggregate, which is asked about."""
+    if agg["period"] != (periods[0] if periods else None) or len(set(periods)) > 1 or \
+            len(agg["dimensions"]) != len(dims) or not all(map(_same_group, agg["dimensions"], dims)):
+        return False
+    if len(measures) != 1 or len(agg["measures"]) != 1 or measures[0] is None:
+        return False
+    agg["dimensions"] = [min(a, b, key=len) for a, b in zip(agg["dimensions"], dims)]
+    old, new = agg["measures"][0], measures[0]
+    if (old["fn"], old["column"]) == (new["fn"], new["column"]):
+        return True
+    revenue = [x for x in (old, new) if x["alias"] == "revenue" and x["fn"] == "sum"]
+    if len(revenue) == 1 and old["fn"] == new["fn"] == "sum":
+        explicit = new if revenue[0] is old else old
+        agg["measures"] = [{**explicit, "alias": "revenue"}]
+        return True
+    return False
+
+
+def _same_group(a: str, b: str) -> bool:
+    """"customer city" and "city": the same group, said once with the entity whose column it is."""
+    short, long_ = sorted((a, b), key=len)
+    ent, _, rest = long_.partition("_")
+    return a == b or (rest == short and ent in ENTITY_NOUNS)
 
 
 def _counted_rows(sc: Scanner, d: Draft, m: re.Match) -> None:

@@ -14,10 +14,13 @@ from .operations import column_name, parse_measure, singular
 from .scanner import Scanner
 
 _REF = rf"{IDENT}(?:\.{IDENT})?"
+# A verb after the key list starts the next instruction ("on customer_id, adding the city", "by doctor_id and
+# sum the fee"): it is not a second key.
+_NOT_A_KEY = r"(?!(?:add|adding|plus|sum|summing|count|counting|load|loading|put|write|добав\w*|загруз\w*|сумм\w*|посчита\w*)\b)"
 _KEYS = (rf"(?P<keys>{IDENT}(?:\.{IDENT})?(?:\s*=\s*{IDENT}(?:\.{IDENT})?)?"
-         rf"(?:\s*(?:,|and|и)\s*{NOT_A_COLUMN}(?!(?:из|в|во|с|по)\b){IDENT}(?!\.\w))*)")
+         rf"(?:\s*(?:,|and|и)\s*{NOT_A_COLUMN}{_NOT_A_KEY}(?!(?:из|в|во|с|по)\b){IDENT}(?!\.\w))*)")
 _KEY_WORD = r"(?:on|by|using|via|over|through|matching\s+on|по)"
-_COLS = rf"(?P<cols>{column('c1')}(?:\s*(?:,|and|и)\s*(?:the\s+)?{IDENT})*)"
+_COLS = rf"(?P<cols>{column('c1')}(?:\s*(?:,|and|и)\s*(?:the\s+)?{NOT_A_COLUMN}{IDENT})*)"
 
 
 # --- joins -----------------------------------------------------------------------------------------
@@ -29,13 +32,16 @@ def scan_joins(sc: Scanner, d: Draft) -> None:
     table = (rf"(?:the\s+)?(?:table\s+)?[`'\"]?(?P<table>{_REF})[`'\"]?(?:\s+(?:table|data|info|details|"
              rf"records|rows))?")
     explicit = (
+        # "join A with/to B on K": A is the source, left to the endpoint rules
+        rf"\b(?:(?P<kind>left|inner)\s+)?(?:join(?:ing|s)?|merge|combine)\s+(?:the\s+)?(?P<src>{_REF})\s+"
+        rf"(?:with|to|and|against)\s+{table}\s+{_KEY_WORD}\s+(?:the\s+)?(?:key\s+|keys\s+|columns?\s+)?{_KEYS}",
         rf"\b(?:(?P<kind>left|inner)\s+)?(?:join(?:ed|ing|s)?|merged|combined|matched)\s+(?:it\s+|them\s+)?"
         rf"(?:with|to|against|on)?\s*{table}\s+{_KEY_WORD}\s+(?:the\s+)?(?:key\s+|keys\s+|columns?\s+)?{_KEYS}",
         rf"\b(?P<enrich>enrich(?:ed|ing|es)?|augment(?:ed|ing|s)?|extend(?:ed|ing|s)?)\s+(?:(?:them|it|each\s+"
         rf"\w+|(?P<what>\w+))\s+)?with\s+(?:data\s+from\s+|info\s+from\s+|details\s+from\s+)?{table}\s+"
         rf"{_KEY_WORD}\s+(?:the\s+)?{_KEYS}",
         rf"\b(?:(?P<kind>left|inner)\s+)?(?:соедин\w*|объедин\w*|джойн\w*|присоедин\w*|(?P<enrich>обогат\w*))\s+"
-        rf"(?:(?P<what>\w+)\s+)?(?:с|со)\s+(?:таблиц\w+\s+)?(?:данными\s+)?[`'\"]?(?P<table>{_REF}|"
+        rf"(?:(?P<src>{IDENT}\.{IDENT})\s+|(?P<what>\w+)\s+)?(?:с|со)\s+(?:таблиц\w+\s+)?(?:данными\s+)?[`'\"]?(?P<table>{_REF}|"
         rf"{'|'.join(JOIN_ENTITIES_RU)})[`'\"]?\s+по\s+"
         rf"(?:ключу\s+|полю\s+|колонке\s+)?{_KEYS}",
         rf"\b(?P<enrich>обогат\w*)\s+(?:(?P<what>\w+)\s+)?данными\s+(?:из\s+)?[`'\"]?(?P<table>{_REF}|"
@@ -60,6 +66,9 @@ def _explicit_join(sc: Scanner, d: Draft, m: re.Match) -> None:
     if what:
         d.subject.append(what)
     _add_join(sc, d, m, {"table": name, "kind": kind, "on": on, "right_on": right_on, "columns": []})
+    if g.get("src"):  # the source's name stays for the endpoint rules: only the words around it are consumed
+        start, end = m.span("src")
+        sc.masked = sc.masked[:start] + sc.text[start:end] + sc.masked[end:]
 
 
 def _join_table(word: str) -> Optional[str]:
@@ -84,8 +93,14 @@ def _join_keys(text: str) -> tuple[list[str], list[str]]:
     return on, (right if len(right) == len(on) and right != on else [])
 
 
-def _add_join(sc: Scanner, d: Draft, m: re.Match, join: dict[str, Any]) -> None:
-    same = [j for j in d.joins if j["table"] == join["table"]]
+def _add_join(sc: Scanner, d: Draft, m: re.Match, join: dict[str, Any], guessed_keys: bool = False) -> None:
+    """``guessed_keys``: a possessive ("the customer's city") guesses ``customer_id``; the same table joined
+    explicitly ("joined with shop.customers on customer_id") keeps its own name, keys and kind."""
+    short = join["table"].rsplit(".", 1)[-1]
+    same = [j for j in d.joins if j["table"].rsplit(".", 1)[-1] == short]
+    if same and guessed_keys:
+        join = {**join, "table": same[0]["table"], "on": same[0]["on"], "right_on": same[0]["right_on"],
+                "kind": same[0]["kind"]}
     if same and (same[0]["on"], same[0]["right_on"]) != (join["on"], join["right_on"]):
         d.ask("joins", f"{join['table']} is joined twice on different keys; which key?",
               f"{join['table']} присоединяется дважды по разным ключам; по какому?")
@@ -111,7 +126,7 @@ def _scan_possessive_joins(sc: Scanner, d: Draft) -> None:
                 continue
             cols = [column_name(c) for c in re.split(r"\s*(?:,|\band\b|\bthe\b)\s*", m.group("cols")) if c]
             _add_join(sc, d, m, {"table": _plural(ent), "kind": "left", "on": [f"{ent}_id"], "right_on": [],
-                                 "columns": cols})
+                                 "columns": cols}, guessed_keys=True)
     cols_ru = r"(?P<cols>(?:городом|именем|имени|почтой|email|страной|телефоном|названием|ценой|категорией)" \
               r"(?:\s*(?:,|и)\s*(?:городом|именем|почтой|email|страной|телефоном|названием|ценой|категорией))*)"
     ents = "|".join(JOIN_ENTITIES_RU)
@@ -119,7 +134,7 @@ def _scan_possessive_joins(sc: Scanner, d: Draft) -> None:
         table = JOIN_ENTITIES_RU[m.group("ent").lower()]
         cols = [_RU_COLUMN[c.lower()] for c in re.split(r"\s*(?:,|\bи\b)\s*", m.group("cols")) if c]
         _add_join(sc, d, m, {"table": table, "kind": "left", "on": [f"{singular(table)}_id"], "right_on": [],
-                             "columns": cols})
+                             "columns": cols}, guessed_keys=True)
 
 
 _RU_COLUMN = {"городом": "city", "именем": "name", "имени": "name", "почтой": "email", "email": "email",
