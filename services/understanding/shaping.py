@@ -51,6 +51,20 @@ def scan_joins(sc: Scanner, d: Draft) -> None:
         for m in list(sc.finditer(pattern)):
             _explicit_join(sc, d, m)
     _scan_possessive_joins(sc, d)
+    _scan_keys_only(sc, d)
+
+
+def _scan_keys_only(sc: Scanner, d: Draft) -> None:
+    """"with the doctor's full_name (join on doctor_id)": the keys of the one join named otherwise; with no
+    join or several, which table is joined is asked."""
+    for m in list(sc.finditer(rf"\b(?:join(?:ed|ing)?|соедин\w*)\s+{_KEY_WORD}\s+(?:the\s+)?(?:key\s+|ключу\s+)?{_KEYS}")):
+        on, right_on = _join_keys(m.group("keys"))
+        if len(d.joins) != 1:
+            d.ask("joins", f"Join which table on {', '.join(on)}?", f"С какой таблицей соединять по {', '.join(on)}?")
+            sc.take(m)
+            continue
+        d.joins[0].update({"on": on, "right_on": right_on, "kind": "inner"})
+        sc.take(m, f"inner join {d.joins[0]['table']} on {', '.join(on)}")
 
 
 def _explicit_join(sc: Scanner, d: Draft, m: re.Match) -> None:
@@ -127,19 +141,23 @@ def _scan_possessive_joins(sc: Scanner, d: Draft) -> None:
             cols = [column_name(c) for c in re.split(r"\s*(?:,|\band\b|\bthe\b)\s*", m.group("cols")) if c]
             _add_join(sc, d, m, {"table": _plural(ent), "kind": "left", "on": [f"{ent}_id"], "right_on": [],
                                  "columns": cols}, guessed_keys=True)
-    cols_ru = r"(?P<cols>(?:городом|именем|имени|почтой|email|страной|телефоном|названием|ценой|категорией)" \
-              r"(?:\s*(?:,|и)\s*(?:городом|именем|почтой|email|страной|телефоном|названием|ценой|категорией))*)"
+    word = rf"(?:{'|'.join(_RU_COLUMN)}|[a-z][a-z0-9_]*)"
+    cols_ru = rf"(?P<cols>{word}(?:\s*(?:,|и)\s*{word})*)"
     ents = "|".join(JOIN_ENTITIES_RU)
     for m in list(sc.finditer(rf"\b(?:с|вместе\s+с|добавив|добавляя)\s+{cols_ru}\s+(?P<ent>{ents})\b")):
         table = JOIN_ENTITIES_RU[m.group("ent").lower()]
-        cols = [_RU_COLUMN[c.lower()] for c in re.split(r"\s*(?:,|\bи\b)\s*", m.group("cols")) if c]
+        cols = [_RU_COLUMN.get(c.lower(), c) for c in re.split(r"\s*(?:,|\bи\b)\s*", m.group("cols")) if c]
         _add_join(sc, d, m, {"table": table, "kind": "left", "on": [f"{singular(table)}_id"], "right_on": [],
                              "columns": cols}, guessed_keys=True)
 
 
-_RU_COLUMN = {"городом": "city", "именем": "name", "имени": "name", "почтой": "email", "email": "email",
-              "страной": "country", "телефоном": "phone", "названием": "title", "ценой": "price",
-              "категорией": "category"}
+# instrumental ("с городом клиента") and accusative ("добавив город клиента") forms
+_RU_COLUMN = {"городом": "city", "город": "city", "именем": "name", "имени": "name", "имя": "name",
+              "почтой": "email", "почту": "email", "страной": "country", "страну": "country",
+              "телефоном": "phone", "телефон": "phone", "названием": "title", "название": "title",
+              "ценой": "price", "цену": "price", "категорией": "category", "категорию": "category",
+              "специальностью": "specialty", "специальность": "specialty", "страховкой": "insurance",
+              "страховку": "insurance"}
 
 
 def _plural(word: str) -> str:
