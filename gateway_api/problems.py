@@ -18,8 +18,10 @@ log = logging.getLogger("aietl.gateway")
 
 
 class Problem(Exception):
-    def __init__(self, status: int, title: str, detail: str = "", type_: str = "about:blank", **extra):
+    def __init__(self, status: int, title: str, detail: str = "", type_: str = "about:blank",
+                 headers: dict | None = None, **extra):
         self.status, self.title, self.detail, self.type, self.extra = status, title, detail, type_, extra
+        self.headers = headers
 
 
 class KafkaUnavailable(Exception):
@@ -44,7 +46,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem):
         return problem_response(exc.status, exc.title, exc.detail, str(request.url.path), exc.type,
-                                **exc.extra)
+                                headers=exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):

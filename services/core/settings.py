@@ -90,6 +90,18 @@ class Settings(BaseSettings):
     command_wait_s: float = 10.0
     # Signed webhooks: accepted clock skew of X-Aietl-Timestamp (replays are remembered for twice this).
     webhook_window_s: int = 300
+    # Limits (gateway/limits.py): a token bucket per principal, refilled at rate_limit_per_s up to
+    # rate_limit_burst requests (generous for polling clients; a burst of ~1,500 requests is refused with
+    # 429); failed authentications per source address per window (slows key guessing); live SSE streams per
+    # principal; request bodies (webhook bodies become one Kafka message, whose broker limit is ~1 MB).
+    rate_limit_per_s: float = 25.0
+    rate_limit_burst: int = 600
+    auth_failures_max: int = 30
+    auth_failures_window_s: int = 60
+    sse_max_streams: int = 10
+    max_body_bytes: int = 1024 * 1024
+    max_hook_body_bytes: int = 256 * 1024
+    max_json_depth: int = 64
     # Drafting: a pipeline waiting longer than this for one agent stage is marked failed with the reason
     # (a cold local model can take minutes per answer); the reflector's watchdog looks every watchdog_s.
     agent_stage_timeout_s: float = 900.0
