@@ -53,7 +53,8 @@ purchases refund refunds charge charges transfer transfers заказов зак
 # Russian plural genitives of what a top-N ranks ("топ-10 клиентов по выручке") -> the grouping column.
 GRAIN_RU = {"клиентов": "customer", "покупателей": "customer", "товаров": "product", "продуктов": "product",
             "стран": "country", "городов": "city", "категорий": "category", "пользователей": "user",
-            "магазинов": "store", "поставщиков": "supplier", "страниц": "page", "регионов": "region"}
+            "магазинов": "store", "поставщиков": "supplier", "страниц": "page", "регионов": "region",
+            "пациентов": "patient", "врачей": "doctor", "препаратов": "drug", "лекарств": "drug"}
 # Russian entity words in joins ("с городом клиента", "соединив с клиентами") -> the English table name.
 JOIN_ENTITIES_RU = {"клиента": "customers", "клиентов": "customers", "клиентами": "customers",
                     "покупателя": "customers", "покупателями": "customers", "товара": "products",

@@ -178,11 +178,13 @@ _ASC = {"smallest": "value", "lowest": "value", "cheapest": "price", "least expe
 _ADJ = "|".join(sorted(map(lambda w: w.replace(" ", r"\s+"), {**_DESC, **_ASC}), key=len, reverse=True))
 _NP = r"(?P<what>(?:[A-Za-zА-Яа-яЁё]+\s+){0,2}?[A-Za-zА-Яа-яЁё]+)"
 _BY = (r"(?P<by>(?:total|overall|average|avg|mean|sum\s+of|number\s+of|count\s+of)?\s*(?:the\s+)?"
-       rf"(?:[A-Za-z_][A-Za-z0-9_]*)(?:\s+(?:spent|count|paid|total))?|общ\w+\s+\w+|средн\w+\s+\w+|\w+)")
+       rf"(?:[A-Za-z_][A-Za-z0-9_]*)(?:\s+(?:spent|count|paid|total|time|date|timestamp))?|общ\w+\s+\w+|"
+       rf"средн\w+\s+\w+|сумм\w+\s+(?:оплат\w*|платеж\w*|платёж\w*|продаж\w*)|\w+)")
 
 
 def scan_top_n(sc: Scanner, d: Draft) -> None:
-    if not sc.has(rf"top|топ|first|перв|limit|capped|at\s+most|no\s+more|не\s+более|огранич|{_ADJ}"):
+    if not sc.has(rf"top|топ|first|перв|limit|capped|at\s+most|no\s+more|не\s+более|огранич|most|fewest|least|"
+                  rf"наибольш|наименьш|самым|{_ADJ}"):
         return
     n = rf"(?P<n>{NUMBER_ANY})"
     by_word = r"\s+(?:by|in\s+terms\s+of|ranked\s+by|sorted\s+by|ordered\s+by|по)\s+"
@@ -193,14 +195,38 @@ def scan_top_n(sc: Scanner, d: Draft) -> None:
         rf"\b(?:the\s+)?{n}\s+(?P<adj>{_ADJ})\s+{_NP}(?:{by})?",
         rf"\b(?:the\s+)?(?P<adj>{_ADJ})\s+{n}\s+{_NP}(?:{by})?",
         rf"\b(?:the\s+)?(?:top|топ)[\s-]*{n}(?:\s+{_NP})?(?![\w-])",
-        rf"\b(?:the\s+)?(?:first|первые)\s+{n}\s+(?P<rows>rows|records|lines|entries|строк\w*|запис\w*)"
+        rf"\b(?:the\s+)?(?P<first>first|первые)\s+{n}\s+(?P<rows>rows|records|lines|entries|строк\w*|запис\w*)"
         rf"(?:{by})?",
+        # "the first hundred patients by registration time": the earliest N rows by a column
+        rf"\b(?:the\s+)?(?P<first>first|первые)\s+{n}\s+(?P<what>[A-Za-zА-Яа-яЁё]+){by}",
         rf"\b(?:limit(?:ed)?\s+(?:it\s+|to\s+|at\s+)*|capped\s+at\s+|at\s+most\s+|no\s+more\s+than\s+|"
         rf"не\s+более\s+|ограничив\w*\s+(?:до\s+)?){n}\s+(?P<rows>rows|records|lines|entries|строк\w*|запис\w*)",
     )
     for pattern in patterns:
         for m in list(sc.finditer(pattern)):
             _top_n(sc, d, m)
+    # "the five customers with the most orders", «5 клиентов с наибольшим числом заказов»: groups ranked by
+    # a measure (a count of rows, or the sum a money word names)
+    most = (rf"\b(?:the\s+)?(?:top\s+)?{n}\s+(?P<what>[A-Za-z]+)\s+(?:with|having|who\s+(?:have|made|placed))\s+"
+            rf"(?:the\s+)?(?P<dir>most|highest|largest|biggest|greatest|fewest|least|lowest)\s+(?:number\s+of\s+|"
+            rf"count\s+of\s+|total\s+)?(?P<by>[A-Za-z_]+)",
+            rf"\b(?:топ[\s-]*)?{n}\s+(?P<what>[а-яё]+)\s+с\s+(?P<dir>наибольш\w+|наименьш\w+|самым\s+большим|"
+            rf"самым\s+маленьким)\s+(?:(?P<count>числом|количеством)\s+)?(?P<by>[а-яё]+)")
+    for pattern in most:
+        for m in list(sc.finditer(pattern)):
+            count = number_value(m.group("n"))
+            if not isinstance(count, int) or count <= 0 or m.group("what").lower() in STOPWORDS_EN:
+                continue
+            if d.limit is not None and d.limit != count:
+                d.ask("limit", "Two different top-N sizes were given; how many rows?",
+                      "Указаны два разных размера топа; сколько строк нужно?")
+            d.limit = count
+            by = "number of rows" if m.groupdict().get("count") else m.group("by")
+            _order_by_phrase(d, by, m.group("what"),
+                             descending=m.group("dir").lower() not in ("fewest", "least", "lowest")
+                             and not m.group("dir").lower().startswith(("наименьш", "самым маленьким")))
+            shown = ", ".join(f"{o['column']}{' desc' if o['descending'] else ''}" for o in d.order_by)
+            sc.take(m, f"top {count} by {shown}")
 
 
 def _top_n(sc: Scanner, d: Draft, m: re.Match) -> None:
@@ -213,10 +239,12 @@ def _top_n(sc: Scanner, d: Draft, m: re.Match) -> None:
               "Указаны два разных размера топа; сколько строк нужно?")
     d.limit = count
     adj = " ".join((g.get("adj") or "").lower().split())
-    if g.get("by"):
+    if g.get("by") and g.get("first") and not adj:
+        d.order_by = [{"column": column_name(g["by"]), "descending": False}]
+    elif g.get("by"):
         _order_by_phrase(d, g["by"], g.get("what") or "", descending=adj not in _ASC)
     elif adj:
-        _order_by_adjective(d, adj, g.get("what") or "")
+        _order_by_adjective(d, adj, _head_phrase(g.get("what") or "", sc.text[m.end():]))
     elif g.get("rows"):
         d.notes.append(f"at most {count} rows, in no particular order (say 'by <column>' to choose which)")
     elif d.aggregate and len(d.aggregate["measures"]) == 1:
@@ -226,6 +254,19 @@ def _top_n(sc: Scanner, d: Draft, m: re.Match) -> None:
               f"Топ-{count} по какой колонке (например, 'топ-{count} по amount')?")
     shown = ", ".join(f"{o['column']}{' desc' if o['descending'] else ''}" for o in d.order_by)
     sc.take(m, f"top {count}" + (f" by {shown}" if shown else ""))
+    # "biggest paid | orders": the match stopped at a modifier, whose noun follows; the modifier (a status
+    # word) stays for the filter rules, or its rows would be lost
+    if adj and g.get("what") and _head_phrase("", sc.text[m.end():]):
+        start, end = m.span("what")
+        sc.masked = sc.masked[:start] + sc.text[start:end] + sc.masked[end:]
+
+
+def _head_phrase(what: str, rest: str) -> str:
+    """The noun phrase after a ranking adjective up to its head: "biggest paid | orders from ...": the match
+    stops early (a status word may sit between), so the words up to the next preposition are read too."""
+    more = re.match(r"\s*((?:(?!(?:from|into|to|in|of|by|for|with|per|on|at|из|в|во|по|с|за)\b)[A-Za-zА-Яа-яЁё]+\s*){0,2})",
+                    rest, re.I)
+    return " ".join((what + " " + (more.group(1) if more else "")).split())
 
 
 def _order_by_adjective(d: Draft, adj: str, what: str) -> None:
@@ -236,7 +277,7 @@ def _order_by_adjective(d: Draft, adj: str, what: str) -> None:
         d.default(f"'{adj}' orders by {DEFAULT_TIME_COLUMN} (say 'by <column>' to choose another)")
     elif kind == "price":
         d.order_by = [{"column": "price", "descending": descending}]
-    elif what.split()[-1].lower() in MONEY_NOUNS or not what:
+    elif not what or any(w.lower() in MONEY_NOUNS for w in what.split()):
         d.order_by = [{"column": "amount", "descending": descending}]
     else:
         d.ask("order_by", f"'{adj} {what}' by which column?", f"'{adj} {what}' - по какой колонке?")
@@ -244,6 +285,8 @@ def _order_by_adjective(d: Draft, adj: str, what: str) -> None:
 
 def _order_by_phrase(d: Draft, by: str, what: str, descending: bool) -> None:
     """"by amount" orders rows; "customers by revenue" ranks groups by a measure (an aggregate)."""
+    # «по сумме оплат/платежей/продаж»: the sum of the money column, as «по сумме»
+    by = re.sub(r"^(сумм\w*)\s+(?:оплат|платеж|платёж|продаж)\w*$", r"\1", by.strip(), flags=re.I)
     measure = parse_measure(by)
     last = what.split()[-1].lower() if what.strip() else ""
     head = GRAIN_RU.get(last) or singular(last)
