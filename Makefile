@@ -53,6 +53,7 @@ down: install
 bench: install
 	$(AIETL) up
 	$(PY) -m bench
+	$(PY) -m bench.draft
 
 ## eval: the acceptance corpus through the real system (HTTP in, rows out) -> docs/EVAL.md; not part of `make test`
 ## (EVAL_ARGS: e.g. --only c-agg,join or --provider-chain @providers.json; see --help)

@@ -48,9 +48,11 @@ def _memory(settings: Settings):
 
 def _agent(build_spec: Callable[[Settings], object]) -> Callable[[Settings], object]:
     def factory(settings: Settings):
-        from services.agents.runtime import build_agent_app
+        from services.agents.runtime import build_agent_app, warm
 
-        return build_agent_app(settings, _codec(settings), build_spec(settings))
+        spec = build_spec(settings)
+        warm(spec)  # at start, before the worker joins its group: the first draft finds it loaded
+        return build_agent_app(settings, _codec(settings), spec)
     return factory
 
 
@@ -66,7 +68,7 @@ def _planner_spec(settings: Settings):
     from services.connectors.catalog import catalog_from_settings
 
     return planner.build(memory=_memory(settings), connections=_sources(settings).default_connections,
-                         catalog=catalog_from_settings(settings).get_or_none)
+                         catalog=catalog_from_settings(settings).get_or_none, warm_tenant=settings.tenant_id)
 
 
 def _sql_expert_spec(settings: Settings):

@@ -35,6 +35,11 @@ class DraftMemory:
                 size=DIM, distance=models.Distance.COSINE))
         self._ready = True
 
+    def warm_up(self) -> None:
+        """Open the collection and run the embedder once, so the first recall costs what later ones do."""
+        self._ensure()
+        self._embedder.embed(["warm up"])
+
     def remember(self, tenant_id: str, pipeline_id: str, draft_version: int, text: str, spec_json: str) -> None:
         from qdrant_client import models
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Optional
 
 from services.agents import prompts
 from services.agents.common import AgentReplyError, cause_of, reply_output, usage
@@ -49,7 +50,10 @@ def rejected_question(fields: list[str], detail: str) -> str:
             "Can you say precisely what they should be?")
 
 
-def build(memory=None, connections=None, catalog=None) -> AgentSpec:
+WARM_UP_TEXT = "Load orders from the PostgreSQL table shop.orders into the ClickHouse table analytics.orders"
+
+
+def build(memory=None, connections=None, catalog=None, warm_tenant: Optional[str] = None) -> AgentSpec:
     async def on_request(ctx: AgentContext, event: Message, pipeline: Pipeline) -> None:
         text = request_text(pipeline)
         word = destructive_word(text)
@@ -114,5 +118,12 @@ def build(memory=None, connections=None, catalog=None) -> AgentSpec:
                 **base, "question": str(out.get("question") or "What exactly should be loaded, from where, to where?"),
                 "missing": list(out.get("missing") or [])})
 
+    def warm_up() -> None:
+        if memory is not None:
+            memory.warm_up()
+        prompts.plan_examples(WARM_UP_TEXT, None)  # the offline understanding: its imports and patterns
+        if catalog is not None and warm_tenant:  # the deployment's own tenant: its catalog built (or cached)
+            catalog(warm_tenant)
+
     return AgentSpec("planner", {"PipelineRequested": on_request, "RevisionRequested": on_request,
-                                 "DraftCompleted": on_draft}, on_reply)
+                                 "DraftCompleted": on_draft}, on_reply, warm_up=warm_up)

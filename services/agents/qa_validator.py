@@ -97,4 +97,20 @@ def build(sources) -> AgentSpec:
             "findings": [f"{c['name']}: {c['message']}" for c in checks if not c["passed"]],
             "dry_run_rows_in": rows_in, "dry_run_rows_out": rows_out})
 
-    return AgentSpec("qa-validator", {"SchemaChecked": on_schema})
+    return AgentSpec("qa-validator", {"SchemaChecked": on_schema}, warm_up=warm_up)
+
+
+def warm_up() -> None:
+    """The checks' lazy imports, sqlglot's dialects and an in-memory DuckDB, loaded before the first draft."""
+    import duckdb
+    import sqlglot
+
+    from services.agents.qa import dry_run, spec_checks, sql_rules, store_rules  # noqa: F401
+
+    for dialect in ("postgres", "clickhouse", "duckdb"):
+        sqlglot.transpile("SELECT a, count(*) AS n FROM t WHERE b > 1 GROUP BY a", read=dialect, write="duckdb")
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SELECT 1").fetchall()
+    finally:
+        con.close()

@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional
@@ -59,6 +60,9 @@ class AgentSpec:
     on_reply: Optional[ReplyHandler] = None
     extra: dict[str, Any] = field(default_factory=dict)  # per-agent collaborators (memory, registry, ...)
     on_tick: Optional[TickHandler] = None  # called every settings.agent_watchdog_s
+    # Loads what the first draft would otherwise pay for (models, patterns, lazy imports); the composition
+    # root calls warm() before the worker joins its group, so "ready" means warm. A failure only logs.
+    warm_up: Optional[Callable[[], None]] = None
 
 
 class AgentContext:
@@ -197,6 +201,17 @@ def build_agent_app(settings: Settings, codec: AvroCodec, agent: AgentSpec):
                 log.exception("%s tick failed", agent.name)
 
     return app
+
+
+def warm(agent: AgentSpec) -> None:
+    if agent.warm_up is None:
+        return
+    started = time.perf_counter()
+    try:
+        agent.warm_up()
+        log.info("%s warmed up in %.2f s", agent.name, time.perf_counter() - started)
+    except Exception:
+        log.warning("%s warm-up failed; the first draft pays for it", agent.name, exc_info=True)
 
 
 def _waiting(histories: _TrackedHistories) -> list[tuple[Pipeline, Message]]:

@@ -2,8 +2,10 @@
 ``LlmTaskFailed`` on ``llm.replies.v1`` (keyed by correlation id, like the request)."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 
 from services.core.avro import AvroCodec
 from services.core.dlq import dlq_headers
@@ -83,11 +85,24 @@ def build(settings: Settings, codec: AvroCodec, router_factory):
     dlq_topic = settings.topic("llm.requests.v1.dlq")
     state: dict = {}
 
+    ready = asyncio.Event()
+
+    @app.task
+    async def warm_up() -> None:
+        # Built in the worker's loop (it owns async clients) at start, and warmed: the first draft after a
+        # start must not pay for model loads and pattern compilation.
+        started = time.perf_counter()
+        state["router"] = router_factory()
+        try:
+            await state["router"].warm_up()
+            log.info("router warmed up in %.2f s", time.perf_counter() - started)
+        finally:
+            ready.set()
+
     @app.agent(requests, concurrency=CONCURRENCY)
     async def process(stream):
         async for event in stream.events():
-            if "router" not in state:
-                state["router"] = router_factory()  # built in the worker's loop: it owns async clients
+            await ready.wait()
             msg = event.message
             try:
                 name, record = codec.decode(event.value)

@@ -191,6 +191,11 @@ class SemanticCache:
         return [models.FieldCondition(key=k, match=models.MatchValue(value=v))
                 for k, v in self._scope_values(request, route).items()]
 
+    async def warm_up(self) -> None:
+        embedder = await self._get_embedder()
+        await asyncio.to_thread(embedder.embed, ["warm up"])
+        await self._get_client()
+
     async def _get_embedder(self) -> Any:
         if self._embedder is None:
             factory = self._embedder_factory or _default_embedder

@@ -509,6 +509,9 @@ class AnthropicProvider(_HttpProvider):
         return self._reply(data, text, tokens, len(canonical_json(body)))
 
 
+WARM_UP_TEXT = "Load orders from the PostgreSQL table shop.orders into the ClickHouse table analytics.orders"
+
+
 class BuiltinProvider:
     """The offline, deterministic provider (services.llm_router.builtin): no key, no network, cost 0."""
 
@@ -559,6 +562,13 @@ class BuiltinProvider:
         joins = {str(t): [_column_pair(c) for c in cols]
                  for t, cols in (data.get("join_columns") or {}).items() if cols}
         return generate_sql(data["spec"], columns, joins or None, data.get("source_ranges") or None)
+
+    def warm_up(self) -> None:
+        """Compile one request and its SQL: the understanding's and the compiler's imports, patterns and
+        lookup tables are built here, at worker start, rather than in the first user's draft."""
+        plan = self._plan({"text": WARM_UP_TEXT})
+        if plan.get("outcome") == "plan":
+            self._sql({"spec": plan["spec"]})
 
     @staticmethod
     def _reflect(data: dict[str, Any]) -> dict[str, Any]:

@@ -257,6 +257,23 @@ class Router:
         return cls(provider_configs_from_json(settings.llm_providers_json), redis, kw.pop("semantic_cache", semantic),
                    RouterSettings.from_settings(settings), BudgetPolicy.from_settings(settings), **kw)
 
+    async def warm_up(self) -> None:
+        """Load the semantic cache's embedder and store, and let each provider that can warm itself do so,
+        before the first request; a failure only logs (that request pays instead)."""
+        if self.semantic is not None:
+            try:
+                await self.semantic.warm_up()
+            except Exception:
+                log.warning("semantic cache warm-up failed", exc_info=True)
+        for config in self.configs:
+            warm = getattr(self._provider(config), "warm_up", None)
+            if warm is None:
+                continue
+            try:
+                await asyncio.to_thread(warm)
+            except Exception:
+                log.warning("provider %s warm-up failed", config.name, exc_info=True)
+
     async def aclose(self) -> None:
         for provider in self._providers.values():
             await provider.aclose()
