@@ -132,6 +132,9 @@ def _verify(secrets: list[str], request: Request, body: bytes, window_s: int) ->
         raise Problem(401, "Webhook timestamp out of range", str(exc)) from None
     except webhooks.WebhookError as exc:
         raise Problem(401, "Invalid webhook signature", str(exc)) from None
+    except ValueError:  # a timestamp longer than int() parses (4,300 digits)
+        raise Problem(401, "Invalid webhook signature",
+                      f"{webhooks.TIMESTAMP_HEADER} must be whole unix seconds") from None
     return signature
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from gateway_api import commands, outcomes, sse
@@ -34,9 +34,9 @@ async def create_pipeline(body: CreatePipelineRequest, request: Request):
 
 
 @router.get("", summary="List the tenant's pipelines, newest first")
-async def list_pipelines(request: Request, limit: int = 50) -> dict:
+async def list_pipelines(request: Request, limit: int = Query(50, ge=1, le=500)) -> dict:
     deps = request.app.state.deps
-    ids = await deps.redis.zrevrange(deps.keys.tenant_index(deps.settings.tenant_id), 0, max(0, limit - 1))
+    ids = await deps.redis.zrevrange(deps.keys.tenant_index(deps.settings.tenant_id), 0, limit - 1)
     items = []
     for raw in await deps.redis.mget([deps.keys.pipeline(i.decode()) for i in ids]) if ids else []:
         if raw:
