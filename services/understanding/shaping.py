@@ -81,8 +81,12 @@ def _explicit_join(sc: Scanner, d: Draft, m: re.Match) -> None:
         d.subject.append(what)
     _add_join(sc, d, m, {"table": name, "kind": kind, "on": on, "right_on": right_on, "columns": []})
     if g.get("src"):  # the source's name stays for the endpoint rules: only the words around it are consumed
-        start, end = m.span("src")
-        sc.masked = sc.masked[:start] + sc.text[start:end] + sc.masked[end:]
+        _release(sc, *m.span("src"))
+
+
+def _release(sc: Scanner, start: int, end: int) -> None:
+    """Unconsume a part of a consumed match: its words are for other rules."""
+    sc.masked = sc.masked[:start] + sc.text[start:end] + sc.masked[end:]
 
 
 def _join_table(word: str) -> Optional[str]:
@@ -217,10 +221,7 @@ def scan_top_n(sc: Scanner, d: Draft) -> None:
             count = number_value(m.group("n"))
             if not isinstance(count, int) or count <= 0 or m.group("what").lower() in STOPWORDS_EN:
                 continue
-            if d.limit is not None and d.limit != count:
-                d.ask("limit", "Two different top-N sizes were given; how many rows?",
-                      "Указаны два разных размера топа; сколько строк нужно?")
-            d.limit = count
+            _set_limit(d, count)
             by = "number of rows" if m.groupdict().get("count") else m.group("by")
             _order_by_phrase(d, by, m.group("what"),
                              descending=m.group("dir").lower() not in ("fewest", "least", "lowest")
@@ -234,10 +235,7 @@ def _top_n(sc: Scanner, d: Draft, m: re.Match) -> None:
     count = number_value(g["n"])
     if not isinstance(count, int) or count <= 0:
         return
-    if d.limit is not None and d.limit != count:
-        d.ask("limit", "Two different top-N sizes were given; how many rows?",
-              "Указаны два разных размера топа; сколько строк нужно?")
-    d.limit = count
+    _set_limit(d, count)
     adj = " ".join((g.get("adj") or "").lower().split())
     if g.get("by") and g.get("first") and not adj:
         d.order_by = [{"column": column_name(g["by"]), "descending": False}]
@@ -257,8 +255,14 @@ def _top_n(sc: Scanner, d: Draft, m: re.Match) -> None:
     # "biggest paid | orders": the match stopped at a modifier, whose noun follows; the modifier (a status
     # word) stays for the filter rules, or its rows would be lost
     if adj and g.get("what") and _head_phrase("", sc.text[m.end():]):
-        start, end = m.span("what")
-        sc.masked = sc.masked[:start] + sc.text[start:end] + sc.masked[end:]
+        _release(sc, *m.span("what"))
+
+
+def _set_limit(d: Draft, count: int) -> None:
+    if d.limit is not None and d.limit != count:
+        d.ask("limit", "Two different top-N sizes were given; how many rows?",
+              "Указаны два разных размера топа; сколько строк нужно?")
+    d.limit = count
 
 
 def _head_phrase(what: str, rest: str) -> str:
