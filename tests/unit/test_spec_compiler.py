@@ -111,6 +111,12 @@ CASES: dict[str, dict] = {
         joins=[JOIN_C], aggregate={"dimensions": ["name"], "measures": [
             {"fn": "sum", "column": "amount", "alias": "revenue"}, {"fn": "count", "alias": "orders"}]},
         order_by=[{"column": "revenue", "descending": True}], limit=2, rename={"name": "customer"}),
+    # what understanding emits for "join orders with customers on customer_id, sum amount per country for
+    # paid orders": all joined columns, a filter on the source, a group by the joined table's column
+    "aggregate_per_joined_column_filtered": dict(
+        joins=[JOIN_C], filters=[{"column": "status", "op": "=", "value": "paid"}],
+        aggregate={"dimensions": ["country"], "measures": [{"fn": "sum", "column": "amount", "alias": "revenue"},
+                                                           {"fn": "count", "alias": "n"}]}),
     "top_n_by_measured_column_alias_clash": dict(
         aggregate={"dimensions": ["status"], "measures": [{"fn": "sum", "column": "amount", "alias": "amount"}]},
         order_by=[{"column": "amount", "descending": True}], limit=2),
