@@ -206,9 +206,6 @@ def scan_top_n(sc: Scanner, d: Draft) -> None:
         rf"\b(?:limit(?:ed)?\s+(?:it\s+|to\s+|at\s+)*|capped\s+at\s+|at\s+most\s+|no\s+more\s+than\s+|"
         rf"не\s+более\s+|ограничив\w*\s+(?:до\s+)?){n}\s+(?P<rows>rows|records|lines|entries|строк\w*|запис\w*)",
     )
-    for pattern in patterns:
-        for m in list(sc.finditer(pattern)):
-            _top_n(sc, d, m)
     # "the five customers with the most orders", «5 клиентов с наибольшим числом заказов»: groups ranked by
     # a measure (a count of rows, or the sum a money word names)
     most = (rf"\b(?:the\s+)?(?:top\s+)?{n}\s+(?P<what>[A-Za-z]+)\s+(?:with|having|who\s+(?:have|made|placed))\s+"
@@ -216,18 +213,28 @@ def scan_top_n(sc: Scanner, d: Draft) -> None:
             rf"count\s+of\s+|total\s+)?(?P<by>[A-Za-z_]+)",
             rf"\b(?:топ[\s-]*)?{n}\s+(?P<what>[а-яё]+)\s+с\s+(?P<dir>наибольш\w+|наименьш\w+|самым\s+большим|"
             rf"самым\s+маленьким)\s+(?:(?P<count>числом|количеством)\s+)?(?P<by>[а-яё]+)")
+    # "the 3 most prescribed drugs", "the 10 most ordered products": rows counted per thing
+    most += (rf"\b(?:the\s+)?(?:top\s+)?{n}\s+(?P<dir>most|least)\s+(?P<verb>[a-z]+ed)\s+(?P<what>[a-z]+s)\b",)
     for pattern in most:
         for m in list(sc.finditer(pattern)):
             count = number_value(m.group("n"))
             if not isinstance(count, int) or count <= 0 or m.group("what").lower() in STOPWORDS_EN:
                 continue
             _set_limit(d, count)
-            by = "number of rows" if m.groupdict().get("count") else m.group("by")
+            by = "number of rows" if m.groupdict().get("count") or m.groupdict().get("verb") else m.group("by")
             _order_by_phrase(d, by, m.group("what"),
                              descending=m.group("dir").lower() not in ("fewest", "least", "lowest")
                              and not m.group("dir").lower().startswith(("наименьш", "самым маленьким")))
             shown = ", ".join(f"{o['column']}{' desc' if o['descending'] else ''}" for o in d.order_by)
             sc.take(m, f"top {count} by {shown}")
+            # "prescribed" with no table named is the only hint at what is moved: it stays for the catalog's
+            # question ("Which table is 'prescribed': clinic.prescriptions?"); with a table named it is read
+            if m.groupdict().get("verb") and not re.search(
+                    r"\b(?:from|из|in)\s+(?:\w+\s+)?[\w-]+\.[A-Za-z_]\w*", sc.text[m.end():], re.I):
+                _release(sc, *m.span("verb"))
+    for pattern in patterns:  # after the ranked forms: "top 3 most booked rooms" is one of them
+        for m in list(sc.finditer(pattern)):
+            _top_n(sc, d, m)
 
 
 def _top_n(sc: Scanner, d: Draft, m: re.Match) -> None:
