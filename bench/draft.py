@@ -128,6 +128,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f"{args.parallel} in flight p50 {statistics.median(parallel[-len(cases):]):.2f} s")
     finally:
         dep.remove()
+        _remove_local_state(dep.settings)
     load1 = os.getloadavg()
     lines: list[str] = []
 
@@ -151,6 +152,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     if str(args.out) != "-":
         write_section(args.out, args, cases, load0, lines)
     return 0
+
+
+def _remove_local_state(settings) -> None:
+    """The deployment's local Qdrant store (draft memory) and Faust data dirs, named after its prefix."""
+    import shutil
+
+    prefix = settings.topic_prefix
+    for parent in (settings.state_dir / "qdrant", settings.state_dir / "faust"):
+        for path in parent.glob(f"{prefix}*") if parent.exists() else ():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def write_section(path: Path, args, cases, load0, lines: list[str]) -> None:
