@@ -386,6 +386,73 @@ def _show_draft(state: dict, base: str, pid: str) -> None:
                f"·  {base}/api/v1/pipelines/{pid}/artifacts/flow.mmd  ·  {base}/docs")
 
 
+keys_app = typer.Typer(
+    help="API keys of the gateway (stored hashed in the stack's PostgreSQL, aietl_meta.aietl_api_keys). "
+         "These commands talk to the database directly, so they are the operator's bootstrap: no key is "
+         "needed to make the first one. Roles: viewer (reads), editor (drafts, revises, deploys, runs), "
+         "admin (also connections, keys, webhook secrets, audit).",
+    no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _key_store():
+    from services.identity.keys import build_store
+
+    return build_store(_settings())
+
+
+def _identity_call(fn, *args, **kwargs):
+    from services.identity import IdentityError
+
+    try:
+        return fn(*args, **kwargs)
+    except IdentityError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: str = typer.Option(..., "--tenant", help="Tenant the key acts for; it can never reach another."),
+    role: str = typer.Option(..., "--role", help="viewer | editor | admin."),
+    expires_in: Optional[str] = typer.Option(None, "--expires-in",
+                                             help="Lifetime such as 30d, 12h, 90m, 2w; default: no expiry."),
+    name: str = typer.Option("", "--name", help="A label to recognise the key in listings."),
+) -> None:
+    """Create a key and print it ONCE (only its hash is stored; a lost key is revoked and replaced)."""
+    key, info = _identity_call(_key_store().create, tenant, role, name=name, expires_in=expires_in,
+                               created_by="cli")
+    typer.echo(key)
+    typer.echo(f"prefix {info.prefix} · tenant {info.tenant} · role {info.role}"
+               + (f" · expires {info.expires_at.isoformat()}" if info.expires_at else ""), err=True)
+
+
+@keys_app.command("list")
+def keys_list(tenant: Optional[str] = typer.Option(None, "--tenant", help="Only this tenant's keys."),
+              as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table.")) -> None:
+    """List keys (prefix, tenant, role, name, created, expiry, revocation); secrets are never shown."""
+    rows = [k.public() for k in _identity_call(_key_store().list, tenant)]
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("prefix", "tenant", "role", "name", "created", "expires", "revoked")
+    for r in rows:
+        table.add_row(r["prefix"], r["tenant"], r["role"], r["name"], r["created_at"] or "",
+                      r["expires_at"] or "never", r["revoked_at"] or "")
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: str = typer.Argument(..., help="The key's prefix (the 8 hex chars after 'aietl_').")) -> None:
+    """Revoke a key; the gateway refuses it within a few seconds (its lookup cache lives 5 s)."""
+    info = _identity_call(_key_store().revoke, prefix)
+    typer.echo(f"revoked {info.prefix} (tenant {info.tenant}, role {info.role})")
+
+
 def main() -> None:
     app(prog_name="aietl")
 
