@@ -84,6 +84,16 @@ class Settings(BaseSettings):
     # Topics of the platform's own broker a kafka connection may read (comma-separated); none by default.
     kafka_shared_topics: Optional[str] = None
 
+    # Optional JWT bearer tokens (services/identity/tokens.py); all unset: only API keys are accepted.
+    # One of: an HS256 secret, a PEM public key (RS256/ES256) or a JWKS URL. aud/iss checked when set.
+    jwt_secret: Optional[str] = Field(default=None, repr=False)
+    jwt_public_key: Optional[str] = None
+    jwt_jwks_url: Optional[str] = None
+    jwt_audience: Optional[str] = None
+    jwt_issuer: Optional[str] = None
+    jwt_tenant_claim: str = "tenant"
+    jwt_role_claim: str = "role"
+
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     # How long a lifecycle/run endpoint waits for the aggregate's verdict before answering 202 instead.
