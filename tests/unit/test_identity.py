@@ -79,3 +79,12 @@ def test_jwt_without_exp_or_config_is_refused():
         JwtVerifier(secret=SECRET).verify(no_exp)
     with pytest.raises(InvalidCredentials):
         JwtVerifier().verify(_token())
+
+
+def test_security_doc_table_matches_the_permission_table():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "SECURITY.md").read_text()
+    for perm, held in permission_matrix():
+        row = f"| `{perm}` | " + " | ".join("yes" if held[role] else "—" for role in ROLES) + " |"
+        assert row in doc, f"docs/SECURITY.md §9 lacks or misstates: {row}"
