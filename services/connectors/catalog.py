@@ -243,13 +243,17 @@ class TenantCatalog:
         return f"{self._prefix}catalog:{tenant}"
 
     def get(self, tenant: str, refresh: bool = False) -> dict[str, Any]:
+        # The cached copy is used only while the tenant's connections are those it was built from: a
+        # connection registered after a (warm-up) build must be seen by the very next draft.
+        stamp = self._registry.fingerprint(tenant)
         if not refresh:
             cached = self._cached(tenant)
-            if cached is not None:
-                return cached
+            if cached is not None and cached.get("fingerprint") == stamp:
+                return cached["catalog"]
         catalog = build_catalog(self._registry, tenant, self._hidden)
         try:
-            self._redis.set(self.key(tenant), json.dumps(catalog, default=str), ex=self._ttl)
+            self._redis.set(self.key(tenant), json.dumps({"fingerprint": stamp, "catalog": catalog}, default=str),
+                            ex=self._ttl)
         except Exception:  # a cache that cannot be written costs a rebuild next time, nothing else
             log.warning("catalog: cannot cache the catalog of tenant %s", tenant, exc_info=True)
         return catalog

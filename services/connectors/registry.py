@@ -235,6 +235,14 @@ class ConnectionRegistry:
                               "ORDER BY name", (tenant,)).fetchall()
         return [_public(r[2], r[3], r[4], r[6], r[7], r[8]) for r in rows]
 
+    def fingerprint(self, tenant: str) -> str:
+        """Changes whenever a connection of ``tenant`` is created, replaced, deleted or made default: caches
+        built from the registry (the catalog) compare it instead of trusting their age alone."""
+        row = self._one(f"SELECT count(*), md5(coalesce(string_agg(id::text || name || params::text || "
+                        f"is_default::text || created_at::text, ',' ORDER BY id), '')) "
+                        f"FROM {SCHEMA}.{TABLE} WHERE tenant_id = %s", (tenant,))
+        return f"{row[0]}:{row[1]}"
+
     def default_for(self, tenant: str, kind: str) -> Optional[Connection]:
         """The connection of ``kind`` marked default, else the first created; None when there is none."""
         row = self._one(f"SELECT {_COLUMNS} FROM {SCHEMA}.{TABLE} WHERE tenant_id = %s AND kind = %s "

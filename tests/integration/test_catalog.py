@@ -132,6 +132,29 @@ def test_the_catalog_is_cached_per_tenant_and_refreshed_on_demand(settings, regi
         r.close()
 
 
+def test_a_connection_registered_after_the_catalog_was_cached_is_in_the_next_catalog(settings, tenant, tables):
+    """A worker warms the catalog at start, before the tenant's connections exist: the cached (empty) catalog
+    must not outlive the registration (the first drafts of a fresh deployment asked which database held a
+    table its connection had)."""
+    import redis
+
+    reg = ConnectionRegistry(settings.postgres_dsn, SecretCipher([generate_key().encode()]))
+    r = redis.Redis.from_url(settings.redis_url)
+    prefix = f"t{uid()}-cat."
+    cat = TenantCatalog(reg, r, prefix, ttl_s=600)
+    try:
+        assert cat.get(tenant)["connections"] == []
+        reg.create(tenant, "wh", "postgres", {"host": settings.postgres_host, "port": settings.postgres_port,
+                                              "database": settings.postgres_db, "user": settings.postgres_user},
+                   {"password": settings.postgres_password}, is_default=True)
+        _table(cat.get(tenant), "wh", f"{tables}.order_lines")
+        reg.delete(tenant, "wh")
+        assert cat.get(tenant)["connections"] == []
+    finally:
+        r.delete(f"{prefix}catalog:{tenant}")
+        r.close()
+
+
 def test_an_unreachable_connection_is_reported_without_hiding_the_others(settings, registry, tenant, tables):
     registry.create(tenant, "down", "postgres", {"host": "127.0.0.1", "port": 1, "database": "x", "user": "x"})
     catalog = build_catalog(registry, tenant)
