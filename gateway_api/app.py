@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from gateway_api import problems
 from gateway_api.kafka_producer import DELIVERY_TIMEOUT_S, AsyncProducer
-from gateway_api.middleware import JsonBodyByDefault
+from gateway_api.middleware import BodyLimits, JsonBodyByDefault
 from gateway_api.routers import catalog, connections, health, hooks, lifecycle, llm, pipelines, runs
 from services.core.avro import AvroCodec
 from services.core.messages import Message
@@ -70,6 +70,7 @@ def create_app(settings: Settings, codec: Optional[AvroCodec] = None) -> FastAPI
                               "for the pipeline's verdict: 200/202 when accepted, 409 with the reason when "
                               "refused. Deployed webhook pipelines run on signed POSTs to /api/v1/hooks/{id}.")
     app.add_middleware(JsonBodyByDefault)
+    app.add_middleware(BodyLimits)  # outermost: bodies are bounded before anything reads them
     problems.install(app)
     app.include_router(health.router)
     app.include_router(pipelines.router)

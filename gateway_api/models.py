@@ -1,11 +1,19 @@
 """Request and response bodies of the HTTP command API."""
 from __future__ import annotations
 
-from typing import Any, Optional
+import json
+from typing import Annotated, Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from services.domain.pipeline import MAX_DESCRIPTION
+
+# Field bounds keep every command far below Kafka's message size limit (~1 MB), so a big field is a 422
+# here rather than a producer error.
+MAX_LABELS = 50
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+LabelValue = Annotated[str, StringConstraints(max_length=256)]
+MAX_PARAMS_BYTES = 64 * 1024
 
 
 class CreatePipelineRequest(BaseModel):
@@ -18,7 +26,9 @@ class CreatePipelineRequest(BaseModel):
     description: str = Field(..., min_length=1, max_length=MAX_DESCRIPTION,
                              description="What the pipeline should do, in English or Russian.")
     name: Optional[str] = Field(None, max_length=200, description="A human name for the pipeline.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Free-form labels.")
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS,
+                                               description="Free-form labels (at most 50; keys up to 63 "
+                                                           "characters, values up to 256).")
 
     @field_validator("description")
     @classmethod
@@ -88,7 +98,15 @@ class RollbackRequest(BaseModel):
 class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"params": {"file": "a.csv"}}]})
 
-    params: dict[str, Any] = Field(default_factory=dict, description="Run parameters, e.g. a file name.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Run parameters, e.g. a file name "
+                                                                     "(at most 64 KiB as JSON).")
+
+    @field_validator("params")
+    @classmethod
+    def bounded(cls, v: dict) -> dict:
+        if len(json.dumps(v, default=str)) > MAX_PARAMS_BYTES:
+            raise ValueError(f"params must be at most {MAX_PARAMS_BYTES} bytes as JSON")
+        return v
 
 
 class CancelRunRequest(BaseModel):

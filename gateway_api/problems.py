@@ -40,7 +40,7 @@ def unavailable(request: Request, what: str, exc: BaseException) -> JSONResponse
 
 
 def install(app: FastAPI) -> None:
-    from confluent_kafka import KafkaException
+    from confluent_kafka import KafkaError, KafkaException
     from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
     @app.exception_handler(Problem)
@@ -63,6 +63,12 @@ def install(app: FastAPI) -> None:
         return unavailable(request, "Redis", exc)
 
     async def _kafka_down(request: Request, exc: Exception):
+        error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+        if getattr(error, "code", lambda: None)() == KafkaError.MSG_SIZE_TOO_LARGE:
+            # The request's limits should keep every command smaller; if one slips through it is still
+            # the request's size, not an outage.
+            return problem_response(413, "Request too large", "the command is over the broker's message "
+                                    "size limit", str(request.url.path))
         return unavailable(request, "Kafka", exc)
 
     for cls in (RedisConnectionError, RedisTimeoutError):  # BusyLoadingError (restarting) is a ConnectionError

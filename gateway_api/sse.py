@@ -3,12 +3,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import AsyncIterator, Callable
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
+from gateway_api import limits
+from gateway_api.problems import RETRY_AFTER_S, problem_response
+
 KEEP_ALIVE_S = 15
+# A stream holds a slot in a per-principal sorted set scored by its lease's end; the lease is renewed
+# while the stream lives, so the slots of a gateway that died free themselves.
+SLOT_LEASE_S = 60
+_SLOT = """
+local t = redis.call('TIME')
+local now, lease = tonumber(t[1]), tonumber(ARGV[2])
+if ARGV[4] == 'renew' then
+  redis.call('ZADD', KEYS[1], 'XX', now + lease, ARGV[3])
+else
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+  redis.call('ZADD', KEYS[1], now + lease, ARGV[3])
+end
+redis.call('EXPIRE', KEYS[1], lease + 1)
+return 1
+"""
 
 
 def wants_stream(request: Request) -> bool:
@@ -64,6 +84,36 @@ async def events(deps, request: Request, history_key: str, channel: str,
         await pubsub.aclose()
 
 
+class EventStream(StreamingResponse):
+    """A stream that first takes one of its principal's ``sse_max_streams`` slots (429 when none is free)
+    and gives it back when it ends."""
+
+    async def __call__(self, scope, receive, send):
+        deps = scope["app"].state.deps
+        who = limits.principal_id(Request(scope), scope.get("state", {}).get("principal"))
+        key, slot = f"{deps.keys.ns}limit:sse:{who}", uuid.uuid4().hex
+        cap = deps.settings.sse_max_streams
+        take = deps.redis.register_script(_SLOT)
+        if not await take(keys=[key], args=[cap, SLOT_LEASE_S, slot, "take"]):
+            await self.body_iterator.aclose()
+            refused = problem_response(429, "Too many event streams",
+                                       f"at most {cap} live event streams per principal; close one first",
+                                       scope["path"], headers={"Retry-After": str(RETRY_AFTER_S)})
+            return await refused(scope, receive, send)
+
+        async def renew():
+            while True:
+                await asyncio.sleep(SLOT_LEASE_S / 3)
+                await take(keys=[key], args=[cap, SLOT_LEASE_S, slot, "renew"])
+
+        renewer = asyncio.create_task(renew())
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            renewer.cancel()
+            await deps.redis.zrem(key, slot)
+
+
 def response(stream: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(stream, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventStream(stream, media_type="text/event-stream",
+                       headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
