@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Optional
@@ -142,8 +143,10 @@ def worker(name: str = typer.Argument(..., help=(
     if name not in WORKERS:
         typer.echo(f"unknown worker {name!r}; known: {', '.join(sorted(WORKERS))}", err=True)
         raise typer.Exit(2)
-    # Every Kafka client of this process authenticates as the processor (ACLs from topology/).
-    settings = _settings().model_copy(update={"kafka_principal": name})
+    # Every Kafka client of this process authenticates as the processor (ACLs from topology/); also the
+    # settings a connector loads itself (a connection to the platform's broker).
+    os.environ["AIETL_KAFKA_PRINCIPAL"] = name
+    settings = _settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sys.argv = [sys.argv[0]]  # Faust's worker parses argv; it must not see ours
     run_worker(build_worker(name, settings), loglevel=settings.log_level)
@@ -156,7 +159,8 @@ def gateway(host: Optional[str] = None, port: Optional[int] = None) -> None:
 
     from gateway_api.app import create_app
 
-    settings = _settings().model_copy(update={"kafka_principal": "gateway"})
+    os.environ["AIETL_KAFKA_PRINCIPAL"] = "gateway"
+    settings = _settings()
     uvicorn.run(create_app(settings), host=host or settings.gateway_host, port=port or settings.gateway_port,
                 log_level="info")
 

@@ -10,8 +10,10 @@ For a topic prefix ``X`` and each processor ``P`` (its principal is ``User:P``):
   resource, e.g. the executor's one group per streaming pipeline), READ;
 - ``describe_all`` (the gateway's /readyz): DESCRIBE on every topic and every processor's group, so it can
   see lag, never read a record.
-Topics a user shared with connections (``kafka_shared_topics``) are readable by the processors that
-serve connections (``serves_connections``). Nothing else is allowed (the broker runs with
+Processors that serve connections (``serves_connections``: the executor reads and writes users' topics,
+kafka-trigger reads them) may use any topic and group that is not the platform's: an ALLOW on ``*`` plus,
+for every declared topic and processor group under the prefix, a DENY of each operation the topology
+does not grant them (a DENY wins over an ALLOW in Kafka). Nothing else is allowed (the broker runs with
 ``allow.everyone.if.no.acl.found=false``); ``admin``, ``broker`` and ``controller`` are super users.
 """
 from __future__ import annotations
@@ -29,26 +31,14 @@ class Acl:
     pattern: str  # "literal" | "prefixed"
     name: str
     operation: str  # "read" | "write" | "describe"
+    permission: str = "allow"  # "allow" | "deny"
 
     def line(self) -> str:
-        return f"User:{self.principal} {self.operation.upper()} {self.resource} {self.pattern}:{self.name}"
+        return (f"User:{self.principal} {self.permission.upper()} {self.operation.upper()} {self.resource} "
+                f"{self.pattern}:{self.name}")
 
 
-def _shared_resources(shared: Optional[str]) -> list[tuple[str, str]]:
-    """(pattern type, name) for each shared-topic pattern Kafka can express (a literal or 'prefix*')."""
-    out = []
-    for raw in (shared or "").split(","):
-        pat = raw.strip()
-        if not pat:
-            continue
-        if pat.endswith("*") and not any(c in pat[:-1] for c in "*?["):
-            out.append(("prefixed", pat[:-1]))
-        elif not any(c in pat for c in "*?["):
-            out.append(("literal", pat))
-    return out
-
-
-def generate(topo: Topology, prefix: str, shared_topics: Optional[str] = None) -> list[Acl]:
+def generate(topo: Topology, prefix: str) -> list[Acl]:
     acls: set[Acl] = set()
     for p in topo.processors.values():
         for t in p.consumes:
@@ -67,9 +57,19 @@ def generate(topo: Topology, prefix: str, shared_topics: Optional[str] = None) -
             acls |= {Acl(p.name, "topic", "literal", prefix + t, "describe") for t in topo.all_topics()}
             acls |= {Acl(p.name, "group", "literal", prefix + q.name, "describe")
                      for q in topo.processors.values() if q.is_stream_processor}
-        if p.serves_connections:
-            for kind, name in _shared_resources(shared_topics):
-                acls |= {Acl(p.name, "topic", kind, name, op) for op in ("read", "write", "describe")}
+    for p in topo.processors.values():
+        if not p.serves_connections:
+            continue
+        granted = {(a.resource, a.name, a.operation) for a in acls if a.principal == p.name}
+        acls |= {Acl(p.name, "topic", "literal", "*", op) for op in ("read", "write", "describe")}
+        acls.add(Acl(p.name, "group", "literal", "*", "read"))
+        for t in topo.all_topics():
+            acls |= {Acl(p.name, "topic", "literal", prefix + t, op, "deny") for op in ("read", "write")
+                     if ("topic", prefix + t, op) not in granted}
+        platform_groups = {prefix + q.name for q in topo.processors.values()}
+        platform_groups |= {f"{prefix}{t}.reader" for t in topo.all_topics()}
+        acls |= {Acl(p.name, "group", "literal", g, "read", "deny") for g in platform_groups
+                 if ("group", g, "read") not in granted}
     return sorted(acls)
 
 
@@ -84,18 +84,19 @@ def _binding(acl: Acl):
                                        ResourceType)
 
     return AclBinding(ResourceType[acl.resource.upper()], acl.name, ResourcePatternType[acl.pattern.upper()],
-                      f"User:{acl.principal}", "*", AclOperation[acl.operation.upper()], AclPermissionType.ALLOW)
+                      f"User:{acl.principal}", "*", AclOperation[acl.operation.upper()],
+                      AclPermissionType[acl.permission.upper()])
 
 
 def _from_binding(b) -> Optional[Acl]:
-    if not b.principal.startswith("User:") or b.permission_type.name != "ALLOW":
+    if not b.principal.startswith("User:"):
         return None
     return Acl(b.principal[5:], b.restype.name.lower(), b.resource_pattern_type.name.lower(), b.name,
-               b.operation.name.lower())
+               b.operation.name.lower(), b.permission_type.name.lower())
 
 
 def in_broker(admin, prefix: str, timeout: float = 30.0) -> list[Acl]:
-    """The ALLOW ACLs on resources under ``prefix`` (the deployment's topics and groups)."""
+    """The ACLs on resources under ``prefix`` (the deployment's topics and groups; "" for all)."""
     from confluent_kafka.admin import (AclBindingFilter, AclOperation, AclPermissionType, ResourcePatternType,
                                        ResourceType)
 
@@ -120,9 +121,10 @@ def ensure_users(admin, settings, names: Iterable[str], timeout: float = 30.0) -
 def apply(admin, wanted: list[Acl], prefix: str, log: Callable[[str], None] = print,
           timeout: float = 30.0) -> tuple[int, int]:
     """Make the broker's ACLs under ``prefix`` exactly ``wanted``: (created, deleted)."""
-    have = set(in_broker(admin, prefix, timeout))
+    # The wildcard ACLs are shared by every prefix: compared, never removed here.
+    have = set(in_broker(admin, "", timeout))
     missing = [a for a in wanted if a not in have]
-    extra = sorted(have - set(wanted))
+    extra = sorted(a for a in have - set(wanted) if a.name.startswith(prefix))
     if missing:
         for fut in admin.create_acls([_binding(a) for a in missing], request_timeout=timeout).values():
             fut.result(timeout)
@@ -154,6 +156,6 @@ def setup_bus(settings, topo: Topology, admin, log: Callable[[str], None] = prin
     """Users (local stack only) and the ACLs for ``settings.topic_prefix``; returns how many ACLs hold."""
     if not settings.kafka_external:
         ensure_users(admin, settings, principals(topo))
-    wanted = generate(topo, settings.topic_prefix, settings.kafka_shared_topics)
+    wanted = generate(topo, settings.topic_prefix)
     apply(admin, wanted, settings.topic_prefix, log=log)
     return len(wanted)

@@ -56,12 +56,12 @@ def acls(check: bool = typer.Option(False, "--check", help="Compare with the ACL
 
     settings = load_settings()
     prefix = settings.topic_prefix if prefix is None else prefix
-    wanted = generate(_load(), prefix, settings.kafka_shared_topics)
+    wanted = generate(_load(), prefix)
     if not check:
         for a in wanted:
             typer.echo(a.line())
         return
-    have = set(in_broker(super_admin_client(settings), prefix))
+    have = {a for a in in_broker(super_admin_client(settings), "") if a.name.startswith(prefix) or a in wanted}
     for a in sorted(set(wanted) - have):
         typer.echo(f"missing: {a.line()}", err=True)
     for a in sorted(have - set(wanted)):
