@@ -127,6 +127,9 @@ class Kafka(Component):
         try:
             conf = client_conf(self.settings, ADMIN)
         except BusCredentialsError as e:
+            if self.running_pid() is not None:  # a broker of ours from before the bus was closed
+                return False, (f"{e}; the broker running from {self.dir} was started before Kafka required "
+                               "SASL: run `aietl down`, then `aietl up` (it says what to do with the old data)")
             return False, str(e)
         quiet = logging.getLogger("infra.kafka.librdkafka")
         quiet.addHandler(logging.NullHandler())
