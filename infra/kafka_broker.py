@@ -22,6 +22,8 @@ from typing import Optional
 from .base import Component
 from .procs import StackError, owned_pid, run, spawn_detached, stop_pid
 
+# Written after a format that added the SCRAM users: an older data dir lacks it.
+SASL_MARKER = "aietl-sasl"
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 
 LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
@@ -120,11 +122,19 @@ class Kafka(Component):
 
     def check(self) -> tuple[bool, str]:
         from confluent_kafka.admin import AdminClient
+
+        from services.core.kafka_auth import ADMIN, BusCredentialsError, client_conf
+        try:
+            conf = client_conf(self.settings, ADMIN)
+        except BusCredentialsError as e:
+            if self.running_pid() is not None:  # a broker of ours from before the bus was closed
+                return False, (f"{e}; the broker running from {self.dir} was started before Kafka required "
+                               "SASL: run `aietl down`, then `aietl up` (it says what to do with the old data)")
+            return False, str(e)
         quiet = logging.getLogger("infra.kafka.librdkafka")
         quiet.addHandler(logging.NullHandler())
         quiet.propagate = False
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap, "socket.timeout.ms": 5000,
-                             "logger": quiet})
+        admin = AdminClient({**conf, "socket.timeout.ms": 5000, "logger": quiet})
         try:
             md = admin.list_topics(timeout=5)
         except Exception as e:  # KafkaException
@@ -159,18 +169,39 @@ class Kafka(Component):
         return f"{libs}/*"
 
     def write_config(self) -> None:
+        from services.core.kafka_auth import ADMIN, BROKER, CONTROLLER, ensure_secret, password
+
         host, port = self.host, self.port
         cport = int(self.settings.kafka_controller_port)
         data = self.dir / "data"
+        ensure_secret(self.settings)
+        broker_pw, controller_pw = password(self.settings, BROKER), password(self.settings, CONTROLLER)
+        # Clients: SCRAM-SHA-512 on CLIENT (users in the cluster metadata: admin and broker at format,
+        # processors by topology apply). The controller listener: PLAIN with one JAAS user, since KRaft
+        # controllers cannot read SCRAM credentials from the metadata they serve; loopback only.
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{cport}",
-            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{cport}",
-            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+            "listeners": f"CLIENT://{host}:{port},CONTROLLER://127.0.0.1:{cport}",
+            "advertised.listeners": f"CLIENT://{host}:{port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": "CLIENT",
+            "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.client.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.client.scram-sha-512.sasl.jaas.config":
+                f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{BROKER}" '
+                f'password="{broker_pw}";',
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config":
+                f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{CONTROLLER}" '
+                f'password="{controller_pw}" user_{CONTROLLER}="{controller_pw}";',
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"User:{ADMIN};User:{BROKER};User:{CONTROLLER}",
             "log.dirs": str(data),
             "num.partitions": "1",
             "offsets.topic.replication.factor": "1",
@@ -185,9 +216,21 @@ class Kafka(Component):
         }
         self.props.write_text("# written by aietl infra (infra/kafka_broker.py); rewritten on every start\n"
                               + "".join(f"{k}={v}\n" for k, v in props.items()))
+        self.props.chmod(0o600)  # it holds the broker's and controller's passwords
         (self.dir / "log4j2.xml").write_text(LOG4J2_XML)
 
+    def check_state(self, data: Path) -> None:
+        """A data dir formatted before the bus had credentials has no SCRAM users: say what to do."""
+        if (data / "meta.properties").exists() and not (data / SASL_MARKER).exists():
+            raise StackError(
+                f"{data} was formatted before Kafka required SASL/SCRAM (it has no admin user). Its topics "
+                f"hold only this machine's drafts and runs; to start over with credentials, run "
+                f"`aietl down`, remove {data} (rm -rf {data}) and `aietl up` again. Or keep the old broker "
+                f"by checking out an older aietl.")
+
     def start(self) -> None:
+        from services.core.kafka_auth import ADMIN, BROKER, password
+
         from .procs import port_open
         cport = int(self.settings.kafka_controller_port)
         if port_open("127.0.0.1", cport):
@@ -199,13 +242,17 @@ class Kafka(Component):
         cp = self.classpath()
         self.write_config()
         data = self.dir / "data"
+        self.check_state(data)
         if not (data / "meta.properties").exists():
             # One id in 64 starts with '-': as a separate argument argparse would read it as an option.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             self.log(f"formatting Kafka storage in {data} (cluster id {cluster_id})")
             run([java, "-cp", cp, f"-Dlog4j2.configurationFile={self.dir / 'log4j2.xml'}",
                  f"-Dkafka.logs.dir={self.dir / 'logs'}", "kafka.tools.StorageTool", "format",
-                 f"--cluster-id={cluster_id}", "-c", str(self.props)], timeout=120)
+                 f"--cluster-id={cluster_id}", "-c", str(self.props)]
+                + [f"--add-scram=SCRAM-SHA-512=[name={u},password={password(self.settings, u)}]"
+                   for u in (ADMIN, BROKER)], timeout=120)
+            (data / SASL_MARKER).write_text("SCRAM-SHA-512 users admin, broker formatted in\n")
         argv = [java, f"-Xmx{self.settings.kafka_heap}", "-Xms128m", "-XX:+UseG1GC",
                 "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
                 f"-Dkafka.logs.dir={self.dir / 'logs'}",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Optional
@@ -38,13 +39,16 @@ def _print_status(rows) -> None:
 def _prepare_kafka(settings) -> None:
     """Topics from topology/, then the schemas onto the compacted schemas topic."""
     from services.core.avro import SchemaCatalog
-    from services.core.kafka import admin_client, publish_schemas
+    from services.core.kafka import publish_schemas, super_admin_client
+    from topology.acls import setup_bus
     from topology.model import load_topology
     from topology.ops import apply
 
-    apply(load_topology(), admin_client(settings), settings.topic_prefix, log=typer.echo)
+    admin = super_admin_client(settings)
+    apply(load_topology(), admin, settings.topic_prefix, log=typer.echo)
+    acls = setup_bus(settings, load_topology(), admin, log=typer.echo)
     n = publish_schemas(settings, SchemaCatalog())
-    typer.echo(f"topics in place under {settings.topic_prefix!r}; {n} schemas published")
+    typer.echo(f"topics and {acls} ACLs in place under {settings.topic_prefix!r}; {n} schemas published")
 
 
 @app.command()
@@ -139,6 +143,9 @@ def worker(name: str = typer.Argument(..., help=(
     if name not in WORKERS:
         typer.echo(f"unknown worker {name!r}; known: {', '.join(sorted(WORKERS))}", err=True)
         raise typer.Exit(2)
+    # Every Kafka client of this process authenticates as the processor (ACLs from topology/); also the
+    # settings a connector loads itself (a connection to the platform's broker).
+    os.environ["AIETL_KAFKA_PRINCIPAL"] = name
     settings = _settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sys.argv = [sys.argv[0]]  # Faust's worker parses argv; it must not see ours
@@ -152,6 +159,7 @@ def gateway(host: Optional[str] = None, port: Optional[int] = None) -> None:
 
     from gateway_api.app import create_app
 
+    os.environ["AIETL_KAFKA_PRINCIPAL"] = "gateway"
     settings = _settings()
     uvicorn.run(create_app(settings), host=host or settings.gateway_host, port=port or settings.gateway_port,
                 log_level="info")

@@ -37,11 +37,15 @@ def unique_prefix(tag: str) -> str:
 
 def prepare_topics(settings: Settings) -> None:
     from services.core.avro import SchemaCatalog
-    from services.core.kafka import admin_client, publish_schemas
+    from services.core.kafka import publish_schemas, super_admin_client
+    from topology.acls import setup_bus
     from topology.model import load_topology
     from topology.ops import apply
 
-    apply(load_topology(), admin_client(settings), settings.topic_prefix, log=lambda _: None)
+    admin = super_admin_client(settings)
+    apply(load_topology(), admin, settings.topic_prefix, log=lambda _: None)
+    # The processors' ACLs on this deployment's prefix (removed with its topics: tests/support/cleanup.py).
+    setup_bus(settings, load_topology(), admin, log=lambda _: None)
     publish_schemas(settings, SchemaCatalog())
 
 

@@ -33,13 +33,42 @@ def check() -> None:
 @app.command()
 def apply() -> None:
     """Create missing topics and align partitions/configs on the configured Kafka (idempotent)."""
-    from services.core.kafka import admin_client
+    from services.core.kafka import super_admin_client
     from services.core.settings import load_settings
     from topology.ops import apply as run_apply
 
+    from topology.acls import setup_bus
+
     settings = load_settings()
-    actions = run_apply(_load(), admin_client(settings), settings.topic_prefix, log=typer.echo)
-    typer.echo(f"{len(actions)} topics in place under prefix {settings.topic_prefix!r}")
+    admin = super_admin_client(settings)
+    actions = run_apply(_load(), admin, settings.topic_prefix, log=typer.echo)
+    n = setup_bus(settings, _load(), admin, log=typer.echo)
+    typer.echo(f"{len(actions)} topics and {n} ACLs in place under prefix {settings.topic_prefix!r}")
+
+
+@app.command()
+def acls(check: bool = typer.Option(False, "--check", help="Compare with the ACLs in the broker instead."),
+         prefix: Optional[str] = typer.Option(None, help="Topic prefix (default: the settings').")) -> None:
+    """Print the Kafka ACLs the topology implies; with --check, exit 1 if the broker's differ."""
+    from services.core.kafka import super_admin_client
+    from services.core.settings import load_settings
+    from topology.acls import generate, in_broker
+
+    settings = load_settings()
+    prefix = settings.topic_prefix if prefix is None else prefix
+    wanted = generate(_load(), prefix)
+    if not check:
+        for a in wanted:
+            typer.echo(a.line())
+        return
+    have = {a for a in in_broker(super_admin_client(settings), "") if a.name.startswith(prefix) or a in wanted}
+    for a in sorted(set(wanted) - have):
+        typer.echo(f"missing: {a.line()}", err=True)
+    for a in sorted(have - set(wanted)):
+        typer.echo(f"extra: {a.line()}", err=True)
+    if have != set(wanted):
+        raise typer.Exit(1)
+    typer.echo(f"{len(wanted)} ACLs under {prefix!r} match the topology")
 
 
 @app.command()

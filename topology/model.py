@@ -37,6 +37,10 @@ class Processor:
     consumes: tuple[str, ...]
     produces: tuple[str, ...]
     kind: str = "faust"
+    reads: tuple[str, ...] = ()  # logs read from the start outside the consumer group
+    groups: tuple[str, ...] = ()  # further consumer groups it names itself ("{prefix}" replaced)
+    describe_all: bool = False  # may describe every topic and processor group (readiness), read none
+    serves_connections: bool = False  # reads/writes the topics shared with connections
 
     @property
     def is_stream_processor(self) -> bool:
@@ -78,5 +82,8 @@ def load_topology(path: Optional[Path] = None) -> Topology:
     for name, spec in (raw.get("processors") or {}).items():
         processors[name] = Processor(name=name, consumes=tuple(spec.get("consumes") or ()),
                                      produces=tuple(spec.get("produces") or ()),
-                                     kind=spec.get("kind", "faust"))
+                                     kind=spec.get("kind", "faust"), reads=tuple(spec.get("reads") or ()),
+                                     groups=tuple(spec.get("groups") or ()),
+                                     describe_all=bool(spec.get("describe_all", False)),
+                                     serves_connections=bool(spec.get("serves_connections", False)))
     return Topology(topics, processors)

@@ -23,7 +23,7 @@ def check(topo: Topology, schema_names: set[str]) -> list[str]:
         if t.partitions < 1:
             problems.append(f"topic {t.name}: partitions must be >= 1")
     for p in topo.processors.values():
-        for name in p.consumes + p.produces:
+        for name in p.consumes + p.produces + p.reads:
             if name not in all_topics:
                 problems.append(f"processor {p.name}: topic {name} is not declared")
     for t in all_topics.values():

@@ -27,7 +27,21 @@ def client_config(conn: Connection) -> dict[str, Any]:
                 "sasl.mechanism": conn.param("sasl_mechanism"), "sasl.username": conn.param("sasl_username"),
                 "sasl.password": conn.secret("sasl_password")}
     conf.update({k: v for k, v in optional.items() if v})
+    if not conn.param("sasl_username") and _is_platform_broker(conn.param("bootstrap")):
+        # The platform's own broker is closed: a connection to it speaks as this process's principal,
+        # whose ACLs allow users' topics and none of the platform's (topology/acls.py).
+        from services.core.kafka_auth import client_conf
+        from services.core.settings import load_settings
+
+        conf.update({k: v for k, v in client_conf(load_settings()).items() if k != "bootstrap.servers"})
     return conf
+
+
+def _is_platform_broker(bootstrap) -> bool:
+    from services.core.settings import load_settings
+
+    ours = {b.strip() for b in load_settings().kafka_bootstrap.split(",")}
+    return bool(ours & {b.strip() for b in str(bootstrap or "").split(",")})
 
 
 def _metadata(conn: Connection, topic: Optional[str] = None):

@@ -9,10 +9,14 @@ from services.core.settings import Settings
 def make_app(settings: Settings, processor: str, **overrides: Any):
     import faust
 
+    from services.core.kafka_auth import faust_credentials
+
     datadir = settings.state_dir / "faust" / f"{settings.topic_prefix}{processor}"
     datadir.parent.mkdir(parents=True, exist_ok=True)
     conf: dict[str, Any] = dict(
         broker=f"kafka://{settings.kafka_bootstrap}",
+        # Each processor is its own principal on the bus (its ACLs come from topology/).
+        broker_credentials=faust_credentials(settings, processor),
         value_serializer="raw",
         key_serializer="raw",
         # Topics come from topology/ only; Faust must never declare or auto-create any.

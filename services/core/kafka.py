@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from typing import Optional
 
+from services.core.kafka_auth import ADMIN, client_conf
 from services.core.settings import Settings
 
 # Same partitioner as the Java client and aiokafka/Faust, so a key lands on the same partition number
@@ -15,13 +16,21 @@ def admin_client(settings: Settings):
     from confluent_kafka.admin import AdminClient
 
     # log_level 3: short-lived admin clients otherwise log "purging unserved events" at exit.
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 3})
+    # The admin client is the process's own principal (the gateway's describes only what it may).
+    return AdminClient({**client_conf(settings), "log_level": 3})
+
+
+def super_admin_client(settings: Settings):
+    """An admin client as the bus's super user: topology apply, SCRAM users, ACLs, test cleanup."""
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({**client_conf(settings, ADMIN), "log_level": 3})
 
 
 def producer(settings: Settings, **extra):
     from confluent_kafka import Producer
 
-    conf = {"bootstrap.servers": settings.kafka_bootstrap, "partitioner": PARTITIONER,
+    conf = {**client_conf(settings), "partitioner": PARTITIONER,
             "enable.idempotence": True, "acks": "all", "linger.ms": 2}
     conf.update(extra)
     return Producer(conf)
@@ -30,7 +39,7 @@ def producer(settings: Settings, **extra):
 def consumer(settings: Settings, group_id: Optional[str] = None, **extra):
     from confluent_kafka import Consumer
 
-    conf = {"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id or "aietl-reader",
+    conf = {**client_conf(settings), "group.id": group_id or "aietl-reader",
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "isolation.level": "read_committed"}
     conf.update(extra)

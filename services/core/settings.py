@@ -28,6 +28,18 @@ class Settings(BaseSettings):
     kafka_external: bool = False
     kafka_home: Optional[Path] = Field(default=None, validation_alias="KAFKA_HOME")
     kafka_heap: str = "768m"
+    # Who this process is on the bus: its topology processor name (set by `aietl worker`/`gateway`);
+    # "admin" for the CLI, topology apply and tests. On the local stack the password is derived from the
+    # secret in <state_dir>/kafka/ (services/core/kafka_auth.py); an external cluster takes the explicit
+    # SASL username/password and TLS files below (protocol None: SASL_PLAINTEXT locally, PLAINTEXT external).
+    kafka_principal: str = "admin"
+    kafka_security_protocol: Optional[str] = None
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: Optional[str] = None
+    kafka_sasl_password: Optional[str] = None
+    kafka_ssl_ca_file: Optional[Path] = None
+    kafka_ssl_cert_file: Optional[Path] = None
+    kafka_ssl_key_file: Optional[Path] = None
     schema_registry_url: Optional[str] = None
 
     redis_url: str = "redis://127.0.0.1:6379/0"

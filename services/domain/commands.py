@@ -32,19 +32,26 @@ def handles(short_name: str) -> Callable[[Handler], Handler]:
 @handles("CreatePipeline")
 def create_pipeline(current: Optional[Pipeline], cmd: Message) -> Pipeline:
     if current is not None:
+        current.check_tenant(cmd.envelope["tenant_id"])
         raise PipelineExistsError(f"pipeline {cmd.pipeline_id} already exists")
     return Pipeline.request(pipeline_id=UUID(cmd.pipeline_id), tenant_id=cmd.envelope["tenant_id"],
                             description=cmd.payload["description"], name=cmd.payload.get("name"),
                             labels=cmd.payload.get("labels") or {}, command_id=cmd.message_id)
 
 
+def _existing(current: Optional[Pipeline], cmd: Message) -> Pipeline:
+    """The pipeline a command acts on: it must exist and be the command's tenant's."""
+    if current is None:
+        raise PipelineNotFoundError(f"no pipeline {cmd.pipeline_id}")
+    current.check_tenant(cmd.envelope["tenant_id"])
+    return current
+
+
 def _calls(method: str) -> Handler:
     """A handler that calls one aggregate method with the command's payload."""
 
     def handler(current: Optional[Pipeline], cmd: Message) -> Pipeline:
-        if current is None:
-            raise PipelineNotFoundError(f"no pipeline {cmd.pipeline_id}")
-        getattr(current, method)(**cmd.payload, command_id=cmd.message_id)
+        getattr(_existing(current, cmd), method)(**cmd.payload, command_id=cmd.message_id)
         return current
 
     handler.__name__ = method
@@ -80,9 +87,7 @@ for _command, _method in {
 @handles("ExpireStage")
 def expire_stage(current: Optional[Pipeline], cmd: Message) -> Pipeline:
     # The command's own time is "now": replaying it later decides the same way.
-    if current is None:
-        raise PipelineNotFoundError(f"no pipeline {cmd.pipeline_id}")
-    current.expire_stage(**cmd.payload, now=cmd.envelope["occurred_at"], command_id=cmd.message_id)
+    _existing(current, cmd).expire_stage(**cmd.payload, now=cmd.envelope["occurred_at"], command_id=cmd.message_id)
     return current
 
 

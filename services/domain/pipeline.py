@@ -23,6 +23,11 @@ class PipelineExistsError(PipelineError):
     code = "pipeline_exists"
 
 
+class TenantMismatchError(PipelineError):
+    """A command for another tenant's pipeline (forged on the bus, or a bug): never applied."""
+    code = "tenant_mismatch"
+
+
 class PipelineNotFoundError(PipelineError):
     code = "pipeline_not_found"
 
@@ -137,6 +142,10 @@ class Pipeline(Aggregate):
                    labels=labels, command_id=command_id)
 
     # -- rules ---------------------------------------------------------------------------------
+    def check_tenant(self, tenant_id: str) -> None:
+        if tenant_id != self.tenant_id:
+            raise TenantMismatchError(f"pipeline {self.id} does not belong to tenant {tenant_id!r}")
+
     def check_revision(self, revision: int) -> None:
         if revision != self.revision:
             raise StaleProposalError(f"proposal for revision {revision} is stale: the pipeline is at "

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+from services.core.kafka_auth import client_conf
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(__file__).with_name("corpus.yaml")
@@ -424,7 +425,7 @@ def _failure(c, pipeline_id: str) -> str:
 def fresh_topic(settings, topic: str, partitions: int = 3) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_conf(settings))
     delete_topics(settings, [topic])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -442,7 +443,7 @@ def fresh_topic(settings, topic: str, partitions: int = 3) -> None:
 def delete_topics(settings, topics: list[str]) -> None:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_conf(settings))
     present = [t for t in topics if t in admin.list_topics(timeout=10).topics]
     if not present:
         return
@@ -459,7 +460,7 @@ def delete_topics(settings, topics: list[str]) -> None:
 def produce_json(settings, topic: str, records: list[dict]) -> None:
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20})
+    p = Producer({**client_conf(settings), "linger.ms": 20})
     for i, rec in enumerate(records):
         p.produce(topic, key=str(i).encode(), value=json.dumps(rec).encode())
         if i % 5000 == 0:
@@ -583,7 +584,7 @@ def cleanup_deployment(dep) -> None:
     from confluent_kafka.admin import AdminClient
 
     prefix = dep.settings.topic_prefix
-    admin = AdminClient({"bootstrap.servers": dep.settings.kafka_bootstrap})
+    admin = AdminClient(client_conf(dep.settings))
     delete_topics(dep.settings, [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)])
     r = redis.Redis.from_url(dep.settings.redis_url)
     keys = list(r.scan_iter(match=f"{prefix}*", count=1000))

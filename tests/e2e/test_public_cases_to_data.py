@@ -20,6 +20,7 @@ from clickhouse_driver import Client
 
 from tests.e2e.test_public_cases import CASES, draft, ready, tenant_connections, shop  # noqa: F401 (fixtures)
 from tests.harness import wait_for
+from services.core.kafka_auth import client_conf
 
 pytestmark = pytest.mark.integration
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -146,7 +147,7 @@ def test_p05_stream_loads_20000_masked_events_without_duplicates(system, tenant_
 
     s = system.settings
     topic = "shop.clicks"
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+    admin = AdminClient(client_conf(s))
     # A fresh topic: earlier sessions on this stack must not feed this pipeline's first read.
     if topic in admin.list_topics(timeout=10).topics:
         for f in admin.delete_topics([topic]).values():
@@ -162,7 +163,7 @@ def test_p05_stream_loads_20000_masked_events_without_duplicates(system, tenant_
         assert c.post(f"/api/v1/pipelines/{pid}/deploy", json={}).status_code == 200
     lines = (shop / "clicks.jsonl").read_text().splitlines()
     assert len(lines) == 20000
-    p = Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 20})
+    p = Producer({**client_conf(s), "linger.ms": 20})
     for line in lines:
         p.produce(topic, key=str(json.loads(line)["event_id"]).encode(), value=line.encode())
     assert p.flush(60) == 0

@@ -23,6 +23,7 @@ from services.connectors.registry import (ConnectionExists, ConnectionNotFound, 
                                           Connection, InvalidConnection)
 from services.connectors.secrets import SecretCipher, SecretsError, generate_key  # noqa: E402
 from services.core.settings import load_settings  # noqa: E402
+from services.core.kafka_auth import client_conf
 
 
 def uid() -> str:
@@ -472,10 +473,10 @@ def kafka_topic(settings):
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_conf(settings))
     topic = f"ct-connections-{uid()}"
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(30)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer = Producer(client_conf(settings))
     for i in range(5):
         value = {"order_id": i, "amount": 10.5 + i, "status": "paid", "ts": f"2024-05-0{i + 1}T10:00:00",
                  "items": [i, i + 1]}
@@ -523,11 +524,11 @@ def test_kafka_avro_messages_of_our_schemas_are_decoded(settings, monkeypatch):
     name = "aietl.pipelines.v1.PipelineRequested"
     payload = {"description": "copy orders", "name": "orders", "labels": {}}
     msg = Message(name, new_envelope(name, tenant_id="t1", actor="test", pipeline_id="p1"), payload)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_conf(settings))
     topic = f"ct-connections-avro-{uid()}"
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
     try:
-        producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+        producer = Producer(client_conf(settings))
         producer.produce(topic, value=build_codec().encode(name, msg.to_record()))
         assert producer.flush(30) == 0
         conn = Connection("t", "bus", "kafka", {"bootstrap": settings.kafka_bootstrap}, {})

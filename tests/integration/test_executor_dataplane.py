@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from services.connectors.kafka_topics import client_config
 from services.connectors.registry import Connection
 from services.executor.plan import run_pipeline
 from tests.integration.stack_fixtures import Registry, uid
@@ -125,7 +126,7 @@ def test_sqlite_reader(tmp_path):
 def topic(kafka):
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": kafka.param("bootstrap")})
+    admin = AdminClient(client_config(kafka))
     name = f"ex.{uid()}"
     admin.create_topics([NewTopic(name, 1, 1)])[name].result(15)
     yield name
@@ -135,7 +136,7 @@ def topic(kafka):
 def _produce(kafka, topic: str, rows: list[dict]) -> None:
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": kafka.param("bootstrap")})
+    p = Producer(client_config(kafka))
     for r in rows:
         p.produce(topic, json.dumps(r).encode())
     assert p.flush(15) == 0
@@ -163,7 +164,7 @@ def test_kafka_reader_decodes_avro_single_object(kafka, topic):
     record = {f["name"]: f.get("default", "x") for f in schema.parsed["fields"]}
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": kafka.param("bootstrap")})
+    p = Producer(client_config(kafka))
     p.produce(topic, codec.encode(schema.name, record))
     p.flush(15)
     sizes, got = _sizes(read_kafka(kafka, topic, batch_rows=B))

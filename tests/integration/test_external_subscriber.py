@@ -1,4 +1,5 @@
-"""A subscriber that is not us: plain confluent-kafka plus fastavro, and nothing of aietl's code."""
+"""A subscriber that is not us: plain confluent-kafka plus fastavro, and nothing of aietl's code but its
+credentials: the read-only ``subscriber`` principal of topology/topology.yaml."""
 import io
 import json
 from pathlib import Path
@@ -11,9 +12,11 @@ pytestmark = pytest.mark.integration
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas_avro"
 
 
-def read_topic(bootstrap, topic):
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "outsider", "enable.auto.commit": False,
-                  "enable.partition.eof": True})
+def read_topic(settings, topic):
+    from services.core.kafka_auth import client_conf
+
+    c = Consumer({**client_conf(settings, "subscriber"), "group.id": f"{topic}.reader",
+                  "enable.auto.commit": False, "enable.partition.eof": True})
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
     c.assign([TopicPartition(topic, p, 0) for p in parts])
     out, eof = [], set()
@@ -52,7 +55,7 @@ def test_outsider_decodes_every_event_with_only_the_avsc_files(system):
         from tests.harness import wait_for
         wait_for(lambda: c.get(f"/api/v1/pipelines/{pid}").status_code == 200, what="projection")
     by_fp = schemas_from_avsc_files()
-    records = read_topic(system.settings.kafka_bootstrap, system.topic("pipelines.events.v1"))
+    records = read_topic(system.settings, system.topic("pipelines.events.v1"))
     decoded = [decode(m.value(), by_fp) for m in records]
     assert decoded and all(d["envelope"]["message_type"].startswith("aietl.pipelines.v1.") for d in decoded)
     assert any(d["envelope"]["pipeline_id"] == pid for d in decoded)
@@ -60,7 +63,7 @@ def test_outsider_decodes_every_event_with_only_the_avsc_files(system):
 
 
 def test_outsider_decodes_with_only_the_schemas_topic(system):
-    schema_records = read_topic(system.settings.kafka_bootstrap, system.topic("schemas.v1"))
+    schema_records = read_topic(system.settings, system.topic("schemas.v1"))
     by_fp = {}
     for m in schema_records:
         doc = json.loads(m.value())
@@ -69,6 +72,6 @@ def test_outsider_decodes_with_only_the_schemas_topic(system):
     with system.client() as c:
         c.post("/api/v1/pipelines", json={"description": "to decode via the schemas topic"})
     from tests.harness import wait_for
-    records = wait_for(lambda: read_topic(system.settings.kafka_bootstrap, system.topic("pipelines.events.v1")),
+    records = wait_for(lambda: read_topic(system.settings, system.topic("pipelines.events.v1")),
                        what="events")
     assert all(decode(m.value(), by_fp)["envelope"]["message_id"] for m in records)

@@ -16,6 +16,7 @@ from services.processes import running
 from services.scheduler.commands import kafka_ids
 from tests.harness import wait_for
 from tests.pipelines import draft_and_deploy, drafting_deployment, events, send_command
+from services.core.kafka_auth import client_conf
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ def paid_orders(dep, user_topic):
 
 
 def produce(dep, topic: str, *orders: dict) -> None:
-    p = Producer({"bootstrap.servers": dep.settings.kafka_bootstrap})
+    p = Producer(client_conf(dep.settings))
     for order in orders:
         p.produce(topic, key=f"customer-{order.get('customer', order['order_id'])}".encode(),
                   value=json.dumps(order).encode())

@@ -9,6 +9,7 @@ from services.core.kafka import admin_client
 from services.core.settings import load_settings
 from tests.harness import new_deployment, prepare_topics
 from tests.support.cleanup import PREFIXES, leftovers
+from services.core.kafka_auth import client_conf
 
 
 def _topics_of(settings, prefix):
@@ -26,7 +27,7 @@ def test_removing_a_deployment_deletes_its_topics_groups_and_keys_and_nothing_of
             r.set(f"{dep.settings.topic_prefix}rm:probe", "1")
             registry.create(dep.settings.tenant_id, "probe", "sqlite", {"path": "probe.db"})
         group = f"{gone.settings.topic_prefix}probe-group"
-        c = Consumer({"bootstrap.servers": base.kafka_bootstrap, "group.id": group})
+        c = Consumer({**client_conf(base), "group.id": group})
         c.subscribe([gone.topic("pipelines.events.v1")])
         c.poll(3)
         c.close()

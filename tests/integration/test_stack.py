@@ -8,6 +8,7 @@ import pytest
 from infra import stack
 from infra.clickhouse_migrations import apply_migrations, discover, http_query, split_statements
 from services.core.settings import load_settings
+from services.core.kafka_auth import client_conf
 
 ANALYTICS_TABLES = {"pipeline_runs", "run_batches", "llm_calls", "api_requests", "audit_log", "execution_logs"}
 HOURLY_VIEWS = {"pipeline_runs_hourly_mv", "llm_calls_hourly_mv"}
@@ -95,7 +96,7 @@ def test_redis_and_kafka_answer(settings):
     from confluent_kafka.admin import AdminClient
     r = redis.Redis.from_url(settings.redis_url)
     assert r.ping()
-    md = AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=10)
+    md = AdminClient(client_conf(settings)).list_topics(timeout=10)
     assert md.brokers
 
 

@@ -20,6 +20,7 @@ from services.domain.deployments import Deployment
 from services.domain.spec import PipelineSpec
 from services.executor.streaming import StreamError, StreamRunner
 from tests.integration.stack_fixtures import Registry, uid
+from services.core.kafka_auth import client_conf
 
 pytestmark = pytest.mark.integration
 TENANT = "t-stream"
@@ -95,7 +96,7 @@ def kafka_env(settings):
     """Makes topics (``topic(partitions)``) and names pipelines; topics and consumer groups go afterwards."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 3})
+    admin = AdminClient({**client_conf(settings), "log_level": 3})
     topics, groups = [], []
 
     class Env:
@@ -140,7 +141,7 @@ def clicks(first_id: int, n: int, seed: int = 7) -> list[dict]:
 def produce(settings, topic: str, rows: list, key=lambda r: str(r["event_id"])) -> None:
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20})
+    p = Producer({**client_conf(settings), "linger.ms": 20})
     for r in rows:
         value = r if isinstance(r, (bytes, type(None))) else json.dumps(r).encode()
         p.produce(topic, value, key=None if key is None else key(r).encode())
@@ -166,7 +167,7 @@ def ends(settings, topic: str) -> dict[str, int]:
     """{partition: high watermark}."""
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"st-probe-{uid()}"})
+    c = Consumer({**client_conf(settings), "group.id": f"st-probe-{uid()}"})
     try:
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
         return {str(p): c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in sorted(parts)}
@@ -178,7 +179,7 @@ def committed(settings, pid: str, topic: str) -> dict[str, int]:
     """The stream group's committed offsets ({partition: offset}, -1001 when none); reads, never joins."""
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{settings.topic_prefix}stream.{pid}"})
+    c = Consumer({**client_conf(settings), "group.id": f"{settings.topic_prefix}stream.{pid}"})
     try:
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
         got = c.committed([TopicPartition(topic, p) for p in sorted(parts)], timeout=10)

@@ -16,6 +16,7 @@ import pytest
 from clickhouse_driver import Client
 
 from tests.harness import new_deployment, wait_for
+from services.core.kafka_auth import client_conf
 
 pytestmark = pytest.mark.integration
 
@@ -110,7 +111,7 @@ def test_the_canary_is_in_no_topic_of_the_deployment(ran, deployment, canary):
     from confluent_kafka import Consumer, TopicPartition
 
     s = deployment.settings
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"canary-scan-{uuid.uuid4().hex}",
+    consumer = Consumer({**client_conf(s), "group.id": f"canary-scan-{uuid.uuid4().hex}",
                          "enable.auto.commit": False})
     needle, control, scanned, found, seen_control = canary.encode(), ran["table"].encode(), 0, [], 0
     try:

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 from services.connectors.guards import PlatformStoreError, PlatformStores, check_pipeline_stores
 from services.connectors.registry import Connection
 from tests.integration.stack_fixtures import Registry, ch, kafka, pg, settings  # noqa: F401
+from services.core.kafka_auth import client_conf
 
 TENANT = "t-security"
 STORES = PlatformStores(topic_prefix="t0sec-x.", clickhouse_database="aietl")
@@ -163,7 +164,7 @@ def _end_offsets(settings, topic: str) -> int:  # noqa: F811
 
     from tests.harness import wait_for
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"sec-{uuid.uuid4().hex}"})
+    c = Consumer({**client_conf(settings), "group.id": f"sec-{uuid.uuid4().hex}"})
 
     def ends():
         try:

@@ -1,4 +1,4 @@
-"""Removing what test deployments leave on the shared stack: topics, consumer groups and Redis keys.
+"""Removing what test deployments leave on the shared stack: topics, consumer groups, ACLs and Redis keys.
 
 Every test prefix is made by :func:`tests.harness.unique_prefix`, which records it here; whatever a test
 did not remove itself is removed at the end of the session (tests/conftest.py), so the broker after
@@ -20,6 +20,7 @@ class Removed:
     groups: int = 0
     keys: int = 0
     connections: int = 0
+    acls: int = 0
 
 
 def _remove_connections(settings: Settings, prefixes) -> int:
@@ -40,13 +41,15 @@ def remove_prefix_leftovers(settings: Settings, prefixes) -> Removed:
     """Delete every topic, consumer group and Redis key whose name starts with one of ``prefixes``."""
     import redis
 
-    from services.core.kafka import admin_client
+    from services.core.kafka import super_admin_client
+    from topology.acls import remove_prefix
 
     prefixes = tuple(p for p in prefixes if p)
     out = Removed()
     if not prefixes:
         return out
-    admin = admin_client(settings)
+    admin = super_admin_client(settings)
+    out.acls = sum(remove_prefix(admin, p) for p in prefixes)
     topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefixes)]
     for fut in (admin.delete_topics(topics, operation_timeout=30).values() if topics else ()):
         fut.result()
@@ -73,10 +76,13 @@ def remove_prefix_leftovers(settings: Settings, prefixes) -> Removed:
 
 
 def leftovers(settings: Settings, prefixes) -> list[str]:
-    """Topics still named by one of ``prefixes`` (what the end-of-session check reports)."""
-    from services.core.kafka import admin_client
+    """Topics and ACLs still named by one of ``prefixes`` (what the end-of-session check reports)."""
+    from services.core.kafka import super_admin_client
+    from topology.acls import in_broker
 
     prefixes = tuple(p for p in prefixes if p)
     if not prefixes:
         return []
-    return sorted(t for t in admin_client(settings).list_topics(timeout=10).topics if t.startswith(prefixes))
+    admin = super_admin_client(settings)
+    acls = [f"ACL {a.line()}" for p in prefixes for a in in_broker(admin, p)]
+    return sorted(t for t in admin.list_topics(timeout=10).topics if t.startswith(prefixes)) + acls

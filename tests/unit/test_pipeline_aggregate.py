@@ -229,3 +229,15 @@ def test_rollback_to_an_earlier_deployed_version():
     h, [back] = drive(h, proposal(pid, "RollbackPipeline", version=1))
     assert back.short_name == "PipelineRolledBack" and back.payload["from_version"] == 2
     assert replay(h).deployed_version == 1
+
+
+def test_a_command_for_another_tenants_pipeline_is_rejected_and_changes_nothing():
+    history = apply_command([], create_cmd())
+    pid = history[0].pipeline_id
+    for cmd in (create_cmd(pid=pid), proposal(pid, "PausePipeline"), proposal(pid, "TriggerRun")):
+        cmd.envelope["tenant_id"] = "mallory"
+        [rejected] = apply_command(history, cmd)
+        assert rejected.short_name == "CommandRejected"
+        assert (rejected.payload["error_code"], rejected.payload["command_type"]) == ("tenant_mismatch", cmd.name)
+        assert "does not belong to tenant 'mallory'" in rejected.payload["reason"]
+        assert replay(history + [rejected]).version == 1
