@@ -19,6 +19,10 @@ shows it. Shape (stable; consumers rely on it)::
   from the first rows of the table - or, for a text column with at most MAX_VALUES distinct values among
   its first VALUE_ROWS rows (a category: status, city, channel), all of them, and ``"values": true``. The
   understanding links words such as "completed appointments" or «из Москвы» to these values.
+* ``primary_key`` (only when the table has one): the columns that identify a row, in key order - the
+  PostgreSQL primary key (``pg_index``), or the sorting key of a ClickHouse ``Replacing*MergeTree`` (that
+  engine keeps one row per sorting key; a plain MergeTree's ORDER BY is not a key, so it is not listed).
+  Files and topics have none. A sync with no key named upserts on it.
 * ``default`` is true for the connection the planner uses for its kind (the registry's default, else the
   first of that kind).
 * Kafka topics and HTTP endpoints are listed as connections without tables: sampling a topic means
@@ -105,6 +109,14 @@ def _postgres_tables(conn: Connection, hidden: frozenset) -> list[dict[str, Any]
                    AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%'
                    AND has_table_privilege(c.oid, 'SELECT')
                  ORDER BY n.nspname, c.relname, a.attnum""", (sorted(hidden),)).fetchall()
+            keys = {f"{schema}.{table}": list(cols) for schema, table, cols in db.execute("""
+                SELECT n.nspname, c.relname, array_agg(a.attname ORDER BY k.ord)
+                  FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+                  JOIN pg_namespace n ON n.oid = c.relnamespace
+                  CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+                 WHERE i.indisprimary AND n.nspname <> ALL(%s)
+                 GROUP BY n.nspname, c.relname""", (sorted(hidden),)).fetchall()}
         for schema, table, column, type_ in rows:
             name = f"{schema}.{table}"
             if name in tables or len(tables) < MAX_TABLES:
@@ -123,7 +135,7 @@ def _postgres_tables(conn: Connection, hidden: frozenset) -> list[dict[str, Any]
                     values = db.cursor(row_factory=dict_row).execute(wide, (VALUE_ROWS,)).fetchall() if texts else []
             except Exception:
                 sample, values = [], []
-            out.append(_table(name, columns, sample, values))
+            out.append(_table(name, columns, sample, values, keys.get(name)))
     return out
 
 
@@ -140,6 +152,11 @@ def _clickhouse_tables(conn: Connection, hidden: frozenset) -> list[dict[str, An
             name = f"{database}.{table}"
             if name in tables or len(tables) < MAX_TABLES:
                 tables.setdefault(name, []).append({"name": column, "type": unwrap(type_)[0]})
+        keys = {f"{database}.{table}": [k.strip() for k in sorting.split(",")]
+                for database, table, sorting in client.execute(
+                    "SELECT database, name, sorting_key FROM system.tables WHERE database NOT IN %(hidden)s "
+                    "AND engine LIKE 'Replacing%%MergeTree' AND sorting_key != ''",
+                    {"hidden": tuple(sorted(hidden))}, settings=READONLY)}
         out = []
         for name in sorted(tables):
             database, table = name.split(".", 1)
@@ -153,7 +170,9 @@ def _clickhouse_tables(conn: Connection, hidden: frozenset) -> list[dict[str, An
                     f"LIMIT {VALUE_ROWS}", settings=READONLY)] if texts else []
             except Exception:  # views over missing tables, engines that cannot be read: no samples
                 sample, values = [], []
-            out.append(_table(name, tables[name], sample, values))
+            key = keys.get(name)  # an expression (toDate(x)) in the sorting key is not a column to upsert on
+            key = key if key and all(k in {c["name"] for c in tables[name]} for k in key) else None
+            out.append(_table(name, tables[name], sample, values, key))
         return out
     finally:
         client.disconnect()
@@ -176,7 +195,8 @@ def _generic_tables(conn: Connection) -> list[dict[str, Any]]:
     return out
 
 
-def _table(name: str, columns: list[dict], sample: list[dict], values: Optional[list[dict]] = None) -> dict[str, Any]:
+def _table(name: str, columns: list[dict], sample: list[dict], values: Optional[list[dict]] = None,
+           primary_key: Optional[list[str]] = None) -> dict[str, Any]:
     out = []
     for c in columns[:MAX_COLUMNS]:
         found = _samples(values or [], c["name"], MAX_VALUES + 1) if _is_text(c["type"]) else []
@@ -186,7 +206,8 @@ def _table(name: str, columns: list[dict], sample: list[dict], values: Optional[
             out.append({**c, "samples": found, "values": True})
         else:
             out.append({**c, "samples": _samples(sample, c["name"])})
-    return {"name": name, "columns": out, **({"columns_truncated": True} if len(columns) > MAX_COLUMNS else {})}
+    return {"name": name, "columns": out, **({"primary_key": list(primary_key)} if primary_key else {}),
+            **({"columns_truncated": True} if len(columns) > MAX_COLUMNS else {})}
 
 
 def _is_text(type_: str) -> bool:

@@ -178,3 +178,30 @@ def test_a_text_column_with_few_values_lists_them_all_and_a_name_like_column_doe
     assert sorted(cols["state"]["samples"]) == sorted(statuses) and cols["state"]["values"] is True
     assert len(cols["owner"]["samples"]) == 5 and "values" not in cols["owner"]  # 200 distinct: no category
     assert "values" not in cols["score"]  # numbers are compared as numbers, never linked as words
+
+
+def test_primary_keys_are_listed_for_postgres_tables_and_clickhouse_replacing_tables_only(settings, registry, tenant,
+                                                                                          tables):
+    """The key a sync without 'upserting on ...' uses: PostgreSQL's primary key in key order, the sorting key of
+    a Replacing engine; a table without one (and a plain MergeTree's ORDER BY) lists none."""
+    import psycopg
+    from clickhouse_driver import Client
+
+    with psycopg.connect(settings.postgres_dsn, autocommit=True) as db:
+        db.execute(f"CREATE TABLE {tables}.visits (clinic text, visit_no int, seen_on date, "
+                   f"PRIMARY KEY (visit_no, clinic))")
+    ch = Client(settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
+                password=settings.clickhouse_password or "")
+    try:
+        ch.execute(f"CREATE TABLE {tables}.readings (sensor String, at DateTime, v Float64) "
+                   "ENGINE = ReplacingMergeTree ORDER BY (sensor, at)")
+        ch.execute(f"CREATE TABLE {tables}.by_day (at DateTime, v Float64) "
+                   "ENGINE = ReplacingMergeTree ORDER BY toDate(at)")
+    finally:
+        ch.disconnect()
+    catalog = build_catalog(registry, tenant, hidden=(settings.clickhouse_database,))
+    assert _table(catalog, "wh", f"{tables}.visits")["primary_key"] == ["visit_no", "clinic"]
+    assert "primary_key" not in _table(catalog, "wh", f"{tables}.order_lines")
+    assert _table(catalog, "ch", f"{tables}.readings")["primary_key"] == ["sensor", "at"]
+    assert "primary_key" not in _table(catalog, "ch", f"{tables}.payments")  # MergeTree: ORDER BY is no key
+    assert "primary_key" not in _table(catalog, "ch", f"{tables}.by_day")  # an expression, not columns
