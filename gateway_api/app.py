@@ -7,9 +7,10 @@ from typing import Any, Optional
 
 from fastapi import FastAPI
 
-from gateway_api import problems
+from gateway_api import audit, problems
 from gateway_api.kafka_producer import DELIVERY_TIMEOUT_S, AsyncProducer
 from gateway_api.middleware import BodyLimits, JsonBodyByDefault
+from gateway_api.routers import audit as audit_routes
 from gateway_api.routers import catalog, connections, health, hooks, lifecycle, llm, pipelines, runs
 from services.core.avro import AvroCodec
 from services.core.messages import Message
@@ -29,7 +30,8 @@ class Deps:
     async def send_command(self, cmd: Message) -> None:
         await self.producer.send(self.settings.topic("pipelines.commands.v1"), cmd.pipeline_id.encode(),
                                  self.codec.encode(cmd.name, cmd.to_record()),
-                                 [("type", cmd.name.encode()), ("message_id", cmd.message_id.encode())])
+                                 [("type", cmd.name.encode()), ("message_id", cmd.message_id.encode()),
+                                  *audit.command_headers()])
 
 
 def _redis(settings: Settings):
@@ -70,7 +72,8 @@ def create_app(settings: Settings, codec: Optional[AvroCodec] = None) -> FastAPI
                               "for the pipeline's verdict: 200/202 when accepted, 409 with the reason when "
                               "refused. Deployed webhook pipelines run on signed POSTs to /api/v1/hooks/{id}.")
     app.add_middleware(JsonBodyByDefault)
-    app.add_middleware(BodyLimits)  # outermost: bodies are bounded before anything reads them
+    app.add_middleware(BodyLimits)  # bodies are bounded before anything reads them
+    app.add_middleware(audit.RequestContext)  # outermost: every answer, a 413 too, carries its request id
     problems.install(app)
     app.include_router(health.router)
     app.include_router(pipelines.router)
@@ -78,6 +81,7 @@ def create_app(settings: Settings, codec: Optional[AvroCodec] = None) -> FastAPI
     app.include_router(runs.router)
     app.include_router(hooks.router)
     app.include_router(llm.router)
+    app.include_router(audit_routes.router)
     app.include_router(connections.router)
     app.include_router(catalog.router)
     return app

@@ -1,7 +1,8 @@
-"""metrics-sink: runs.events.v1 and metrics.v1 -> ClickHouse analytics tables.
+"""metrics-sink: runs.events.v1, metrics.v1 and audit.v1 -> ClickHouse analytics tables.
 
 Run state changes go to ``pipeline_runs`` (its materialized view keeps ``pipeline_runs_hourly``), batch
-measurements to ``run_batches``, run log lines to ``execution_logs``, streaming lag to ``stream_lag``.
+measurements to ``run_batches``, run log lines to ``execution_logs``, streaming lag to ``stream_lag``, the
+audit trail (services/audit) to ``audit_log``.
 
 Delivery is at-least-once. Events are buffered (up to FLUSH_ROWS, at most FLUSH_SECONDS), inserted, and
 only then acknowledged, so Faust commits their offsets after the rows are in ClickHouse. While an insert
@@ -16,19 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections import defaultdict
 from typing import Callable, Optional
 
 from services.core.avro import AvroCodec
 from services.core.faust_app import make_app, topic
 from services.core.messages import Message
+from services.core.platform_clickhouse import LockedClient
 from services.core.settings import Settings
 from services.metrics_sink.rows import COLUMNS, row_for
 
 log = logging.getLogger("aietl.metrics_sink")
 PROCESSOR = "metrics-sink"
-TOPICS = ("runs.events.v1", "metrics.v1")
+TOPICS = ("runs.events.v1", "metrics.v1", "audit.v1")
 FLUSH_ROWS = 500
 FLUSH_SECONDS = 1.0
 RETRY_MAX_SECONDS = 10.0
@@ -36,42 +37,18 @@ POISON = (ValueError, KeyError, TypeError, AttributeError)  # undecodable or mal
 
 
 class ClickHouseWriter:
-    """One connection (clickhouse-driver, native protocol), shared by the agents under a lock: a driver
-    client is not safe to use from two threads at once."""
+    """Inserts rows per table over the platform's ClickHouse connection (shared by the agents)."""
 
     def __init__(self, settings: Settings, connect: Optional[Callable[[], object]] = None):
         self.database = settings.clickhouse_database
-        self._connect = connect or (lambda: _client(settings))
-        self._client = None
-        self._lock = threading.Lock()
+        self._ch = LockedClient(settings, connect)
 
     def insert(self, rows: list[tuple[str, dict]]) -> None:
         by_table: dict[str, list[tuple]] = defaultdict(list)
         for table, row in rows:
             by_table[table].append(tuple(row[c] for c in COLUMNS[table]))
-        with self._lock:
-            try:
-                client = self._client = self._client or self._connect()
-                for table, values in by_table.items():
-                    client.execute(f"INSERT INTO {self.database}.{table} ({', '.join(COLUMNS[table])}) VALUES",
-                                   values)
-            except Exception:
-                self._drop()  # reconnect on the next try: the connection may be half-broken
-                raise
-
-    def _drop(self) -> None:
-        if self._client is not None:
-            try:
-                self._client.disconnect()
-            finally:
-                self._client = None
-
-
-def _client(settings: Settings):
-    from clickhouse_driver import Client
-
-    return Client(host=settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
-                  password=settings.clickhouse_password, connect_timeout=5, send_receive_timeout=30)
+        for table, values in by_table.items():
+            self._ch.execute(f"INSERT INTO {self.database}.{table} ({', '.join(COLUMNS[table])}) VALUES", values)
 
 
 def decode_rows(codec: AvroCodec, events) -> list[tuple[str, dict]]:

@@ -21,6 +21,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                        "batch_seq", "trace_id", "span_id"),
     "stream_lag": ("ts", "tenant_id", "pipeline_id", "run_id", "topic", "lag", "loaded_total", "event_id",
                    "trace_id"),
+    "audit_log": ("ts", "tenant_id", "event_id", "actor", "action", "resource_type", "resource_id", "pipeline_id",
+                  "correlation_id", "causation_id", "outcome", "reason", "source_address", "request_id",
+                  "recorder", "trace_id"),
 }
 
 
@@ -91,6 +94,17 @@ def _stream_lag(msg: Message) -> dict:
             "event_id": msg.message_id}
 
 
+def _audit(msg: Message) -> dict:
+    env, p = msg.envelope, msg.payload
+    return {"ts": int(env["occurred_at"].timestamp()), "tenant_id": env["tenant_id"], "event_id": msg.message_id,
+            "actor": env.get("actor") or "", "action": p["action"],
+            "resource_type": "pipeline" if env.get("pipeline_id") else "", "resource_id": p.get("subject") or "",
+            "pipeline_id": env.get("pipeline_id") or "", "correlation_id": env.get("correlation_id") or "",
+            "causation_id": env.get("causation_id") or "", "outcome": p["outcome"], "reason": p.get("reason") or "",
+            "source_address": p.get("source_address") or "", "request_id": p.get("request_id") or "",
+            "recorder": p["recorder"], "trace_id": ""}
+
+
 # BatchLoaded is not here: run_batches takes the richer BatchMeasured (timings) of the same batch.
 MAPPERS = {
     "RunStarted": ("pipeline_runs", _run_started),
@@ -100,6 +114,7 @@ MAPPERS = {
     "BatchMeasured": ("run_batches", _batch_measured),
     "RunLogged": ("execution_logs", _run_logged),
     "StreamLagMeasured": ("stream_lag", _stream_lag),
+    "AuditRecorded": ("audit_log", _audit),
 }
 
 

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from services.audit import command_audit
 from services.core.avro import AvroCodec, AvroCodecError
 from services.core.dlq import dlq_headers
 from services.core.eventlog import UNDECODABLE, LogReader, Record
@@ -60,6 +61,7 @@ class Command:
     topic: str
     partition: int
     offset: int
+    headers: tuple = ()
 
 
 class AppendError(RuntimeError):
@@ -122,6 +124,7 @@ class CommandProcessor:
         self.appender = appender
         self.events_topic = settings.topic("pipelines.events.v1")
         self.dlq_topic = settings.topic("pipelines.commands.v1.dlq")
+        self.audit_topic = settings.topic("audit.v1")
 
     def decide(self, batch: list[Command]) -> list[Message]:
         """Decide a batch and append its events; returns them once every append is confirmed.
@@ -161,6 +164,8 @@ class CommandProcessor:
         events = apply_command(history, cmd)
         # Encode all first, so a command that cannot be encoded appends nothing (it is dead-lettered).
         values = [self.codec.encode(ev.name, ev.to_record()) for ev in events]
+        audit = command_audit(cmd, events, headers=_text_headers(command.headers))
+        audit_value = self.codec.encode(audit.name, audit.to_record())
         key = cmd.pipeline_id.encode()
         for ev, value in zip(events, values):
             # Folded as the log holds it (Avro rounds timestamps), so a restart folds the same history.
@@ -169,10 +174,18 @@ class CommandProcessor:
                                      [("type", ev.name.encode()), ("message_id", ev.message_id.encode())])
             own.append((i, logged))
             pending.setdefault(cmd.pipeline_id, []).append(logged)
+        # In the same batch as the events, so it is confirmed before the command's offset is committed; a
+        # redelivered command is skipped above and records nothing twice.
+        self.appender.append(self.audit_topic, audit.envelope["tenant_id"].encode(), audit_value,
+                             [("type", audit.name.encode()), ("message_id", audit.message_id.encode())])
         answered.add(cmd.message_id)
         applied.append(cmd.message_id)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("applied %s %s -> %s", cmd.short_name, cmd.message_id, [e.short_name for e in events])
+
+
+def _text_headers(headers) -> dict:
+    return {k: v.decode(errors="replace") for k, v in (headers or ()) if v is not None}
 
 
 def dead_lettered(settings: Settings, dlq_topic: str, source_topic: str) -> set[tuple[int, int]]:
@@ -216,7 +229,7 @@ class CommandLoop:
         try:
             while not self.stopping.is_set():
                 msgs = c.consume(BATCH_MAX, POLL_S)  # rebalance callbacks run in here, never mid-batch
-                batch = [Command(m.key(), m.value(), m.topic(), m.partition(), m.offset())
+                batch = [Command(m.key(), m.value(), m.topic(), m.partition(), m.offset(), m.headers() or ())
                          for m in msgs if not self._failed(m)]
                 if not batch:
                     if time.monotonic() - last_batch >= IDLE_PROBE_S:

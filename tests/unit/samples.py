@@ -103,3 +103,9 @@ SAMPLES.update({
     "aietl.metrics.v1.RunLogged": {"run_id": "r1", "seq": 3, "level": "INFO", "message": "batch 2 loaded: 1000 rows",
                                    "batch_no": 2},
 })
+
+SAMPLES.update({
+    "aietl.audit.v1.AuditRecorded": {"action": "DeployPipeline", "outcome": "rejected", "subject": "p1",
+                                     "reason": "not_deployable: no QA-passed version", "source_address": "10.0.0.7",
+                                     "request_id": "req-1", "recorder": "pipeline-aggregate"},
+})
