@@ -138,7 +138,8 @@ class ClickHouse(Component):
 </yandex>
 """
         self.config.write_text(config)
-        users = {"default": ""}
+        # `default` is never left without a password: it is the platform's user unless another is configured.
+        users = {"default": self.settings.clickhouse_password or ""}
         users[self.settings.clickhouse_user] = self.settings.clickhouse_password or ""
         user_xml = "".join(f"""
         <{name}>
@@ -197,6 +198,12 @@ class ClickHouse(Component):
         if ok:
             self.pidfile.unlink(missing_ok=True)
         return ok
+
+    def before_health(self, managed: bool) -> None:
+        # users.xml follows the settings on every `up` (ClickHouse re-reads it within seconds), so a server
+        # of ours started before the stack had passwords gets them without a restart.
+        if managed and self.config.exists():
+            self.write_config()
 
     def after_up(self, managed: bool) -> str:
         from .clickhouse_migrations import apply_migrations

@@ -101,6 +101,30 @@ class Redis(Component):
         self.log(f"starting Redis on {self.address} (data: {data})")
         self.proc = spawn_detached([binary, str(conf)], self.out_file, self.pidfile, cwd=self.dir)
 
+    def before_health(self, managed: bool) -> None:
+        # A server of ours started before the stack had passwords: give it the password now (the config
+        # file gets it at its next start), so clients that derive it are not locked out.
+        if not (managed and self.password):
+            return
+        import redis
+
+        from .procs import port_open, wait_until
+        wait_until(lambda: port_open(self.host, self.port), self.start_timeout)
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=3, socket_connect_timeout=3)
+        try:
+            client.ping()
+        except redis.exceptions.AuthenticationError:
+            return  # it has a password already
+        except redis.exceptions.ResponseError as e:
+            if "NOAUTH" in str(e):
+                return
+            raise
+        else:
+            self.log("redis: setting the stack's password on the running server")
+            client.config_set("requirepass", self.password)
+        finally:
+            client.close()
+
     def stop(self, pid: int) -> bool:
         ok = stop_pid(pid, timeout=30)
         if ok:

@@ -93,12 +93,23 @@ def _write_state(settings, statuses: list[ComponentStatus]) -> None:
     tmp.replace(path)
 
 
+def _with_stack_passwords(settings):
+    """The servers' passwords exist from the first `up` on (services/core/stack_secrets.py); settings made
+    before the secret did get them now, so the servers are configured with what every process derives."""
+    from services.core.stack_secrets import ensure_secret, local_overrides
+
+    ensure_secret(settings.state_dir)
+    update = local_overrides(settings.state_dir, set(settings.model_fields_set), {"redis_url": settings.redis_url})
+    return settings.model_copy(update=update) if update else settings
+
+
 def up(settings, log: Log = print) -> list[ComponentStatus]:
     """Bring the stack up (idempotent) and return once every component is healthy.
 
     Raises :class:`StackError` naming every component that failed (with log tails); the others are left
     running."""
     with _locked(settings):
+        settings = _with_stack_passwords(settings)
         comps = components(settings, log)
         plan: dict[str, tuple[str, Optional[int]]] = {}
         errors: list[str] = []

@@ -70,6 +70,21 @@ def up(skip_topics: bool = typer.Option(False, help="Only start the servers; do 
 
 
 @app.command()
+def credentials() -> None:
+    """Print how to reach the local stack's servers by hand (psql, redis-cli, clickhouse-client): their
+    passwords are derived from <state_dir>/stack.secret by `aietl up`. Treat the output as a secret."""
+    from urllib.parse import urlparse
+
+    s = _settings()
+    redis_pw = urlparse(s.redis_url).password or ""
+    typer.echo(f"redis:      redis-cli -h {urlparse(s.redis_url).hostname} -p {urlparse(s.redis_url).port or 6379}"
+               + (f" -a '{redis_pw}' --no-auth-warning" if redis_pw else ""))
+    typer.echo(f"clickhouse: clickhouse-client --host {s.clickhouse_host} --port {s.clickhouse_port} "
+               f"--user {s.clickhouse_user}" + (f" --password '{s.clickhouse_password}'" if s.clickhouse_password else ""))
+    typer.echo(f"postgres:   psql '{s.postgres_dsn}'")
+
+
+@app.command()
 def down() -> None:
     """Stop the workers and gateway, then the stack components that `up` started (reused servers stay)."""
     from infra.stack import down as stack_down

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -157,6 +157,17 @@ class Settings(BaseSettings):
     # Test hook: name of a point at which a worker kills itself with SIGKILL (see services.core.faults).
     fault_point: Optional[str] = None
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _local_stack_passwords(self) -> "Settings":
+        # The local stack's servers have passwords derived from <state_dir>/stack.secret once `aietl up`
+        # made it (services/core/stack_secrets.py); a value given explicitly is kept.
+        from services.core.stack_secrets import local_overrides
+
+        for name, value in local_overrides(self.state_dir, set(self.model_fields_set),
+                                           {"redis_url": self.redis_url}).items():
+            object.__setattr__(self, name, value)
+        return self
 
     @property
     def instance_name(self) -> str:

@@ -65,6 +65,10 @@ def ch_params(settings) -> dict:
     return {"host": settings.clickhouse_host, "port": settings.clickhouse_port, "user": settings.clickhouse_user}
 
 
+def ch_secrets(settings) -> dict:
+    return {"password": settings.clickhouse_password} if settings.clickhouse_password else {}
+
+
 # ---------------------------------------------------------------- sources
 
 @pytest.fixture
@@ -274,7 +278,7 @@ def test_a_failed_test_reports_why_without_the_password(settings):
 
 @pytest.mark.integration
 def test_clickhouse_introspection(registry, tenant, settings, ch_table):
-    registry.create(tenant, "ch", "clickhouse", ch_params(settings))
+    registry.create(tenant, "ch", "clickhouse", ch_params(settings), ch_secrets(settings))
     conn = registry.get(tenant, "ch")
     ok, detail, _ = introspect.test(conn)
     assert ok and detail.startswith("ClickHouse")
@@ -304,7 +308,7 @@ def test_clickhouse_reads_are_read_only(settings, ch_table):
 
     from services.connectors import clickhouse
 
-    conn = Connection("t", "ch", "clickhouse", ch_params(settings), {})
+    conn = Connection("t", "ch", "clickhouse", ch_params(settings), ch_secrets(settings))
     with pytest.raises(ServerException, match="readonly"):
         clickhouse.ch_execute(conn, f"INSERT INTO {ch_table} (id) VALUES (3)")
 
@@ -320,7 +324,7 @@ def test_mapped_postgres_table_is_valid_ddl_on_the_real_clickhouse(registry, ten
     try:
         ch(settings, f"CREATE TABLE {database}.copy ({ddl_cols}) ENGINE = MergeTree ORDER BY id")
         ch(settings, f"INSERT INTO {database}.copy (id, qty, amount) VALUES (1, 2, 19.90)")
-        back = introspect.table_schema(Connection("t", "ch", "clickhouse", ch_params(settings), {}),
+        back = introspect.table_schema(Connection("t", "ch", "clickhouse", ch_params(settings), ch_secrets(settings)),
                                        f"{database}.copy")
         types = {c.name: (c.type, c.nullable) for c in back}
         assert types["amount"] == ("Decimal(12, 2)", False)

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from services.core.messages import Message, new_envelope
+from services.core.settings import Settings
 from services.projector.readmodel import Keys, apply_event, model_hash, read_run, read_state, wipe
 from tests.unit.samples import SAMPLES
 
@@ -24,7 +25,7 @@ SPEC = {"spec_version": "1", "trigger": {"kind": "cron"}, "schedule": {"cron": "
 
 @pytest.fixture
 def r():
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(Settings().redis_url)
     yield client
     client.close()
 
