@@ -52,6 +52,7 @@ def compile_request(text: str, *, default_connections: Optional[dict[str, str]] 
         return _refuse(word, russian)
     sc, d, grounding = _read(text, dict(default_connections or {}), index, russian)
     dialogue.apply(d)
+    _key_from_source(d, catalog, index, grounding)
     _check_leftovers(sc, d, grounding, dialogue)
     _check_complete(d)
     if not d.problems:
@@ -159,6 +160,23 @@ def _check_leftovers(sc: Scanner, d: Draft, grounding: Optional[Grounding] = Non
               f"означает слово, или подключите LLM-провайдера.")
         for w in words[1:]:  # one slot per word (each can be answered), one question for all
             d.ask(f"unrecognized:{w}", "", "")
+
+
+def _key_from_source(d: Draft, catalog: Optional[dict[str, Any]], index: Optional[CatalogIndex],
+                     grounding: Grounding) -> None:
+    """A sync ("mirror", "keep X in sync with Y") that names no key upserts on the source's primary key:
+    the catalog knows it (PostgreSQL's primary key, a Replacing table's sorting key). A source without
+    one (a file, a topic, a table with no key) still gets the question."""
+    if not d.sync or d.load_mode or index is None or d.target.get("kind") not in DATABASE_KINDS:
+        return
+    table = index.table_for(d.source)
+    if table is None:
+        return
+    keys = next((list(t.get("primary_key") or []) for c in catalog["connections"] if c["name"] == table.connection
+                 for t in c.get("tables") or [] if t["name"] == table.name), [])
+    if keys:
+        d.load_mode, d.keys = "merge", keys
+        grounding.note(None, f"sync: upsert on {', '.join(keys)} (key from the source's primary key)")
 
 
 def _check_complete(d: Draft) -> None:
