@@ -8,8 +8,9 @@ import re
 from typing import Any, Optional
 
 from .draft import Draft
-from .lexicon import (ENTITY_NOUNS, IDENT, MONEY_NOUNS, NOT_A_COLUMN, STATUS_WORDS, STATUS_WORDS_RU, STOPWORDS_EN,
-                      VERBS, column)
+from .lexicon import (ENGINES, ENTITY_NOUNS, IDENT, MONEY_NOUNS, NOT_A_COLUMN, STATUS_WORDS, STATUS_WORDS_RU, STOPWORDS_EN,
+                      STOPWORDS_RU, VERBS, column)
+from .linking import names_column, names_value
 from .numbers import AMOUNT, NUMBER_ANY, PERCENT_AFTER, amount_value, number_value
 from .operations import add_filter, column_name, literal
 from .scanner import Scanner, Span
@@ -138,6 +139,127 @@ def scan_null_filters(sc: Scanner, d: Draft) -> None:
         for m in list(sc.finditer(r"\(\s*(?:drop(?:ping)?|skip(?:ping)?|exclud(?:e|ing)|without|no)\s+(?:the\s+|any\s+)?"
                                   r"(?:NA|N/A|NaN|null|empty|missing|blank)s?(?:\s+(?:ones|rows|values|records))?\s*\)")):
             sc.take(m, "the same not-null filter")
+
+
+# --- a filter in parentheses, and the words it explains ----------------------------------------------
+
+_PAREN_OPS = {"=": "=", "==": "=", ":": "=", "is": "=", "!=": "!=", "<>": "!=", "is not": "!=", ">": ">",
+              ">=": ">=", "<": "<", "<=": "<="}
+_PAREN_VALUE = r"(?:'[^']*'|\"[^\"]*\"|-?\d+(?:\.\d+)?|[^\W\d][\w\-]*)"
+_PAREN_COL = rf"{NOT_A_COLUMN}{IDENT}"
+_PAREN_COND = rf"{_PAREN_COL}\s*(?:==|=|!=|<>|>=|<=|>|<|:|\bis\s+not\b|\bis\b)\s*{_PAREN_VALUE}"
+_LIST_SEP = r"\s*(?:,|\band\b|\bor\b|\bи\b|\bили\b)\s*"
+# A bare list ("country DE", «country KZ и RU») names values the way data spells codes and names.
+_CODE = re.compile(r"'[^']*'|\"[^\"]*\"|[A-ZА-ЯЁ][\w\-]*")
+_PREPOSITIONS = frozenset("from in by via at of on with through over из в во по с со от на для через".split())
+_CONJ = frozenset({"and", "or", "и", "или"})
+# A participle says how a row came to be what the parenthesis says ("booked online", "living in Kazan",
+# «записанные по телефону»); an adjective ("active", «активных») adds a condition of its own.
+_PARTICIPLE = re.compile(r"(?:\w{3,}(?:ed|ing)|\w+(?:нн|ем|им|ющ|ящ|ущ|ащ|вш|т)(?:ые|ый|ая|ое|ых|ого|ой|ую|ым|ыми|ий|ие|их))$",
+                         re.I)
+
+
+def scan_parenthesised_filters(sc: Scanner, d: Draft) -> None:
+    """"German orders (country DE)", «клиентов из Москвы (city = Moscow)», «заказы из Казахстана и России
+    (country KZ и RU)», "(country in (KZ, RU))": a filter in parentheses is what the words right before it
+    mean. Those words ("German", «из Москвы», «записанные по телефону») are explained by it when one of them
+    names its value or column (linking.names_value / names_column); a word that names neither ("active
+    German orders (country DE)": "active") is left, and the compiler asks about it."""
+    if "(" not in sc.masked:
+        return
+    patterns = (
+        rf"\(\s*(?P<col>{_PAREN_COL})\s+(?P<neg>not\s+)?in\s*\((?P<items>[^()]*)\)\s*\)",
+        rf"\(\s*(?P<conds>{_PAREN_COND}(?:\s*(?:,|\band\b|\bи\b)\s*{_PAREN_COND})*)\s*\)",
+        rf"\(\s*(?P<col>{_PAREN_COL})\s+(?P<items>{_PAREN_VALUE}(?:{_LIST_SEP}{_PAREN_VALUE})*)\s*\)",
+    )
+    for i, pattern in enumerate(patterns):
+        for m in list(sc.finditer(pattern)):
+            found = _paren_filters(m, i)
+            if not found:
+                continue
+            for f in found:
+                if f not in d.filters:
+                    d.filters.append(f)
+            meaning = "filter " + " AND ".join(f"{f['column']} {f['op']}" + ("" if f["value"] is None else f" {f['value']!r}")
+                                               for f in found)
+            sc.take(m, meaning)
+            _explained_before(sc, m.start(), found, meaning)
+
+
+def _paren_filters(m: re.Match, form: int) -> list[dict[str, Any]]:
+    if form == 1:
+        out = []
+        for part in re.split(r"\s*(?:,|\band\b|\bи\b)\s*(?=[A-Za-z_])", m.group("conds"), flags=re.I):
+            c = re.fullmatch(rf"({IDENT})\s*(==|=|!=|<>|>=|<=|>|<|:|is\s+not|is)\s*({_PAREN_VALUE})", part.strip(), re.I)
+            if c is None:
+                return []
+            op = _PAREN_OPS[" ".join(c.group(2).lower().split())]
+            if re.fullmatch(r"null|empty|missing|blank", c.group(3), re.I) and op in ("=", "!="):
+                out.append({"column": c.group(1), "op": "is_null" if op == "=" else "not_null", "value": None})
+                continue  # "(channel is null)", "(email is not empty)"
+            out.append({"column": c.group(1), "op": op, "value": literal(c.group(3))})
+        return out
+    col, items = m.group("col"), [v for v in re.split(_LIST_SEP, m.group("items").strip(), flags=re.I) if v]
+    if not items or (form == 2 and not all(_CODE.fullmatch(v) for v in items)):
+        return []  # "(per day)", "(count as n)": not a column and its values
+    values = [literal(v) for v in items]
+    negated = form == 0 and bool(m.group("neg"))
+    if len(values) == 1:
+        return [{"column": col, "op": "!=" if negated else "=", "value": values[0]}]
+    return [{"column": col, "op": "not_in" if negated else "in", "value": values}]
+
+
+def _explained_before(sc: Scanner, start: int, found: list[dict[str, Any]], meaning: str) -> None:
+    """Claim the words before the parenthesis that it explains, nearest first: words naming a value or
+    column, the preposition or conjunction between them («из Казахстана и России»), one participle before
+    such a preposition («записанные по телефону», "booked by phone"); nouns of what is moved are passed
+    over ("German orders"). Anything else ends the phrase."""
+    values = [str(v) for f in found for v in (f["value"] if isinstance(f["value"], list) else [f["value"]])]
+    columns = [f["column"] for f in found]
+    tokens = list(re.finditer(r"[^\W\d_][\w'-]*|\S", sc.masked[:start]))[-10:]
+
+    def kind(t: re.Match) -> str:
+        w = t.group(0)
+        low = w.lower()
+        if not w[0].isalpha():
+            return "," if w == "," else "stop"
+        if low in VERBS or low in ENGINES:
+            return "stop"
+        if any(names_value(w, v) for v in values) or any(names_column(w, c) for c in columns):
+            return "related"
+        if low in _PREPOSITIONS:
+            return "prep"
+        if low in _CONJ:
+            return "conj"
+        if low in STOPWORDS_EN or low in STOPWORDS_RU or low in ENTITY_NOUNS:
+            return "filler"
+        return "other"
+
+    kinds = [kind(t) for t in tokens]
+    last, claimed = None, []  # last: the kind of the nearest word taken so far (fillers aside)
+    for i in range(len(tokens) - 1, -1, -1):
+        k, further = kinds[i], next((x for x in reversed(kinds[:i]) if x != "filler"), None)
+        if k == "filler":
+            continue
+        if k == "related" or (k == "prep" and last == "related") or (
+                k == "conj" and last == "related" and further == "related"):
+            claimed.append(tokens[i])
+        elif k == "," and last == "related" and further == "related":
+            pass
+        elif k == "other" and last in ("prep", "related") and _PARTICIPLE.search(tokens[i].group(0)):
+            claimed.append(tokens[i])
+            k = "participle"
+        else:
+            break
+        last = k
+    runs: list[list[int]] = []
+    for t in sorted(claimed, key=lambda t: t.start()):  # adjacent words are one phrase in `understood`
+        if runs and not sc.masked[runs[-1][1]:t.start()].strip():
+            runs[-1][1] = t.end()
+        else:
+            runs.append([t.start(), t.end()])
+    for a, b in runs:
+        sc.take(Span(a, b), f"explained by the {meaning}")
 
 
 # --- where-clauses in words ------------------------------------------------------------------------
