@@ -18,13 +18,13 @@ from services.domain.spec import DATABASE_KINDS, PipelineSpec
 from .answers import Dialogue, apply_answers
 from .draft import Draft
 from .endpoints import default_target_table, find_mentions, resolve
-from .grounding import (Grounding, check_columns, choices_for, explain_leftovers, ground_source, link_values,
+from .grounding import (Grounding, Rewrite, check_columns, choices_for, explain_leftovers, ground_source, link_values,
                         rewrite_columns)
 from .grammar import RULES
 from .linking import CatalogIndex
 from .lexicon import ENGINE_NAMES, ENTITY_NOUNS, STOPWORDS_EN, STOPWORDS_RU, VERBS
 from .rules import destructive_word
-from .scanner import Scanner, is_russian, normalize
+from .scanner import MASK, Scanner, is_russian, normalize
 from .shaping import shaping_steps
 
 # The grammar describes a sentence or two; a cap also bounds the regex work per request.
@@ -69,7 +69,7 @@ def _read(text: str, connections: dict[str, str], index: Optional[CatalogIndex],
     grounding = Grounding(index)
     table = index.table_for(d.source) if index else None
     if table is not None:
-        rewrite, notes = rewrite_columns(text, [table])
+        rewrite, notes = _rewrite_keeping(text, _new_names(sc, d), table)
         if notes:
             sc, d, links = _scan(rewrite.text, connections, index, russian)
             grounding.rewrite = rewrite
@@ -77,6 +77,34 @@ def _read(text: str, connections: dict[str, str], index: Optional[CatalogIndex],
     for pos, note in links:
         grounding.note(pos, note)
     return sc, d, grounding
+
+
+def _new_names(sc: Scanner, d: Draft) -> list[tuple[int, int]]:
+    """Where the first reading found the names a rename or an alias gives ("doctor_id as id", "rename phone to
+    mobile", "columns named orders and revenue"): new words, not prose names of the source's columns."""
+    names = set(d.rename.values()) | {m["alias"] for m in (d.aggregate or {}).get("measures", []) if m.get("alias")}
+    spans = []
+    for h in sc.hits:
+        if not h.meaning.startswith(("rename ", "select ", "name the measure")):
+            continue
+        for name in names:
+            spans += [(h.start + m.start(), h.start + m.end())
+                      for m in re.finditer(rf"(?<![\w.]){re.escape(name)}(?![\w.])", h.text, re.I)]
+    return sorted(set(spans))
+
+
+def _rewrite_keeping(text: str, keep: list[tuple[int, int]], table) -> tuple[Rewrite, list]:
+    """``rewrite_columns`` with the words at ``keep`` left as they are: "doctor_id as id" must not become
+    "doctor_id as doctor_id" because "id" is also a prose name of doctor_id."""
+    masked = text
+    for start, end in keep:  # MASK is no word character: no phrase can contain or cross it
+        masked = masked[:start] + MASK * (end - start) + masked[end:]
+    rewrite, notes = rewrite_columns(masked, [table])
+    out = rewrite.text
+    for start, end in keep:
+        shift = sum((ne - ns) - (oe - os_) for ns, ne, os_, oe in rewrite.spans if oe <= start)
+        out = out[:start + shift] + text[start:end] + out[end + shift:]
+    return Rewrite(text, out, rewrite.spans), notes
 
 
 def _scan(text: str, connections: dict[str, str], index: Optional[CatalogIndex], russian: bool):

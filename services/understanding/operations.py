@@ -159,7 +159,8 @@ def _condition(text: str) -> Optional[tuple[str, str, Any]]:
 _ALIAS = rf"(?:\s+(?:as|called|named|aliased\s+as|как)\s+(?!a\b|an\b|the\b){IDENT})?"
 # "average visit duration", "total order amount": a singular entity noun before the measured column.
 _ONE = "|".join(sorted((w for w in ENTITY_NOUNS if re.fullmatch(r"[a-z]+", w) and not w.endswith("s")), key=len, reverse=True))
-_OF_ONE = rf"(?:(?:{_ONE})\s+(?!per\b|by\b|of\b))?"
+# Never before a preposition: "total fee from PG ..." sums fee, not a column "from".
+_OF_ONE = rf"(?:(?:{_ONE})\s+(?!(?:per|by|of|from|into|to|in|for|where|with|and|or|on|at|as|over|since|each|every)\b))?"
 _RU_NOUN = rf"(?:{'|'.join(MEASURE_NOUNS_RU)})\w*"
 # ... and the genitive noun of what it is measured on («стоимость приёма», «длительность сессий»)
 _RU_OF = r"(?:\s+(?!(?:по|за|для|из|в|во|с|со|на|от|до|как|и)\b)[а-яё]+(?:ов|ей|ий|ев|ёв|а|я|и|ы|ок))?"
