@@ -27,7 +27,7 @@ from services.domain.spec import DATABASE_KINDS
 from .draft import Draft
 from .lexicon import (DEFAULT_TIME_COLUMN, ENGINES, ENGINE_NAMES, PERIODS, SOURCE_PREPOSITIONS, STATUS_WORDS, STOPWORDS_EN,
                       STOPWORDS_RU, TARGET_PREPOSITIONS, VERBS, WEEKDAYS)
-from .linking import (EXTENSION, CatalogIndex, Lookup, Table, is_temporal, link_column, link_table, link_value, prose,
+from .linking import (EXTENSION, CatalogIndex, Lookup, Table, is_temporal, link_column, link_table, link_value, names_value, prose,
                       similarity, time_column_named, tokens, words, LINK_SIMILARITY, ASK_SIMILARITY, LEVELS)
 from .scanner import MASK, Hit, Scanner
 
@@ -171,10 +171,13 @@ def ground_source(sc: Scanner, d: Draft, index: CatalogIndex, mentions: list) ->
     pool = [t for t in index.tables if src.get("kind") in (None, t.kind)
             and (not src.get("connection") or t.connection == src["connection"])
             and t.name != d.target.get("table")]
-    subject = [h for h in sc.hits if h.meaning.startswith("what is moved")]
+    subject = [(h.start, h.end, h.text) for h in sc.hits if h.meaning.startswith("what is moved")]
+    # A rule may have read the noun as part of its own phrase and kept it as the subject ("join приёмы
+    # with patients", "count of visits per doctor"): it still names what is moved.
+    subject += [(m.start(), m.end(), m.group(0)) for phrase in d.subject
+                for m in re.finditer(rf"(?<!\w){re.escape(phrase)}(?!\w)", sc.text, re.I)]
     items = sorted({(pos, pos + len(w), w) for pos, w in sc.leftover_words()
-                    if side_of(pos, mentions) == "source" and w.lower() not in FUNCTION_WORDS}
-                   | {(h.start, h.end, h.text) for h in subject})
+                    if side_of(pos, mentions) == "source" and w.lower() not in FUNCTION_WORDS} | set(subject))
     found = phrases(items, sc.text)
     if not pool or not found:
         return
@@ -428,6 +431,7 @@ def check_columns(spec: dict[str, Any], d: Draft, index: CatalogIndex, grounding
     _time_column(spec, d, source, answered, grounding, text)
     for f in spec.get("filters") or []:
         f["column"] = fix(f["column"])
+        _check_values(f, d, source, grounding)
     agg = spec.get("aggregate")
     if agg:
         for m in agg["measures"]:
@@ -450,6 +454,31 @@ def check_columns(spec: dict[str, Any], d: Draft, index: CatalogIndex, grounding
     for q in spec.get("quality_checks") or []:
         if q.get("column"):
             q["column"] = fix(q["column"], True)
+
+
+def _check_values(f: dict[str, Any], d: Draft, table: Table, grounding: "Grounding") -> None:
+    """A text value compared with a category column (the catalog lists all its values) must be one of
+    them: spelled as the data spells it ("canceled" -> 'cancelled', "no-show" -> 'no_show'), else asked -
+    "completed visits" where status is done/booked/... would load no rows, and that is other data than asked."""
+    values = dict(table.values).get(f["column"])
+    if not values or f["op"] not in ("=", "!=", "in", "not_in"):
+        return
+    given = f["value"] if isinstance(f["value"], list) else [f["value"]]
+    if not all(isinstance(v, str) for v in given):
+        return
+    fixed = []
+    for v in given:
+        same = [x for x in values if x == v] or list(dict.fromkeys(x for x in values if names_value(v, x)))
+        if len(same) != 1:
+            shown = ", ".join(values[:12])
+            d.ask(f"value:{f['column']}", f"{table.name}.{f['column']} has no value {v!r}; which of its values is "
+                                         f"meant ({shown})?",
+                  f"В {table.name}.{f['column']} нет значения {v!r}; какое из значений имеется в виду ({shown})?")
+            return
+        if same[0] != v:
+            grounding.note(None, f"'{v}' -> value '{same[0]}' of {table.name}.{f['column']} (as the data spells it)")
+        fixed.append(same[0])
+    f["value"] = fixed if isinstance(f["value"], list) else fixed[0]
 
 
 # Columns that record when a row was written or changed, not when what it describes happened.

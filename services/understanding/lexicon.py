@@ -44,6 +44,8 @@ campaigns impression impressions conversion conversions lineitem lineitems baske
 врачей анализы анализов сотрудники сотрудников отзывы отзывов подписки подписок доставки доставок
 возвраты возвратов логи логов метрики метрик показания показаний датчики датчиков сессии сессий категории
 категорий магазины магазинов склады складов остатки остатков цены цен поставщики поставщиков
+назначения назначений рецепты рецептов направления направлений лекарства лекарств препараты препаратов
+заявки заявок
 """.split())
 # Nouns whose "largest"/"top" means the largest amount ("the 5 largest orders" -> by amount).
 MONEY_NOUNS = frozenset("""
@@ -61,7 +63,9 @@ JOIN_ENTITIES_RU = {"клиента": "customers", "клиентов": "customer
                     "товарами": "products", "продукта": "products", "продуктами": "products",
                     "пользователя": "users", "пользователями": "users", "заказа": "orders", "заказами": "orders",
                     "магазина": "stores", "магазинами": "stores", "пациента": "patients",
-                    "пациентами": "patients", "врача": "doctors", "врачами": "doctors"}
+                    "пациентами": "patients", "врача": "doctors", "врачами": "doctors",
+                    "приёма": "appointments", "приема": "appointments", "приёмами": "appointments",
+                    "приемами": "appointments", "назначениями": "prescriptions", "рецептами": "prescriptions"}
 
 VERBS = frozenset("""
 load loads loading copy copies copying sync syncs syncing synchronize synchronise mirror move moving

@@ -50,10 +50,14 @@ ABBREVIATIONS = {
     "tel": "phone", "pct": "percent", "val": "value", "ref": "reference", "ctry": "country",
     "cntry": "country", "curr": "currency", "ccy": "currency", "wh": "warehouse", "loc": "location",
     "cat_id": "category_id", "sku": "sku", "info": "information", "img": "image", "lang": "language",
+    "rx": "prescription", "appt": "appointment",
 }
 SYNONYMS = {"client": "customer", "buyer": "customer", "purchaser": "customer", "line": "item",
             "position": "item", "e-mail": "email", "mail": "email", "telephone": "phone", "mobile": "phone",
-            "town": "city", "nation": "country", "cost": "price", "sum": "amount"}
+            "town": "city", "nation": "country", "cost": "price", "sum": "amount",
+            # the same record under another name: a clinic's visit is its appointment
+            "visit": "appointment", "physician": "doctor", "medication": "drug", "medicine": "drug",
+            "script": "prescription", "worker": "employee", "staff": "employee"}
 # Russian stems (any ending) -> the English word they stand for.
 RU_STEMS = (
     ("платёж", "payment"), ("платеж", "payment"), ("оплат", "payment"), ("заказ", "order"),
@@ -70,6 +74,7 @@ RU_STEMS = (
     ("врач", "doctor"), ("сесси", "session"), ("датчик", "sensor"), ("показани", "reading"),
     ("измерени", "measurement"), ("идентификатор", "id"), ("номер", "number"), ("описани", "description"),
     ("назван", "name"), ("наименовани", "name"), ("рождени", "birth"), ("возраст", "age"), ("пол", "gender"),
+    ("приём", "appointment"), ("прием", "appointment"), ("назначени", "prescription"), ("рецепт", "prescription"),
 )
 # A name part that is a hex run with digits and letters (a uuid or hash piece), 6+ characters.
 _SCRATCH = re.compile(r"(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}")

@@ -62,8 +62,17 @@ def singular_column(word: str) -> str:
 
 def _null_filter(sc: Scanner, d: Draft, m: re.Match, op: str) -> None:
     col = _col(m)
-    if col.lower() not in STOPWORDS_EN:
-        add_filter(sc, d, m, col, op)
+    if col.lower() in STOPWORDS_EN:
+        return
+    # "prescriptions where the dose is blank": the noun names what is moved (the catalog's table), not the filter
+    lead = re.match(r"(?:only\s+)?(?:the\s+|any\s+|all\s+)?([^\W\d_]+)\s+", m.group(0), re.I)
+    if lead and lead.group(1).lower() in ENTITY_NOUNS and m.start() + lead.end() <= m.start(col_group(m)):
+        m = Span(m.start() + lead.end(), m.end())
+    add_filter(sc, d, m, col, op)
+
+
+def col_group(m: re.Match) -> str:
+    return next(k for k, v in m.groupdict().items() if v and re.fullmatch(r"col(?:\d|_\d+)?", k))
 
 
 _PLURAL_NOUNS = "|".join(sorted((w for w in ENTITY_NOUNS if re.fullmatch(r"[a-z]+s", w)), key=len, reverse=True))
