@@ -11,7 +11,7 @@ from .lexicon import (DEFAULT_TIME_COLUMN, ENGINE_WORDS, ENTITY_NOUNS, GRAIN_RU,
                       STOPWORDS_EN, STOPWORDS_RU, column)
 from .numbers import NUMBER_ANY, number_value
 from .operations import column_name, parse_measure, singular
-from .scanner import Scanner
+from .scanner import Scanner, Span
 
 _REF = rf"{IDENT}(?:\.{IDENT})?"
 # A verb after the key list starts the next instruction ("on customer_id, adding the city", "by doctor_id and
@@ -261,7 +261,14 @@ def _top_n(sc: Scanner, d: Draft, m: re.Match) -> None:
     sc.take(m, f"top {count}" + (f" by {shown}" if shown else ""))
     # "biggest paid | orders": the match stopped at a modifier, whose noun follows; the modifier (a status
     # word) stays for the filter rules, or its rows would be lost
-    if adj and g.get("what") and _head_phrase("", sc.text[m.end():]):
+    # "highest glucose (GLU) readings": the words right before a parenthesised value are glossed by it (the
+    # value is read by the filter rules; one that is no filter is asked about)
+    gloss = re.match(r"(?:\s*[A-Za-zА-Яа-яЁё]+){0,2}(?=\s*\([^()]{1,40}\))", sc.masked[m.end():])
+    if adj and g.get("what") and d.order_by == [{"column": "value", "descending": adj in _DESC}] and gloss:
+        lead = len(gloss.group(0)) - len(gloss.group(0).lstrip())
+        if gloss.group(0).strip():
+            sc.take(Span(m.end() + lead, m.end() + gloss.end()), "what the value in parentheses names")
+    elif adj and g.get("what") and _head_phrase("", sc.text[m.end():]):
         _release(sc, *m.span("what"))
 
 
@@ -275,9 +282,15 @@ def _set_limit(d: Draft, count: int) -> None:
 def _head_phrase(what: str, rest: str) -> str:
     """The noun phrase after a ranking adjective up to its head: "biggest paid | orders from ...": the match
     stops early (a status word may sit between), so the words up to the next preposition are read too."""
-    more = re.match(r"\s*((?:(?!(?:from|into|to|in|of|by|for|with|per|on|at|из|в|во|по|с|за)\b)[A-Za-zА-Яа-яЁё]+\s*){0,2})",
-                    rest, re.I)
-    return " ".join((what + " " + (more.group(1) if more else "")).split())
+    # a value in parentheses ("heart rate (HR) readings") is a filter for the filter rules, not part of the noun
+    more = re.match(r"((?:\s*\([^()]{1,40}\))?(?:\s*(?!(?:from|into|to|in|of|by|for|with|per|on|at|из|в|во|по|с|за)\b)"
+                    r"[A-Za-zА-Яа-яЁё]+(?:\s*\([^()]{1,40}\))?){0,2})", rest, re.I)
+    words = re.sub(r"\([^()]*\)", " ", more.group(1)) if more else ""
+    return " ".join((what + " " + words).split())
+
+
+_READING_NOUNS = frozenset({"reading", "measurement", "value", "result", "level"})
+_READING_RU = ("показани", "значени", "измерени", "результат")
 
 
 def _order_by_adjective(d: Draft, adj: str, what: str) -> None:
@@ -290,6 +303,10 @@ def _order_by_adjective(d: Draft, adj: str, what: str) -> None:
         d.order_by = [{"column": "price", "descending": descending}]
     elif not what or any(w.lower() in MONEY_NOUNS for w in what.split()):
         d.order_by = [{"column": "amount", "descending": descending}]
+    elif any(singular(w.lower()) in _READING_NOUNS or w.lower().startswith(_READING_RU) for w in what.split()):
+        # "the 5 highest glucose readings": a reading's number is its value column (the catalog check links
+        # "value" to the source's column or asks which one it is)
+        d.order_by = [{"column": "value", "descending": descending}]
     else:
         d.ask("order_by", f"'{adj} {what}' by which column?", f"'{adj} {what}' - по какой колонке?")
 
