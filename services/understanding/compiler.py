@@ -24,7 +24,7 @@ from .grammar import RULES
 from .linking import CatalogIndex
 from .lexicon import ENGINE_NAMES, ENTITY_NOUNS, STOPWORDS_EN, STOPWORDS_RU, VERBS
 from .rules import destructive_word
-from .scanner import MASK, Scanner, is_russian, normalize
+from .scanner import MASK, Scanner, Span, is_russian, normalize
 from .shaping import shaping_steps
 
 # The grammar describes a sentence or two; a cap also bounds the regex work per request.
@@ -52,6 +52,7 @@ def compile_request(text: str, *, default_connections: Optional[dict[str, str]] 
         return _refuse(word, russian)
     sc, d, grounding = _read(text, dict(default_connections or {}), index, russian)
     dialogue.apply(d)
+    _source_from_participle(sc, d, index)
     _key_from_source(d, catalog, index, grounding)
     _check_leftovers(sc, d, grounding, dialogue)
     _check_complete(d)
@@ -81,10 +82,15 @@ def _read(text: str, connections: dict[str, str], index: Optional[CatalogIndex],
 
 def _new_names(sc: Scanner, d: Draft) -> list[tuple[int, int]]:
     """Where the first reading found the names a rename or an alias gives ("doctor_id as id", "rename phone to
-    mobile", "columns named orders and revenue"): new words, not prose names of the source's columns."""
+    mobile", "columns named orders and revenue") and a ranked count ("most ordered products"): not prose names
+    of the source's columns."""
     names = set(d.rename.values()) | {m["alias"] for m in (d.aggregate or {}).get("measures", []) if m.get("alias")}
     spans = []
     for h in sc.hits:
+        # "the 10 most ordered products" counts rows per product: "ordered products" is not a prose column
+        ranked = re.search(r"\b(?:most|least)\s+[a-z]+ed\s+[a-z]+s\b", h.text, re.I) if h.meaning.startswith("top ") else None
+        if ranked:
+            spans.append((h.start + ranked.start(), h.start + ranked.end()))
         if not h.meaning.startswith(("rename ", "select ", "name the measure")):
             continue
         for name in names:
@@ -188,6 +194,34 @@ def _check_leftovers(sc: Scanner, d: Draft, grounding: Optional[Grounding] = Non
               f"означает слово, или подключите LLM-провайдера.")
         for w in words[1:]:  # one slot per word (each can be answered), one question for all
             d.ask(f"unrecognized:{w}", "", "")
+
+
+def _source_from_participle(sc: Scanner, d: Draft, index: Optional[CatalogIndex]) -> None:
+    """"the 3 most prescribed drugs" with no table named: the table is the one the participle names as an
+    event ("prescribed" -> prescriptions) that also has the counted column (drug). Both must agree on exactly
+    one table of the catalog; anything else stays the question about the table."""
+    if index is None or d.source.get("table") or d.source.get("path") or not d.aggregate:
+        return
+    dims = d.aggregate.get("dimensions") or []
+    if len(dims) != 1 or any(not p.missing.startswith("source") for p in d.problems):
+        return
+    for m in re.finditer(r"\b(?:most|least)\s+(?P<verb>[a-z]+ed)\b", sc.text, re.I):
+        start, end = m.span("verb")
+        if sc.masked[start:end] != sc.text[start:end]:
+            continue  # read by another rule
+        stem = re.sub(r"(?:ied|ed)$", "", m.group("verb").lower())
+        prefix = stem[:6] if len(stem) >= 4 else None
+        found = [t for t in index.tables if prefix and t.kind in DATABASE_KINDS
+                 and t.name.lower().rsplit(".", 1)[-1].startswith(prefix) and dims[0] in t.column_names
+                 and t.kind == d.source.get("kind", t.kind)]
+        if len(found) != 1:
+            return
+        t = found[0]
+        d.source.update({"kind": t.kind, "table": t.name, "connection": t.connection})
+        d.problems[:] = [p for p in d.problems if not p.missing.startswith("source")]
+        sc.take(Span(start, end), f"source table {t.name} (connection {t.connection}): the table "
+                                  f"'{m.group('verb')}' names that has the counted column {dims[0]}")
+        return
 
 
 def _key_from_source(d: Draft, catalog: Optional[dict[str, Any]], index: Optional[CatalogIndex],
