@@ -25,9 +25,10 @@ from typing import Any, Optional
 from services.domain.spec import DATABASE_KINDS
 
 from .draft import Draft
+from .predicates import explained_before
 from .lexicon import (DEFAULT_TIME_COLUMN, ENGINES, ENGINE_NAMES, PERIODS, SOURCE_PREPOSITIONS, STATUS_WORDS, STOPWORDS_EN,
                       STOPWORDS_RU, TARGET_PREPOSITIONS, VERBS, WEEKDAYS)
-from .linking import (EXTENSION, CatalogIndex, Lookup, Table, is_temporal, link_column, link_table, link_value, names_value, prose,
+from .linking import (EXTENSION, CatalogIndex, Lookup, Table, is_temporal, link_column, link_table, link_value, names_column, names_value, prose,
                       similarity, time_column_named, tokens, words, LINK_SIMILARITY, ASK_SIMILARITY, LEVELS)
 from .scanner import MASK, Hit, Scanner
 
@@ -229,6 +230,7 @@ def link_values(sc: Scanner, d: Draft, index: CatalogIndex) -> None:
     table = index.table_for(d.source)
     if table is None or not table.values:
         return
+    _counted_values(sc, d, table)
     entity = table.entity(3)
     words_ = [(pos, pos + len(w), w, False) for pos, w in sc.leftover_words()]
     words_ += [(h.start, h.end, h.text, True) for h in sc.hits if h.meaning.startswith("what is moved")
@@ -264,6 +266,14 @@ def link_values(sc: Scanner, d: Draft, index: CatalogIndex) -> None:
         if found:
             picked.setdefault(found[0][0], []).append((start, end, found[0][1], moved))
             used.append((start, end))
+    # "booked via web" (booked_via = 'web'): a word naming the column of the value right after it leads to
+    # that value; it is not a value of its own (status 'booked') - that filter would drop rows asked for.
+    for column in list(picked):
+        picked[column] = [h for h in picked[column] if not any(
+            c2 != column and 0 <= s2 - h[1] <= 12 and names_column(sc.text[h[0]:h[1]], c2)
+            for c2, hits2 in picked.items() for s2, _, _, _ in hits2)]
+        if not picked[column]:
+            del picked[column]
     for column, hits in picked.items():
         hits.sort()
         values = list(dict.fromkeys(v for _, _, v, _ in hits))
@@ -277,6 +287,8 @@ def link_values(sc: Scanner, d: Draft, index: CatalogIndex) -> None:
         meaning = f"filter {column} {op} {value!r} (values of {table.name}.{column})"
         for start, end, _, moved in hits:
             _claim(sc, start, end, meaning, replace=moved)
+            # "insured under DMS", "booked by phone": the words before the value that lead to it
+            explained_before(sc, start, [f], meaning, after_related=True)
         for start, end, _ in negated:
             _claim(sc, start, end, meaning)
         for (_, e1, _, _), (s2, _, _, _) in zip(hits, hits[1:]):  # "Moscow or Berlin": the conjunction too
@@ -284,6 +296,27 @@ def link_values(sc: Scanner, d: Draft, index: CatalogIndex) -> None:
             if between in _CONJUNCTIONS:
                 at = e1 + sc.masked[e1:s2].lower().index(between)
                 _claim(sc, at, at + len(between), meaning)
+
+
+def _counted_values(sc: Scanner, d: Draft, table: Table) -> None:
+    """"weekly count of no-shows": a counted noun that is one category value of the source (status
+    'no_show') says which rows are counted - the filter - and names the count; the question about it is
+    dropped. A noun that is no value, or a value of two columns, keeps the question."""
+    for start, end, word in d.counted:
+        found = link_value(word, table)
+        if len(found) != 1 or not d.aggregate:
+            continue
+        column, value = found[0]
+        f = {"column": column, "op": "=", "value": value}
+        if f not in d.filters:
+            d.filters.append(f)
+        d.problems = [p for p in d.problems if p.missing != "aggregate"]
+        alias = re.sub(r"\W+", "_", word.lower()).strip("_")
+        for m in d.aggregate["measures"]:
+            if m["fn"] == "count" and m.get("alias") == "row_count" and re.fullmatch(r"[a-z_][a-z0-9_]*", alias):
+                m["alias"] = alias
+        sc.hits.append(Hit(start, end, sc.text[start:end],
+                           f"count rows where {column} = '{value}' (values of {table.name}.{column})"))
 
 
 def _word_before(sc: Scanner, start: int) -> Optional[tuple[int, int, str]]:

@@ -8,7 +8,7 @@ import re
 from typing import Any, Optional
 
 from .draft import Draft
-from .lexicon import (ENGINES, ENTITY_NOUNS, IDENT, MONEY_NOUNS, NOT_A_COLUMN, STATUS_WORDS, STATUS_WORDS_RU, STOPWORDS_EN,
+from .lexicon import (ENGINES, ENTITY_NOUNS, IDENT, MEASURE_NOUNS_RU, MONEY_NOUNS, NOT_A_COLUMN, STATUS_WORDS, STATUS_WORDS_RU, STOPWORDS_EN,
                       STOPWORDS_RU, VERBS, column)
 from .linking import names_column, names_value
 from .numbers import AMOUNT, NUMBER_ANY, PERCENT_AFTER, amount_value, number_value
@@ -160,7 +160,7 @@ _PAREN_COND = rf"{_PAREN_COL}\s*(?:==|=|!=|<>|>=|<=|>|<|:|\bis\s+not\b|\bis\b)\s
 _LIST_SEP = r"\s*(?:,|\band\b|\bor\b|\bи\b|\bили\b)\s*"
 # A bare list ("country DE", «country KZ и RU») names values the way data spells codes and names.
 _CODE = re.compile(r"'[^']*'|\"[^\"]*\"|[A-ZА-ЯЁ][\w\-]*")
-_PREPOSITIONS = frozenset("from in by via at of on with through over из в во по с со от на для через".split())
+_PREPOSITIONS = frozenset("from in by via at of on with through over under из в во по с со от на для через".split())
 _CONJ = frozenset({"and", "or", "и", "или"})
 # A participle says how a row came to be what the parenthesis says ("booked online", "living in Kazan",
 # «записанные по телефону»); an adjective ("active", «активных») adds a condition of its own.
@@ -192,7 +192,7 @@ def scan_parenthesised_filters(sc: Scanner, d: Draft) -> None:
             meaning = "filter " + " AND ".join(f"{f['column']} {f['op']}" + ("" if f["value"] is None else f" {f['value']!r}")
                                                for f in found)
             sc.take(m, meaning)
-            _explained_before(sc, m.start(), found, meaning)
+            explained_before(sc, m.start(), found, meaning)
 
 
 def _paren_filters(m: re.Match, form: int) -> list[dict[str, Any]]:
@@ -218,7 +218,8 @@ def _paren_filters(m: re.Match, form: int) -> list[dict[str, Any]]:
     return [{"column": col, "op": "not_in" if negated else "in", "value": values}]
 
 
-def _explained_before(sc: Scanner, start: int, found: list[dict[str, Any]], meaning: str) -> None:
+def explained_before(sc: Scanner, start: int, found: list[dict[str, Any]], meaning: str,
+                     after_related: bool = False) -> None:
     """Claim the words before the parenthesis that it explains, nearest first: words naming a value or
     column, the preposition or conjunction between them («из Казахстана и России»), one participle before
     such a preposition («записанные по телефону», "booked by phone"); nouns of what is moved are passed
@@ -245,7 +246,8 @@ def _explained_before(sc: Scanner, start: int, found: list[dict[str, Any]], mean
         return "other"
 
     kinds = [kind(t) for t in tokens]
-    last, claimed = None, []  # last: the kind of the nearest word taken so far (fillers aside)
+    # last: the kind of the nearest word taken so far (fillers aside); after_related: ``start`` is a value
+    last, claimed = ("related" if after_related else None), []
     for i in range(len(tokens) - 1, -1, -1):
         k, further = kinds[i], next((x for x in reversed(kinds[:i]) if x != "filler"), None)
         if k == "filler":
@@ -354,6 +356,7 @@ def _op_regex(ops: tuple) -> str:
 
 
 def scan_comparisons(sc: Scanner, d: Draft) -> None:
+    _scan_measured(sc, d)
     if not sc.has(rf"between|from|{_op_regex(_OPS_EN + _OPS_RU)}"):
         return
     c = column("col")
@@ -374,6 +377,39 @@ def scan_comparisons(sc: Scanner, d: Draft) -> None:
     for pattern, named in patterns:
         for m in list(sc.finditer(pattern)):
             _comparison(sc, d, m, named)
+
+
+# Units said after a number; the column that stores the quantity in that unit carries it in its name.
+_UNITS = {"mg": "mg", "мг": "mg", "mcg": "mcg", "мкг": "mcg", "g": "g", "г": "g", "kg": "kg", "кг": "kg",
+          "ml": "ml", "мл": "ml", "l": "l", "л": "l", "cm": "cm", "см": "cm", "mm": "mm", "мм": "mm",
+          "km": "km", "км": "km", "kcal": "kcal", "ккал": "kcal"}
+_UNIT = "|".join(sorted((re.escape(u) for u in _UNITS), key=len, reverse=True))
+
+
+def _scan_measured(sc: Scanner, d: Draft) -> None:
+    """"with a dose of 850 mg", "having a weight of 2 kg", «с дозой 850 мг»: the column equals the amount.
+    A unit is part of the column's name (dose_mg): "850 mg" compares dose_mg, so a column kept in grams
+    is not compared with milligrams - the catalog has no dose_mg there and the compiler asks."""
+    if not sc.has(r"\bof\b|\bс\b|\bсо\b"):
+        return
+    val = rf"(?P<val>{AMOUNT})(?:\s*(?P<unit>{_UNIT})(?![\w]))?"
+    ru_nouns = "|".join(sorted(MEASURE_NOUNS_RU, key=len, reverse=True))
+    patterns = (rf"\b(?:with|having)\s+(?:an?\s+|the\s+)?{column('col')}\s+of\s+(?:exactly\s+)?{val}(?![\w.])",
+                rf"\b(?:с|со)\s+(?P<ru>(?:{ru_nouns})[а-яё]*)\s+(?:ровно\s+)?{val}(?![\w.])")
+    for pattern in patterns:
+        for m in list(sc.finditer(pattern)):
+            value, _ = amount_value(m.group("val"))
+            if value is None:
+                continue
+            if m.groupdict().get("ru"):
+                col = next(c for stem, c in sorted(MEASURE_NOUNS_RU.items(), key=lambda x: -len(x[0]))
+                           if m.group("ru").lower().startswith(stem))
+            else:
+                col = column_name(m.group("col"))
+            unit = _UNITS.get((m.group("unit") or "").lower())
+            if unit and not col.lower().endswith("_" + unit):
+                col = f"{col}_{unit}"
+            add_filter(sc, d, m, col, "=", value)
 
 
 def _comparison(sc: Scanner, d: Draft, m: re.Match, named: bool) -> None:
