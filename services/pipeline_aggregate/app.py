@@ -116,6 +116,39 @@ class Appender:
         return results
 
 
+class RunEnds:
+    """Which runs have ended, folded from runs.events.v1 (the executor's log): a cancellation of an
+    ended run is refused. Read to its end only when a batch holds a CancelRun, so deciding anything else
+    costs nothing; a record it cannot read is skipped and counted (the executor owns that DLQ)."""
+
+    TERMINAL = {"RunSucceeded": "succeeded", "RunCancelled": "cancelled"}
+
+    def __init__(self, settings: Settings, codec: AvroCodec, dead: DeadLetters):
+        self._settings, self._codec, self._dead = settings, codec, dead
+        self._reader: Optional[LogReader] = None
+        self._positions: dict[int, int] = {}
+        self.ended: dict[str, str] = {}
+
+    def catch_up(self) -> None:
+        if self._reader is None:
+            self._reader = LogReader(self._settings, self._settings.topic("runs.events.v1"))
+        for rec in self._reader.read(self._positions):
+            self._positions[rec.partition] = rec.offset + 1
+            try:
+                msg = self._dead.decode(self._codec, rec)
+                status = self.TERMINAL.get(msg.short_name)
+                if msg.short_name == "RunFailed" and msg.payload.get("final", True):
+                    status = "failed"
+                if status:
+                    self.ended[msg.payload["run_id"]] = status
+            except POISON as exc:
+                self._dead.poison(rec, exc)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+
+
 class CommandProcessor:
     def __init__(self, settings: Settings, codec: AvroCodec, histories: PipelineHistories, appender: Appender,
                  dead: DeadLetters):
@@ -125,6 +158,7 @@ class CommandProcessor:
         self.appender = appender
         self.dead = dead
         self.events_topic = settings.topic("pipelines.events.v1")
+        self.run_ends = RunEnds(settings, codec, dead)
 
     def decide(self, batch: list[Command]) -> list[Message]:
         """Decide a batch and append its events; returns them once every append is confirmed.
@@ -135,6 +169,7 @@ class CommandProcessor:
         answered: set[str] = set()
         own: list[tuple[int, Message]] = []  # (append index, event as the log holds it)
         applied: list[str] = []
+        self._runs_read = False
         for cmd in batch:
             try:
                 self._decide_one(cmd, pending, answered, own, applied)
@@ -160,7 +195,10 @@ class CommandProcessor:
             log.info("skipped duplicate command %s (%s): already on the log", cmd.message_id, cmd.short_name)
             return
         history = self.histories.history(cmd.pipeline_id) + pending.get(cmd.pipeline_id, [])
-        events = apply_command(history, cmd)
+        if cmd.short_name == "CancelRun" and not self._runs_read:
+            self.run_ends.catch_up()  # what the executor logged up to now, once per batch
+            self._runs_read = True
+        events = apply_command(history, cmd, self.run_ends.ended.get)
         # Encode all first, so a command that cannot be encoded appends nothing (it is dead-lettered).
         values = [self.codec.encode(ev.name, ev.to_record()) for ev in events]
         key = cmd.pipeline_id.encode()
@@ -219,6 +257,7 @@ class CommandLoop:
         finally:
             c.close()  # leaves the group at once: a stopped member's partitions move without a timeout
             processor.histories.close()
+            processor.run_ends.close()
 
     def _load_log(self) -> CommandProcessor:
         # Dead letters of the log go out fire-and-forget: a skipped record holds no batch back.
