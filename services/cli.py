@@ -476,6 +476,101 @@ def keys_revoke(prefix: str = typer.Argument(..., help="The key's prefix (the 8 
     typer.echo(f"revoked {info.prefix} (tenant {info.tenant}, role {info.role})")
 
 
+dlq_app = typer.Typer(
+    help="Dead-letter topics: records a processor could not decode or apply, skipped so it could go on. "
+         "Each log with a DLQ (topology/topology.yaml) has one writer of <log>.dlq; a letter is the "
+         "original record (key, value, headers) plus error_class, error_message, error_trace, "
+         "source_topic/partition/offset and dead_lettered_by headers. TOPIC may name the log or its DLQ, "
+         "with or without the topic prefix (pipelines.events.v1, aietl.pipelines.events.v1.dlq).",
+    no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+def _dlq_call(fn, *args, **kwargs):
+    from services.core.dlq import DlqError
+
+    try:
+        return fn(*args, **kwargs)
+    except DlqError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+
+
+@dlq_app.command("list")
+def dlq_list(as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table.")) -> None:
+    """Every dead-letter topic of this deployment's prefix: its source log, who writes it, how many letters."""
+    from services.core.dlq import list_dlqs
+
+    rows = list_dlqs(_settings())
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("dlq", "source log", "written by", "letters")
+    for r in rows:
+        table.add_row(r["dlq"], r["source"], ", ".join(r["written_by"]),
+                      "missing: run `aietl topology apply`" if r.get("missing") else str(r["letters"]))
+    Console().print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(topic: str = typer.Argument(..., help="The log or its DLQ, e.g. pipelines.events.v1."),
+             offset: Optional[int] = typer.Option(None, "--offset", help="Only the letter at this DLQ offset."),
+             partition: Optional[int] = typer.Option(None, "--partition", help="Only this DLQ partition."),
+             as_json: bool = typer.Option(False, "--json", help="One JSON object per letter.")) -> None:
+    """The letters of a DLQ: where each came from (topic/partition/offset), the error, key, headers and
+    the start of the value. Letters are addressed by their own partition and offset in the DLQ."""
+    from services.core.dlq import dlq_name, letter, read_letters
+
+    settings = _settings()
+    name = _dlq_call(dlq_name, settings, topic)
+    letters = [letter(rec) for rec in read_letters(settings, name, offset, partition)]
+    if offset is not None and not letters:
+        typer.echo(f"error: no letter at offset {offset} of {name}", err=True)
+        raise typer.Exit(2)
+    for row in letters:
+        if as_json:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+            continue
+        typer.echo(f"{name} {row['partition']}:{row['offset']}  from {row['source_topic']} "
+                   f"{row['source_partition']}:{row['source_offset']}  by {row['dead_lettered_by'] or '?'}")
+        typer.echo(f"  {row['error_class']}: {row['error_message']}")
+        typer.echo(f"  key {row['key']!r}  headers {row['headers']}  {row['bytes']} bytes: "
+                   f"{row['value_preview']!r}")
+    if not as_json:
+        typer.echo(f"{len(letters)} letter(s)", err=True)
+
+
+@dlq_app.command("replay")
+def dlq_replay(topic: str = typer.Argument(..., help="The log or its DLQ, e.g. pipelines.events.v1."),
+               offset: Optional[int] = typer.Option(None, "--offset", help="Re-publish the letter at this DLQ offset."),
+               partition: Optional[int] = typer.Option(None, "--partition",
+                                                       help="With --offset: the DLQ partition (else every "
+                                                            "partition's letter at that offset)."),
+               replay_all: bool = typer.Option(False, "--all", help="Re-publish every letter of the DLQ.")) -> None:
+    """Re-publish letters to the topic they came from, with the original key and headers (the dead
+    letter's own headers removed), e.g. once the cause is fixed. The DLQ keeps them (Kafka cannot delete
+    one record); a replayed record that fails again becomes a new letter."""
+    from services.core.dlq import dlq_name, read_letters, replay_letters
+
+    if (offset is None) == (not replay_all):
+        typer.echo("error: give exactly one of --offset N or --all", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    name = _dlq_call(dlq_name, settings, topic)
+    letters = read_letters(settings, name, offset, partition)
+    if not letters:
+        typer.echo(f"error: no letter {'at offset %d of ' % offset if offset is not None else 'in '}{name}", err=True)
+        raise typer.Exit(2)
+    landed = _dlq_call(replay_letters, settings, letters)
+    for rec, (t, p, o) in zip(letters, landed):
+        typer.echo(f"replayed {name} {rec.partition}:{rec.offset} -> {t} {p}:{o}")
+    typer.echo(f"{len(landed)} letter(s) re-published", err=True)
+
+
 def main() -> None:
     app(prog_name="aietl")
 

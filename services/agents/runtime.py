@@ -10,6 +10,10 @@ Idempotency: command and request ids are derived from the message that caused th
 redelivered event produces the same command id (skipped by the aggregate's dedupe) and the same
 request (answered from the router's exact cache, not paid twice).
 
+Poison: a record of either log it cannot decode or apply (services.core.dlq, PipelineLog) is skipped and
+counted; the planner also dead-letters bad replies (it owns ``llm.replies.v1.dlq``). An agent never stops
+on one.
+
 No pipeline waits forever: a handler that raises proposes ``FailDrafting`` with the error, and an agent
 with ``on_tick`` (the reflector's watchdog) sees every folded pipeline periodically and proposes
 ``ExpireStage`` for one waiting in a drafting stage longer than ``agent_stage_timeout_s``.
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional
 
 from services.core.avro import AvroCodec
+from services.core.dlq import POISON, DeadLetters, record_of
 from services.core.eventlog import LogReader
 from services.core.faust_app import make_app, topic
 from services.core.histories import PipelineHistories
@@ -124,11 +129,11 @@ class _TrackedHistories(PipelineHistories):
         self._ids_lock = threading.Lock()  # the watchdog scans in a thread while events are observed
         super().__init__(*args, **kwargs)
 
-    def observe(self, partition: int, offset: int, msg: Message) -> bool:
+    def _fold(self, partition: int, offset: int, msg: Message) -> None:
         if msg.pipeline_id:
             with self._ids_lock:
                 self._ids.add(msg.pipeline_id)
-        return super().observe(partition, offset, msg)
+        super()._fold(partition, offset, msg)
 
     def pipeline_ids(self) -> list[str]:
         with self._ids_lock:
@@ -146,26 +151,24 @@ def build_agent_app(settings: Settings, codec: AvroCodec, agent: AgentSpec):
         await app.producer.send_and_wait(topic_name, key, value, partition=None, timestamp=None, headers=headers)
 
     ctx = AgentContext(settings, codec, agent, produce)
+    dead = DeadLetters(settings, agent.name)
 
     @app.task
     async def load_log() -> None:
         reader = await asyncio.to_thread(LogReader, settings, settings.topic("pipelines.events.v1"))
-        state["histories"] = _TrackedHistories(reader, codec)
+        state["histories"] = _TrackedHistories(reader, codec, dead)
         n = await asyncio.to_thread(state["histories"].catch_up)
         log.info("%s folded %d events", agent.name, n)
         ready.set()
 
-    async def decoded(stream):
-        """(Faust event, Message) pairs, once the log has been folded."""
-        async for event in stream.events():
-            await ready.wait()
-            name, record = codec.decode(event.value)
-            yield event, Message.from_record(name, record)
-
     @app.agent(events)
     async def on_events(stream):
-        async for event, msg in decoded(stream):
-            state["histories"].observe(event.message.partition, event.message.offset, msg)
+        async for event in stream.events():
+            await ready.wait()
+            # None: folded at start-up already, or poison (skipped and counted by the fold)
+            msg = state["histories"].observe_record(record_of(event))  # cheap: decode and fold one event
+            if msg is None:
+                continue
             handler = agent.on_event.get(msg.short_name)
             if handler is None or not msg.pipeline_id:
                 continue
@@ -176,10 +179,19 @@ def build_agent_app(settings: Settings, codec: AvroCodec, agent: AgentSpec):
     if agent.on_reply is not None:
         @app.agent(replies)
         async def on_replies(stream):
-            async for _, reply in decoded(stream):
+            async for event in stream.events():
+                await ready.wait()
+                # Checked before the requester, so the planner (the DLQ's owner) sees every bad reply.
+                try:
+                    reply = dead.decode(codec, record_of(event))
+                    context = json.loads(reply.payload.get("context_json") or "{}")
+                    if not isinstance(context, dict):
+                        raise ValueError("context_json is not a JSON object")
+                except POISON as exc:
+                    await dead.apoison(record_of(event), exc)
+                    continue
                 if reply.payload.get("requester") != agent.name:
                     continue
-                context = json.loads(reply.payload.get("context_json") or "{}")
                 pipeline = replay(state["histories"].history(context.get("pipeline_id", "")))
                 if pipeline is None or pipeline.version != context.get("event_version"):
                     log.info("%s dropped a stale reply for %s", agent.name, context.get("pipeline_id"))

@@ -59,6 +59,11 @@ class LogReader:
                     raise
                 time.sleep(0.1)
 
+    def start_offsets(self) -> dict[int, int]:
+        """The oldest offset still held, per partition (retention may have removed earlier ones)."""
+        return {p: self._consumer.get_watermark_offsets(self._tp(self.topic, p), timeout=self.timeout,
+                                                        cached=False)[0] for p in self.partitions}
+
     def read(self, positions: dict[int, int]) -> Iterator[Record]:
         """Yield records from ``positions`` (next offset per partition; missing = 0) to the end."""
         ends = self.end_offsets()

@@ -99,12 +99,15 @@ def rejection(cmd: Message, code: str, reason: str) -> Message:
                                    "error_code": code, "reason": reason})
 
 
-def apply_command(history: list[Message], cmd: Message) -> list[Message]:
-    """Decide a command against the pipeline's logged history; returns the events to append."""
+def apply_command(history: list[Message], cmd: Message, run_status=None) -> list[Message]:
+    """Decide a command against the pipeline's logged history; returns the events to append.
+    ``run_status(run_id)``: a run's terminal status on runs.events.v1, or None (for CancelRun)."""
     handler = HANDLERS.get(cmd.short_name)
     try:
         if handler is None:
             raise UnknownCommandError(f"no handler for command {cmd.name}")
+        if cmd.short_name == "CancelRun" and run_status is not None:
+            cmd = Message(cmd.name, cmd.envelope, {**cmd.payload, "run_status": run_status(cmd.payload["run_id"])})
         aggregate = handler(replay(history), cmd)
     except PipelineError as exc:
         return [rejection(cmd, exc.code, str(exc))]

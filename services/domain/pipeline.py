@@ -74,6 +74,12 @@ class RunNotFoundError(PipelineError):
     code = "run_not_found"
 
 
+class RunFinishedError(PipelineError):
+    """Cancelling a run that has already ended (as the runs log says)."""
+
+    code = "run_finished"
+
+
 MAX_REPAIR_ROUNDS = 3
 # Stages in which each kind of proposal is accepted for the current revision.
 ACCEPTS = {
@@ -472,12 +478,20 @@ class Pipeline(Aggregate):
         self._seen(command_id)
 
 
-    def cancel_run(self, run_id: str, reason: str, command_id: str) -> None:
+    def cancel_run(self, run_id: str, reason: str, command_id: str, run_status: Optional[str] = None) -> None:
+        """``run_status``: the run's terminal status on runs.events.v1 if it has one (the executor's log;
+        the aggregate reads it before deciding a cancellation)."""
         if run_id not in self.runs:
             raise RunNotFoundError(f"pipeline {self.id} has no run {run_id}")
+        self.check_run_unfinished(run_id, run_status)
         if self.runs[run_id].get("cancel_requested"):
             raise LifecycleError(f"run {run_id} was already asked to stop")
         self._run_cancel_requested(run_id=run_id, reason=reason, command_id=command_id)
+
+    @staticmethod
+    def check_run_unfinished(run_id: str, run_status: Optional[str]) -> None:
+        if run_status is not None:
+            raise RunFinishedError(f"run {run_id} has already {run_status}: there is nothing to cancel")
 
     @event("RunCancelRequested")
     def _run_cancel_requested(self, run_id, reason, command_id):

@@ -30,6 +30,7 @@ from collections import deque
 from typing import Awaitable, Callable, Optional
 
 from services.core.avro import AvroCodec
+from services.core.dlq import POISON, DeadLetters, record_of
 from services.core.eventlog import LogReader
 from services.core.faults import crash_point
 from services.core.faust_app import make_app, topic
@@ -378,30 +379,51 @@ class _StreamEvents:
 
 # -- Faust glue ------------------------------------------------------------------------------------------
 
-def _read_logs(settings: Settings, codec: AvroCodec, positions: dict[str, dict[int, int]]) -> list:
-    """(topic, partition, offset, message) past ``positions`` in both logs; run in a thread, folded on the loop."""
+def _read_logs(settings: Settings, codec: AvroCodec, dead: DeadLetters,
+               positions: dict[str, dict[int, int]]) -> list:
+    """(record, message or the error decoding it) past ``positions`` in both logs; run in a thread,
+    folded on the loop."""
     out = []
     for name, start in positions.items():
         reader = LogReader(settings, name)
         try:
             for rec in reader.read(start):
-                kind, record = codec.decode(rec.value)
-                out.append((name, rec.partition, rec.offset, Message.from_record(kind, record)))
+                try:
+                    out.append((rec, dead.decode(codec, rec)))
+                except POISON as exc:
+                    out.append((rec, exc))
         finally:
             reader.close()
     return out
 
 
-async def _fold_logs(settings: Settings, codec: AvroCodec, book: RunBook) -> int:
+async def fold(book: RunBook, dead: DeadLetters, rec, decoded) -> bool:
+    """Fold one record (a Message, or the error decoding it); poison is skipped and dead-lettered."""
+    try:
+        if isinstance(decoded, BaseException):
+            if book.skip(rec.topic, rec.partition, rec.offset):
+                raise decoded
+            return False
+        return book.observe(rec.topic, rec.partition, rec.offset, decoded)
+    except POISON as exc:
+        await dead.apoison(rec, exc)
+        return False
+
+
+async def _fold_logs(settings: Settings, codec: AvroCodec, book: RunBook, dead: DeadLetters) -> int:
     topics = [settings.topic("pipelines.events.v1"), settings.topic("runs.events.v1")]
-    records = await asyncio.to_thread(_read_logs, settings, codec, {t: book.positions(t) for t in topics})
-    return sum(book.observe(*rec) for rec in records)
+    records = await asyncio.to_thread(_read_logs, settings, codec, dead, {t: book.positions(t) for t in topics})
+    n = 0
+    for rec, decoded in records:
+        n += await fold(book, dead, rec, decoded)
+    return n
 
 
 def build(settings: Settings, codec: AvroCodec, registry, leases=None):
     app = make_app(settings, PROCESSOR)
     events = topic(app, settings, "pipelines.events.v1")
-    book = RunBook()
+    book = RunBook(gated_topic=settings.topic("pipelines.events.v1"))
+    dead = DeadLetters(settings, PROCESSOR)
     state: dict = {}
 
     async def send(logical: str, msg: Message) -> None:
@@ -411,9 +433,10 @@ def build(settings: Settings, codec: AvroCodec, registry, leases=None):
 
     @app.task
     async def start_up() -> None:
-        n = await _fold_logs(settings, codec, book)
+        n = await _fold_logs(settings, codec, book, dead)
+
         async def catch_up() -> None:
-            await _fold_logs(settings, codec, book)
+            await _fold_logs(settings, codec, book, dead)
 
         executor = Executor(settings, registry, book, send, asyncio.get_running_loop(), leases, catch_up)
         unfinished = book.unfinished()
@@ -429,7 +452,7 @@ def build(settings: Settings, codec: AvroCodec, registry, leases=None):
         executor: Optional[Executor] = state.get("executor")
         if executor is None:
             return
-        await _fold_logs(settings, codec, book)
+        await _fold_logs(settings, codec, book, dead)
         book.deployments.drain_changed()
         executor.reconcile()
         if leases is not None:
@@ -443,15 +466,13 @@ def build(settings: Settings, codec: AvroCodec, registry, leases=None):
             while "executor" not in state:
                 await asyncio.sleep(0.05)
             executor: Executor = state["executor"]
-            msg = event.message
+            rec = record_of(event)
             try:
-                kind, record = codec.decode(event.value)
-            except (ValueError, KeyError, TypeError) as exc:  # the projector dead-letters poison events
-                log.warning("skipped undecodable event at %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc)
-                continue
-            m = Message.from_record(kind, record)
-            if not book.observe(msg.topic, msg.partition, msg.offset, m):
-                continue  # already folded at start-up
+                m = dead.decode(codec, rec)
+            except POISON as exc:
+                m = exc
+            if not await fold(book, dead, rec, m):
+                continue  # already folded at start-up, or poison
             if m.short_name == "RunRequested":
                 executor.submit(book.runs[m.payload["run_id"]])
             elif m.short_name == "RunCancelRequested":

@@ -4,6 +4,10 @@
 Nothing about runs is kept anywhere else, so after a SIGKILL the executor reads both topics to their end
 and knows exactly which runs are unfinished, which of their batches already landed, where each run's
 cursor started and the high-water mark of each pipeline's last successful run.
+
+A record that does not apply is skipped, never folded half-way: on ``pipelines.events.v1`` the same
+PipelineLog check every reader of that log makes (services.domain.events), then the fold's own (a deployed
+draft that is not JSON); the caller dead-letters it (services.core.dlq).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Optional
 
 from services.core.messages import Message
 from services.domain.deployments import Deployments
+from services.domain.events import PipelineLog
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -46,7 +51,9 @@ class RunRecord:
 class RunBook:
     """Pure fold of both logs. Feed records once each (``observe`` dedupes by topic/partition/offset)."""
 
-    def __init__(self) -> None:
+    def __init__(self, gated_topic: Optional[str] = None) -> None:
+        self._gated_topic = gated_topic  # the (prefixed) pipelines log, checked by PipelineLog
+        self._gate = PipelineLog()
         self.deployments = Deployments()
         self.runs: dict[str, RunRecord] = {}
         self.artifacts: dict[tuple[str, int], dict] = {}  # (pipeline, version) -> deployed draft
@@ -57,11 +64,21 @@ class RunBook:
         self._seq = 0
 
     def observe(self, topic: str, partition: int, offset: int, msg: Message) -> bool:
+        """Fold one record; False if folded before. Raises (ValueError & co.) for one that does not apply,
+        which is then skipped: its position has moved on and nothing of it was folded."""
+        if not self.skip(topic, partition, offset):
+            return False
+        if topic == self._gated_topic:
+            self._gate.accept(msg)
+        self.apply(msg)
+        return True
+
+    def skip(self, topic: str, partition: int, offset: int) -> bool:
+        """Move past a record (one that cannot even be decoded); False if it was behind the fold."""
         pos = (topic, partition)
         if offset < self._positions.get(pos, 0):
             return False
         self._positions[pos] = offset + 1
-        self.apply(msg)
         return True
 
     def positions(self, topic: str) -> dict[int, int]:
@@ -77,8 +94,11 @@ class RunBook:
 
     # -- pipelines.events.v1 -------------------------------------------------------------------------
     def _deployed(self, msg: Message) -> None:
+        artifacts = json.loads(msg.payload["artifacts_json"])  # first: a draft that is not JSON changes nothing
+        if not isinstance(artifacts, dict):
+            raise ValueError("artifacts_json is not a JSON object")
         self.deployments.observe(msg)
-        self.artifacts[(msg.pipeline_id, msg.payload["version"])] = json.loads(msg.payload["artifacts_json"])
+        self.artifacts[(msg.pipeline_id, msg.payload["version"])] = artifacts
 
     _on_PipelineDeployed = _deployed
     _on_PipelineRolledBack = _deployed

@@ -24,8 +24,11 @@ so a crash anywhere before the commit makes the group re-read the batch from the
 
 Errors: a retryable one (Kafka transient, the target or the connection registry unreachable, PostgreSQL
 connection / serialization errors) is logged as a WARNING and the same step is retried with back-off
-(1 s, 2 s, 4 s, ... capped at 30 s); anything else (a transform error on the data, an undecodable message,
-a missing connection) is raised from :meth:`StreamRunner.run` and the executor records RunFailed. Setting
+(1 s, 2 s, 4 s, ... capped at 30 s). A message that cannot be decoded (not Avro on an Avro source, an
+unknown schema) is a poison message: it goes to ``<topic>.dlq`` on the source's cluster (original key,
+value and headers plus services.core.dlq's error and partition/offset headers), its offset is loaded like a
+tombstone's and the stream goes on; if it cannot be dead-lettered the stream stops rather than lose it.
+Anything else (a transform error on the data, a missing connection) is raised from :meth:`StreamRunner.run` and the executor records RunFailed. Setting
 ``stop`` makes ``run`` return within about ``poll_timeout_s`` (a write in progress is finished and
 committed first; buffered, unwritten messages are simply left for the next start).
 
@@ -136,6 +139,8 @@ class StreamRunner:
         self.batch_no = first_batch_no
         self.loaded_total = 0
         self._consumer = None
+        self._src = None
+        self._dead_producer = None
         self._dst = None
         self._writer = None
         self._pending = _Pending()
@@ -168,6 +173,7 @@ class StreamRunner:
     def _start(self) -> None:
         src = self._retry("resolving the source connection", lambda: self._resolve(self.source))
         self._dst = self._retry("resolving the target connection", lambda: self._resolve(self.target))
+        self._src = src
         self._consumer = _consumer(src, self.group_id)
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_revoke)
@@ -209,7 +215,7 @@ class StreamRunner:
             errors = [m for m in msgs if m.error() is not None]
             for msg in msgs:
                 if msg.error() is None:
-                    self._pending.add(msg.partition(), msg.offset(), self._decode(msg.value()))
+                    self._pending.add(msg.partition(), msg.offset(), self._decode_or_dead_letter(msg))
             if errors:
                 self._consumer_errors(errors)
                 # librdkafka reconnects by itself; only avoid spinning if it keeps returning errors at once
@@ -220,6 +226,36 @@ class StreamRunner:
                 return True
             self._report_lag()
         return False
+
+    def _decode_or_dead_letter(self, msg) -> Optional[dict]:
+        """The message's record; a poison message goes to the DLQ and counts as a tombstone (None)."""
+        from services.connectors.introspect import IntrospectionError
+
+        try:
+            return self._decode(msg.value())
+        except (StreamError, IntrospectionError) as exc:
+            self._dead_letter(msg, exc)
+            return None
+
+    def _dead_letter(self, msg, exc: BaseException) -> None:
+        from confluent_kafka import Producer
+
+        from services.connectors.kafka_topics import client_config
+        from services.core.dlq import DLQ_SUFFIX, dlq_headers
+
+        if self._dead_producer is None:
+            self._dead_producer = Producer({**client_config(self._src), "client.id": "aietl-stream-dlq",
+                                            "enable.idempotence": True, "acks": "all"})
+        dlq = self.topic + DLQ_SUFFIX
+        failed: list = []
+        headers = list(msg.headers() or []) + dlq_headers(exc, self.topic, msg.partition(), msg.offset())
+        self._dead_producer.produce(dlq, key=msg.key(), value=msg.value(), headers=headers,
+                                    on_delivery=lambda err, _m: failed.append(err) if err else None)
+        if self._dead_producer.flush(30) or failed:
+            raise StreamError(f"a poison message of {self.topic} ({msg.partition()}:{msg.offset()}: {exc}) could "
+                              f"not be sent to {dlq}: {failed[:1] or 'not delivered within 30 s'}")
+        self.events.log("WARNING", f"poison message {self.topic} {msg.partition()}:{msg.offset()} sent to {dlq}: "
+                                   f"{exc}")
 
     def _decode(self, value: Optional[bytes]) -> Optional[dict]:
         from services.connectors.kafka_topics import AVRO_MARKER, decode_value

@@ -14,6 +14,7 @@ from collections import defaultdict
 from typing import Optional
 
 from services.core.avro import AvroCodec
+from services.core.dlq import record_of
 from services.core.faust_app import make_app, topic
 from services.core.settings import Settings
 from services.domain.deployments import Deployment
@@ -84,7 +85,7 @@ def build(settings: Settings, codec: AvroCodec):
     async def on_events(stream):
         async for event in stream.events():
             await ready.wait()
-            state["feed"].observe(event.message.partition, event.message.offset, event.value)
+            state["feed"].observe(record_of(event))
 
     @app.timer(interval=TICK_S)
     async def tick() -> None:

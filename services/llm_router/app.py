@@ -8,7 +8,7 @@ import logging
 import time
 
 from services.core.avro import AvroCodec
-from services.core.dlq import dlq_headers
+from services.core.dlq import POISON, DeadLetters, record_of
 from services.core.faust_app import make_app, topic
 from services.core.messages import Message, new_envelope
 from services.core.settings import Settings
@@ -82,7 +82,7 @@ def build(settings: Settings, codec: AvroCodec, router_factory):
     app = make_app(settings, PROCESSOR, stream_processing_timeout=900.0)
     requests = topic(app, settings, "llm.requests.v1")
     replies_topic = settings.topic("llm.replies.v1")
-    dlq_topic = settings.topic("llm.requests.v1.dlq")
+    dead = DeadLetters(settings, PROCESSOR)
     state: dict = {}
 
     ready = asyncio.Event()
@@ -103,15 +103,11 @@ def build(settings: Settings, codec: AvroCodec, router_factory):
     async def process(stream):
         async for event in stream.events():
             await ready.wait()
-            msg = event.message
             try:
-                name, record = codec.decode(event.value)
-                request = Message.from_record(name, record)
+                request = dead.decode(codec, record_of(event))
                 reply = await answer(state["router"], request)
-            except (ValueError, KeyError, TypeError) as exc:  # undecodable or malformed: poison
-                log.warning("poison LLM request at %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc)
-                await app.producer.send_and_wait(dlq_topic, event.key, event.value, partition=None, timestamp=None,
-                                                 headers=dlq_headers(exc, msg.topic, msg.partition, msg.offset))
+            except POISON as exc:  # undecodable, not a request, or malformed (e.g. input_json not JSON)
+                await dead.apoison(record_of(event), exc)
                 continue
             await app.producer.send_and_wait(replies_topic, request.envelope["correlation_id"].encode(),
                                              codec.encode(reply.name, reply.to_record()), partition=None,

@@ -12,6 +12,10 @@ commit (every broker_commit_interval, 1 s) re-inserts that batch on restart: ``p
 ``stream_lag`` rows carry the event's message id as ``event_id`` (stream_lag is a ReplacingMergeTree that
 drops the copies on merge); ``run_batches`` and ``execution_logs`` rows are unique by (run_id, batch_seq) and
 (run_id, seq). Exact queries count those distinct keys.
+
+A record it cannot decode or turn into a row (or of a type its topic does not carry) is skipped and counted
+(services.core.dlq); metrics-sink dead-letters those of ``metrics.v1`` (it owns that DLQ), the executor
+those of ``runs.events.v1``.
 """
 from __future__ import annotations
 
@@ -21,8 +25,8 @@ from collections import defaultdict
 from typing import Callable, Optional
 
 from services.core.avro import AvroCodec
+from services.core.dlq import POISON, DeadLetters, record_of
 from services.core.faust_app import make_app, topic
-from services.core.messages import Message
 from services.core.platform_clickhouse import LockedClient
 from services.core.settings import Settings
 from services.metrics_sink.rows import COLUMNS, row_for
@@ -33,7 +37,6 @@ TOPICS = ("runs.events.v1", "metrics.v1", "audit.v1")
 FLUSH_ROWS = 500
 FLUSH_SECONDS = 1.0
 RETRY_MAX_SECONDS = 10.0
-POISON = (ValueError, KeyError, TypeError, AttributeError)  # undecodable or malformed
 
 
 class ClickHouseWriter:
@@ -51,16 +54,15 @@ class ClickHouseWriter:
             self._ch.execute(f"INSERT INTO {self.database}.{table} ({', '.join(COLUMNS[table])}) VALUES", values)
 
 
-def decode_rows(codec: AvroCodec, events) -> list[tuple[str, dict]]:
-    """Rows for a batch of Kafka events; poison is logged and dropped (these topics have no DLQ)."""
+def decode_rows(codec: AvroCodec, dead: DeadLetters, events) -> list[tuple[str, dict]]:
+    """Rows for a batch of Kafka events; poison is skipped and dead-lettered (blocking: run in a thread)."""
     rows = []
     for event in events:
+        rec = record_of(event)
         try:
-            name, record = codec.decode(event.value)
-            row = row_for(Message.from_record(name, record))
+            row = row_for(dead.decode(codec, rec))
         except POISON as exc:
-            msg = event.message
-            log.warning("skipped poison message at %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc)
+            dead.poison(rec, exc)
             continue
         if row is not None:
             rows.append(row)
@@ -85,16 +87,18 @@ async def insert_until_done(writer: ClickHouseWriter, rows: list[tuple[str, dict
 def build(settings: Settings, codec: AvroCodec, writer: Optional[ClickHouseWriter] = None):
     app = make_app(settings, PROCESSOR)
     writer = writer or ClickHouseWriter(settings)
+    dead = DeadLetters(settings, PROCESSOR)
     for logical in TOPICS:
-        _add_agent(app, settings, codec, writer, logical)
+        _add_agent(app, settings, codec, writer, dead, logical)
     return app
 
 
-def _add_agent(app, settings: Settings, codec: AvroCodec, writer: ClickHouseWriter, logical: str) -> None:
+def _add_agent(app, settings: Settings, codec: AvroCodec, writer: ClickHouseWriter, dead: DeadLetters,
+               logical: str) -> None:
     async def sink(stream):
         # noack_take: Faust must not acknowledge (and so commit) anything until the insert succeeded.
         async for events in stream.noack_take(FLUSH_ROWS, within=FLUSH_SECONDS):
-            rows = decode_rows(codec, events)
+            rows = await asyncio.to_thread(decode_rows, codec, dead, events)
             if rows:
                 await insert_until_done(writer, rows)
             for event in events:

@@ -12,8 +12,9 @@ of the events topic, co-partitioned with the commands, so once it has read the l
 tell it everything that is appended after. It reads the log again (from where its fold stands) when that
 may not hold: at start-up, when it is assigned partitions (their previous owner wrote them), when its
 appends land past the fold's position on a partition (someone else wrote in between), and when idle, a
-cheap end-offset probe once a second. A record it cannot decode is skipped, dead-lettered with its offset
-to ``pipelines.events.v1.dlq`` and counted; deciding goes on.
+cheap end-offset probe once a second. A record of the log it cannot decode or apply (services.core.dlq,
+services.domain.events.PipelineLog) is skipped, dead-lettered with its offset to ``pipelines.events.v1.dlq``
+(the aggregate owns that DLQ) and counted; deciding goes on. So is a command that is not one.
 
 Why a confluent-kafka consumer loop (in a thread of a mode service) rather than a Faust agent: measured
 with bench/aggregate.py on 2 shared cores, a Faust agent over ``stream.take_events`` decided 2,300-2,900
@@ -32,8 +33,8 @@ from typing import Optional
 
 from services.audit import command_audit
 from services.core.avro import AvroCodec, AvroCodecError
-from services.core.dlq import dlq_headers
-from services.core.eventlog import UNDECODABLE, LogReader, Record
+from services.core.dlq import POISON, DeadLetters
+from services.core.eventlog import LogReader, Record
 from services.core.faults import crash_point
 from services.core.histories import PipelineHistories
 from services.core.kafka import consumer, producer
@@ -61,7 +62,7 @@ class Command:
     topic: str
     partition: int
     offset: int
-    headers: tuple = ()
+    headers: list = None
 
 
 class AppendError(RuntimeError):
@@ -116,15 +117,50 @@ class Appender:
         return results
 
 
+class RunEnds:
+    """Which runs have ended, folded from runs.events.v1 (the executor's log): a cancellation of an
+    ended run is refused. Read to its end only when a batch holds a CancelRun, so deciding anything else
+    costs nothing; a record it cannot read is skipped and counted (the executor owns that DLQ)."""
+
+    TERMINAL = {"RunSucceeded": "succeeded", "RunCancelled": "cancelled"}
+
+    def __init__(self, settings: Settings, codec: AvroCodec, dead: DeadLetters):
+        self._settings, self._codec, self._dead = settings, codec, dead
+        self._reader: Optional[LogReader] = None
+        self._positions: dict[int, int] = {}
+        self.ended: dict[str, str] = {}
+
+    def catch_up(self) -> None:
+        if self._reader is None:
+            self._reader = LogReader(self._settings, self._settings.topic("runs.events.v1"))
+        for rec in self._reader.read(self._positions):
+            self._positions[rec.partition] = rec.offset + 1
+            try:
+                msg = self._dead.decode(self._codec, rec)
+                status = self.TERMINAL.get(msg.short_name)
+                if msg.short_name == "RunFailed" and msg.payload.get("final", True):
+                    status = "failed"
+                if status:
+                    self.ended[msg.payload["run_id"]] = status
+            except POISON as exc:
+                self._dead.poison(rec, exc)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+
+
 class CommandProcessor:
-    def __init__(self, settings: Settings, codec: AvroCodec, histories: PipelineHistories, appender: Appender):
+    def __init__(self, settings: Settings, codec: AvroCodec, histories: PipelineHistories, appender: Appender,
+                 dead: DeadLetters):
         self.settings = settings
         self.codec = codec
         self.histories = histories
         self.appender = appender
+        self.dead = dead
         self.events_topic = settings.topic("pipelines.events.v1")
-        self.dlq_topic = settings.topic("pipelines.commands.v1.dlq")
         self.audit_topic = settings.topic("audit.v1")
+        self.run_ends = RunEnds(settings, codec, dead)
 
     def decide(self, batch: list[Command]) -> list[Message]:
         """Decide a batch and append its events; returns them once every append is confirmed.
@@ -135,13 +171,14 @@ class CommandProcessor:
         answered: set[str] = set()
         own: list[tuple[int, Message]] = []  # (append index, event as the log holds it)
         applied: list[str] = []
+        self._runs_read = False
         for cmd in batch:
             try:
                 self._decide_one(cmd, pending, answered, own, applied)
-            except UNDECODABLE as exc:  # undecodable or malformed: poison
-                log.warning("poison command at %s[%d]@%d: %s", cmd.topic, cmd.partition, cmd.offset, exc)
-                self.appender.append(self.dlq_topic, cmd.key, cmd.value,
-                                     dlq_headers(exc, cmd.topic, cmd.partition, cmd.offset))
+            except POISON as exc:  # undecodable, not a command, or malformed
+                # Through the appender: confirmed with the batch's events, before its offsets are committed.
+                self.dead.poison(Record(cmd.topic, cmd.partition, cmd.offset, cmd.key, cmd.value, cmd.headers),
+                                 exc, self.appender.append)
         results = self.appender.confirm()
         if not self.histories.fold_appended((*results[i], msg) for i, msg in own):
             log.info("another writer appended to %s; catching up", self.events_topic)
@@ -153,15 +190,17 @@ class CommandProcessor:
         return [msg for _, msg in own]
 
     def _decide_one(self, command: Command, pending: dict, answered: set, own: list, applied: list) -> None:
-        name, record = self.codec.decode(command.value)
-        cmd = Message.from_record(name, record)
+        cmd = self.dead.decode(self.codec, command)
         if not cmd.pipeline_id:
             raise AvroCodecError(f"command {cmd.message_id} carries no pipeline id")
         if self.histories.already_applied(cmd.message_id) or cmd.message_id in answered:
             log.info("skipped duplicate command %s (%s): already on the log", cmd.message_id, cmd.short_name)
             return
         history = self.histories.history(cmd.pipeline_id) + pending.get(cmd.pipeline_id, [])
-        events = apply_command(history, cmd)
+        if cmd.short_name == "CancelRun" and not self._runs_read:
+            self.run_ends.catch_up()  # what the executor logged up to now, once per batch
+            self._runs_read = True
+        events = apply_command(history, cmd, self.run_ends.ended.get)
         # Encode all first, so a command that cannot be encoded appends nothing (it is dead-lettered).
         values = [self.codec.encode(ev.name, ev.to_record()) for ev in events]
         audit = command_audit(cmd, events, headers=_text_headers(command.headers))
@@ -188,21 +227,6 @@ def _text_headers(headers) -> dict:
     return {k: v.decode(errors="replace") for k, v in (headers or ()) if v is not None}
 
 
-def dead_lettered(settings: Settings, dlq_topic: str, source_topic: str) -> set[tuple[int, int]]:
-    """(partition, offset) of ``source_topic`` records already in ``dlq_topic``: a restart's catch-up
-    meets the same foreign record again and must not dead-letter it twice."""
-    reader = LogReader(settings, dlq_topic)
-    try:
-        out = set()
-        for rec in reader.read({}):
-            h = {k: v.decode(errors="replace") for k, v in rec.headers if v is not None}
-            if h.get("source_topic") == source_topic and h.get("source_offset", "").isdigit():
-                out.add((int(h.get("source_partition", -1)), int(h["source_offset"])))
-        return out
-    finally:
-        reader.close()
-
-
 class CommandLoop:
     """The consumer loop: batches of commands decided, appended, confirmed, then committed; blocking."""
 
@@ -212,7 +236,7 @@ class CommandLoop:
         self.appender = appender
         self.commands_topic = settings.topic("pipelines.commands.v1")
         self.events_topic = settings.topic("pipelines.events.v1")
-        self.events_dlq = settings.topic("pipelines.events.v1.dlq")
+        self.dead = DeadLetters(settings, PROCESSOR)
         self.stopping = threading.Event()
         self._stale = False
         self._assigned: set[int] = set()
@@ -229,7 +253,7 @@ class CommandLoop:
         try:
             while not self.stopping.is_set():
                 msgs = c.consume(BATCH_MAX, POLL_S)  # rebalance callbacks run in here, never mid-batch
-                batch = [Command(m.key(), m.value(), m.topic(), m.partition(), m.offset(), m.headers() or ())
+                batch = [Command(m.key(), m.value(), m.topic(), m.partition(), m.offset(), m.headers() or [])
                          for m in msgs if not self._failed(m)]
                 if not batch:
                     if time.monotonic() - last_batch >= IDLE_PROBE_S:
@@ -245,20 +269,16 @@ class CommandLoop:
         finally:
             c.close()  # leaves the group at once: a stopped member's partitions move without a timeout
             processor.histories.close()
+            processor.run_ends.close()
 
     def _load_log(self) -> CommandProcessor:
-        seen = dead_lettered(self.settings, self.events_dlq, self.events_topic)
-
-        def on_undecodable(rec: Record, exc: Exception) -> None:
-            if (rec.partition, rec.offset) not in seen:
-                seen.add((rec.partition, rec.offset))
-                self.appender.dead_letter(self.events_dlq, rec.key, rec.value,
-                                          rec.headers + dlq_headers(exc, rec.topic, rec.partition, rec.offset))
-
-        histories = PipelineHistories(LogReader(self.settings, self.events_topic), self.codec, on_undecodable)
+        # Dead letters of the log go out fire-and-forget: a skipped record holds no batch back.
+        histories = PipelineHistories(LogReader(self.settings, self.events_topic), self.codec, self.dead,
+                                      self.appender.dead_letter)
         n = histories.catch_up()
-        log.info("rebuilt %d events from %s (%d undecodable skipped)", n, self.events_topic, histories.undecodable)
-        return CommandProcessor(self.settings, self.codec, histories, self.appender)
+        log.info("rebuilt %d events from %s (%d records skipped: undecodable or not applicable)", n,
+                 self.events_topic, histories.skipped)
+        return CommandProcessor(self.settings, self.codec, histories, self.appender, self.dead)
 
     def _on_assign(self, _consumer, partitions) -> None:
         # Partitions gained may have been written by their previous owner up to its last batch.

@@ -3,97 +3,121 @@
 It reads two topics: ``pipelines.events.v1`` (requests, drafts, deployments, run requests) and
 ``runs.events.v1`` (what the executor did). On start it catches up on both from the offsets stored in
 Redis (from 0 when they are missing), so a wiped read model rebuilds itself; one Faust agent per topic
-then applies live events, skipping any already applied. The reducers tolerate either topic being read
+then applies live events, skipping any already applied. A record it cannot decode or apply is skipped
+(its offset stored, so a rebuild passes it too) and counted (services.core.dlq); the aggregate and the
+executor, which own those logs' DLQs, dead-letter it. The reducers tolerate either topic being read
 ahead of the other (see readmodel.py), so live projection, catch-up and replay all give the same model.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from typing import Optional
 
 from services.core.avro import AvroCodec
-from services.core.dlq import dlq_headers
-from services.core.eventlog import LogReader
+from services.core.dlq import POISON, DeadLetters, record_of
+from services.core.eventlog import LogReader, Record
 from services.core.faust_app import make_app, topic
-from services.core.messages import Message
 from services.core.settings import Settings
+from services.domain.events import PipelineLog
 from services.projector.readmodel import Keys, apply_event, namespace, skip_event, stored_positions
 
 log = logging.getLogger("aietl.projector")
 PROCESSOR = "projector"
 # Catch-up and replay read them in this order; the model does not depend on it.
 TOPICS = ("pipelines.events.v1", "runs.events.v1")
-# Topics with a dead-letter topic in topology/topology.yaml; poison elsewhere is logged and skipped.
-DLQ_TOPICS = ("pipelines.events.v1",)
-POISON = (ValueError, KeyError, TypeError)  # undecodable or malformed
+GATED = "pipelines.events.v1"  # folded through PipelineLog, as every reader of it does
 
 
-def project(redis_client, codec: AvroCodec, keys: Keys, value: bytes, topic_name: str, partition: int,
-            offset: int) -> bool:
-    name, record = codec.decode(value)
-    return apply_event(redis_client, keys, Message.from_record(name, record), topic_name, partition, offset)
+class Gate:
+    """The projector's PipelineLog, fed each record of the pipelines log once, in log order: it is
+    rebuilt from offset 0 at start (the read model's own offsets only say what was projected)."""
+
+    def __init__(self) -> None:
+        self.log = PipelineLog()
+        self._positions: dict[int, int] = {}
+        self._lock = threading.Lock()  # catch-up runs in a thread, the live agent on the loop
+
+    def fresh(self, rec: Record) -> bool:
+        with self._lock:
+            return rec.offset >= self._positions.get(rec.partition, 0)
+
+    def accept(self, rec: Record, msg) -> None:
+        """Raises POISON when ``msg`` does not apply; the position moves on either way."""
+        with self._lock:
+            self._positions[rec.partition] = rec.offset + 1
+            self.log.accept(msg)
 
 
-def catch_up(settings: Settings, redis_client, codec: AvroCodec, keys: Keys, topic_name: str) -> int:
+def project_record(redis_client, codec: AvroCodec, keys: Keys, dead: DeadLetters, gate: Optional[Gate],
+                   rec: Record, stored: Optional[dict] = None) -> bool:
+    """Decode, check and project one record; poison is skipped (its offset stored) and counted. With
+    ``stored`` (catch-up), records below the stored offsets only feed the gate."""
+    projected = stored is None or rec.offset >= stored.get(rec.partition, 0)
+    if gate is not None and not gate.fresh(rec):
+        return False  # a redelivery of what catch-up already read
+    try:
+        msg = dead.decode(codec, rec)
+        if gate is not None:
+            gate.accept(rec, msg)
+        if not projected:
+            return False
+        return apply_event(redis_client, keys, msg, rec.topic, rec.partition, rec.offset)
+    except POISON as exc:
+        if projected:
+            dead.poison(rec, exc)
+            skip_event(redis_client, keys, rec.topic, rec.partition, rec.offset)
+        return False
+
+
+def catch_up(settings: Settings, redis_client, codec: AvroCodec, keys: Keys, topic_name: str,
+             dead: DeadLetters, gate: Optional[Gate]) -> int:
     reader = LogReader(settings, topic_name)
     try:
+        stored = stored_positions(redis_client, keys, topic_name)
         n = 0
-        for rec in reader.read(stored_positions(redis_client, keys, topic_name)):
-            try:
-                n += project(redis_client, codec, keys, rec.value, rec.topic, rec.partition, rec.offset)
-            except POISON as exc:
-                # The live agent dead-lettered it when it first came by; a rebuild must not stop on it.
-                log.warning("skipped poison event at %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, exc)
-                skip_event(redis_client, keys, rec.topic, rec.partition, rec.offset)
+        for rec in reader.read({} if gate is not None else stored):
+            n += project_record(redis_client, codec, keys, dead, gate, rec, stored)
         return n
     finally:
         reader.close()
 
 
-def catch_up_all(settings: Settings, redis_client, codec: AvroCodec, keys: Keys) -> int:
-    return sum(catch_up(settings, redis_client, codec, keys, settings.topic(t)) for t in TOPICS)
+def catch_up_all(settings: Settings, redis_client, codec: AvroCodec, keys: Keys, dead: DeadLetters,
+                 gate: Gate) -> int:
+    return sum(catch_up(settings, redis_client, codec, keys, settings.topic(t), dead,
+                        gate if t == GATED else None) for t in TOPICS)
 
 
 def build(settings: Settings, codec: AvroCodec, redis_client):
     app = make_app(settings, PROCESSOR)
     keys = Keys(namespace(settings.topic_prefix))
     ready = asyncio.Event()
+    dead = DeadLetters(settings, PROCESSOR)
+    gate = Gate()
 
     @app.task
     async def start_up() -> None:
-        n = await asyncio.to_thread(catch_up_all, settings, redis_client, codec, keys)
+        n = await asyncio.to_thread(catch_up_all, settings, redis_client, codec, keys, dead, gate)
         log.info("projector caught up %d events", n)
         ready.set()
 
     for logical in TOPICS:
-        _add_agent(app, settings, codec, redis_client, keys, ready, logical)
+        _add_agent(app, settings, codec, redis_client, keys, ready, logical, dead, gate if logical == GATED else None)
     return app
 
 
 def _add_agent(app, settings: Settings, codec: AvroCodec, redis_client, keys: Keys, ready: asyncio.Event,
-               logical: str) -> None:
-    """One agent per topic: a slow topic never holds the other back, and each has its own poison policy."""
-    dlq_topic = settings.topic(f"{logical}.dlq") if logical in DLQ_TOPICS else None
-
-    async def poison(event, exc: Exception) -> None:
-        msg = event.message
-        log.warning("poison event at %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc)
-        if dlq_topic:
-            await app.producer.send_and_wait(dlq_topic, event.key, event.value, partition=None, timestamp=None,
-                                             headers=dlq_headers(exc, msg.topic, msg.partition, msg.offset))
-        await asyncio.to_thread(skip_event, redis_client, keys, msg.topic, msg.partition, msg.offset)
+               logical: str, dead: DeadLetters, gate: Optional[Gate]) -> None:
+    """One agent per topic: a slow topic never holds the other back."""
 
     async def process(stream):
         async for event in stream.events():
             await ready.wait()
             while await asyncio.to_thread(redis_client.exists, keys.replaying):
                 await asyncio.sleep(0.2)  # `aietl replay` is rebuilding; apply after it
-            msg = event.message
-            try:
-                await asyncio.to_thread(project, redis_client, codec, keys, event.value, msg.topic,
-                                        msg.partition, msg.offset)
-            except POISON as exc:
-                await poison(event, exc)
+            await asyncio.to_thread(project_record, redis_client, codec, keys, dead, gate, record_of(event))
 
     app.agent(topic(app, settings, logical), name=f"{PROCESSOR}.{logical}")(process)
 
@@ -106,6 +130,6 @@ def replay(settings: Settings, redis_client, codec: AvroCodec) -> int:
     redis_client.set(keys.replaying, "1", ex=600)
     try:
         wipe(redis_client, keys)
-        return catch_up_all(settings, redis_client, codec, keys)
+        return catch_up_all(settings, redis_client, codec, keys, DeadLetters(settings, "replay"), Gate())
     finally:
         redis_client.delete(keys.replaying)

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Awaitable, Callable, Optional
 
 from services.core.avro import AvroCodec
+from services.core.dlq import record_of
 from services.core.faust_app import make_app, topic
 from services.core.messages import Message, utcnow
 from services.core.settings import Settings
@@ -134,7 +135,7 @@ def build(settings: Settings, codec: AvroCodec):
     async def on_events(stream):
         async for event in stream.events():
             await ready.wait()
-            state["scheduler"].feed.observe(event.message.partition, event.message.offset, event.value)
+            state["scheduler"].feed.observe(record_of(event))
 
     @app.timer(interval=TICK_S)
     async def tick() -> None:

@@ -10,7 +10,9 @@ the fold is fed from two places, both in log order per partition:
 * :meth:`DeploymentFeed.observe` takes a live event from the Faust agent when it is the next one of its
   partition, so lifecycle changes on our own partitions are seen without waiting for a tick.
 
-A record is folded once: one position per partition, only the next offset is accepted.
+A record is folded once: one position per partition, only the next offset is accepted. One that cannot be
+decoded or does not apply (services.domain.events.PipelineLog, the check every reader of the log makes)
+is skipped and counted (services.core.dlq; the aggregate owns the log's DLQ).
 """
 from __future__ import annotations
 
@@ -19,20 +21,24 @@ import threading
 from datetime import datetime
 from typing import Optional
 
-from services.core.avro import AvroCodec, AvroCodecError
-from services.core.eventlog import LogReader
+from services.core.avro import AvroCodec
+from services.core.dlq import POISON, DeadLetters
+from services.core.eventlog import LogReader, Record
 from services.core.messages import Message, utcnow
 from services.core.settings import Settings
 from services.domain.deployments import Deployment, Deployments
+from services.domain.events import PipelineLog
 from services.scheduler.slots import parse_instant
 
 log = logging.getLogger("aietl.triggers")
 
 
 class DeploymentFeed:
-    def __init__(self, reader: LogReader, codec: AvroCodec):
+    def __init__(self, reader: LogReader, codec: AvroCodec, dead: Optional[DeadLetters] = None):
         self._reader = reader
         self._codec = codec
+        self._dead = dead
+        self._log = PipelineLog()
         self._lock = threading.Lock()  # catch_up runs in a thread, observe on the event loop
         self._positions: dict[int, int] = {}
         self.deployments = Deployments()
@@ -45,7 +51,7 @@ class DeploymentFeed:
 
     @classmethod
     def open(cls, settings: Settings, codec: AvroCodec) -> "DeploymentFeed":
-        return cls(LogReader(settings, settings.topic("pipelines.events.v1")), codec)
+        return cls(LogReader(settings, settings.topic("pipelines.events.v1")), codec, DeadLetters(settings))
 
     def catch_up(self) -> int:
         """Fold whatever was appended since the last call; blocking (run it in a thread)."""
@@ -54,17 +60,13 @@ class DeploymentFeed:
             positions = dict(self._positions)
         n = 0
         for rec in self._reader.read(positions):
-            msg = self._decode(rec.value, rec.partition, rec.offset)
-            n += self._accept(rec.partition, rec.offset, msg)
+            n += self._accept(rec)
         self.fresh_as_of = started
         return n
 
-    def observe(self, partition: int, offset: int, value: bytes) -> bool:
+    def observe(self, rec: Record) -> bool:
         """Fold one live record if it is the next of its partition; a gap is left to the next catch-up."""
-        with self._lock:
-            if offset != self._positions.get(partition, 0):
-                return False  # the usual case for Faust's redelivery of what catch-up already read
-        return self._accept(partition, offset, self._decode(value, partition, offset))
+        return self._accept(rec)  # not the next: the usual case for Faust's redelivery of catch-up's reads
 
     def close(self) -> None:
         self._reader.close()
@@ -84,22 +86,20 @@ class DeploymentFeed:
         return max(times) if times else None
 
     # -- folding -------------------------------------------------------------------------------------
-    def _decode(self, value: bytes, partition: int, offset: int) -> Optional[Message]:
-        try:
-            name, record = self._codec.decode(value)
-            return Message.from_record(name, record)
-        except (AvroCodecError, KeyError, TypeError) as exc:
-            # The projector dead-letters poison events; here it is enough not to get stuck on one.
-            log.warning("skipped an undecodable event at partition %d offset %d: %s", partition, offset, exc)
-            return None
-
-    def _accept(self, partition: int, offset: int, msg: Optional[Message]) -> bool:
+    def _accept(self, rec: Record) -> bool:
         with self._lock:
-            if offset != self._positions.get(partition, 0):
+            if rec.offset != self._positions.get(rec.partition, 0):
                 return False
-            self._positions[partition] = offset + 1
-            if msg is not None:
+            self._positions[rec.partition] = rec.offset + 1
+            try:
+                msg = self._dead.decode(self._codec, rec) if self._dead else \
+                    Message.from_record(*self._codec.decode(rec.value))
+                self._log.accept(msg)
                 self._fold(msg)
+            except POISON as exc:
+                if self._dead is None:
+                    raise
+                self._dead.poison(rec, exc)
             return True
 
     def _fold(self, msg: Message) -> None:

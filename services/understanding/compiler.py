@@ -18,13 +18,13 @@ from services.domain.spec import DATABASE_KINDS, PipelineSpec
 from .answers import Dialogue, apply_answers
 from .draft import Draft
 from .endpoints import default_target_table, find_mentions, resolve
-from .grounding import (Grounding, check_columns, choices_for, explain_leftovers, ground_source, link_values,
+from .grounding import (Grounding, Rewrite, check_columns, choices_for, explain_leftovers, ground_source, link_values,
                         rewrite_columns)
 from .grammar import RULES
 from .linking import CatalogIndex
 from .lexicon import ENGINE_NAMES, ENTITY_NOUNS, STOPWORDS_EN, STOPWORDS_RU, VERBS
 from .rules import destructive_word
-from .scanner import Scanner, is_russian, normalize
+from .scanner import MASK, Scanner, Span, is_russian, normalize
 from .shaping import shaping_steps
 
 # The grammar describes a sentence or two; a cap also bounds the regex work per request.
@@ -52,6 +52,8 @@ def compile_request(text: str, *, default_connections: Optional[dict[str, str]] 
         return _refuse(word, russian)
     sc, d, grounding = _read(text, dict(default_connections or {}), index, russian)
     dialogue.apply(d)
+    _source_from_participle(sc, d, index)
+    _key_from_source(d, catalog, index, grounding)
     _check_leftovers(sc, d, grounding, dialogue)
     _check_complete(d)
     if not d.problems:
@@ -68,7 +70,7 @@ def _read(text: str, connections: dict[str, str], index: Optional[CatalogIndex],
     grounding = Grounding(index)
     table = index.table_for(d.source) if index else None
     if table is not None:
-        rewrite, notes = rewrite_columns(text, [table])
+        rewrite, notes = _rewrite_keeping(text, _new_names(sc, d), table)
         if notes:
             sc, d, links = _scan(rewrite.text, connections, index, russian)
             grounding.rewrite = rewrite
@@ -76,6 +78,39 @@ def _read(text: str, connections: dict[str, str], index: Optional[CatalogIndex],
     for pos, note in links:
         grounding.note(pos, note)
     return sc, d, grounding
+
+
+def _new_names(sc: Scanner, d: Draft) -> list[tuple[int, int]]:
+    """Where the first reading found the names a rename or an alias gives ("doctor_id as id", "rename phone to
+    mobile", "columns named orders and revenue") and a ranked count ("most ordered products"): not prose names
+    of the source's columns."""
+    names = set(d.rename.values()) | {m["alias"] for m in (d.aggregate or {}).get("measures", []) if m.get("alias")}
+    spans = []
+    for h in sc.hits:
+        # "the 10 most ordered products" counts rows per product: "ordered products" is not a prose column
+        ranked = re.search(r"\b(?:most|least)\s+[a-z]+ed\s+[a-z]+s\b", h.text, re.I) if h.meaning.startswith("top ") else None
+        if ranked:
+            spans.append((h.start + ranked.start(), h.start + ranked.end()))
+        if not h.meaning.startswith(("rename ", "select ", "name the measure")):
+            continue
+        for name in names:
+            spans += [(h.start + m.start(), h.start + m.end())
+                      for m in re.finditer(rf"(?<![\w.]){re.escape(name)}(?![\w.])", h.text, re.I)]
+    return sorted(set(spans))
+
+
+def _rewrite_keeping(text: str, keep: list[tuple[int, int]], table) -> tuple[Rewrite, list]:
+    """``rewrite_columns`` with the words at ``keep`` left as they are: "doctor_id as id" must not become
+    "doctor_id as doctor_id" because "id" is also a prose name of doctor_id."""
+    masked = text
+    for start, end in keep:  # MASK is no word character: no phrase can contain or cross it
+        masked = masked[:start] + MASK * (end - start) + masked[end:]
+    rewrite, notes = rewrite_columns(masked, [table])
+    out = rewrite.text
+    for start, end in keep:
+        shift = sum((ne - ns) - (oe - os_) for ns, ne, os_, oe in rewrite.spans if oe <= start)
+        out = out[:start + shift] + text[start:end] + out[end + shift:]
+    return Rewrite(text, out, rewrite.spans), notes
 
 
 def _scan(text: str, connections: dict[str, str], index: Optional[CatalogIndex], russian: bool):
@@ -159,6 +194,51 @@ def _check_leftovers(sc: Scanner, d: Draft, grounding: Optional[Grounding] = Non
               f"означает слово, или подключите LLM-провайдера.")
         for w in words[1:]:  # one slot per word (each can be answered), one question for all
             d.ask(f"unrecognized:{w}", "", "")
+
+
+def _source_from_participle(sc: Scanner, d: Draft, index: Optional[CatalogIndex]) -> None:
+    """"the 3 most prescribed drugs" with no table named: the table is the one the participle names as an
+    event ("prescribed" -> prescriptions) that also has the counted column (drug). Both must agree on exactly
+    one table of the catalog; anything else stays the question about the table."""
+    if index is None or d.source.get("table") or d.source.get("path") or not d.aggregate:
+        return
+    dims = d.aggregate.get("dimensions") or []
+    if len(dims) != 1 or any(not p.missing.startswith("source") for p in d.problems):
+        return
+    for m in re.finditer(r"\b(?:most|least)\s+(?P<verb>[a-z]+ed)\b", sc.text, re.I):
+        start, end = m.span("verb")
+        if sc.masked[start:end] != sc.text[start:end]:
+            continue  # read by another rule
+        stem = re.sub(r"(?:ied|ed)$", "", m.group("verb").lower())
+        prefix = stem[:6] if len(stem) >= 4 else None
+        found = [t for t in index.tables if prefix and t.kind in DATABASE_KINDS
+                 and t.name.lower().rsplit(".", 1)[-1].startswith(prefix) and dims[0] in t.column_names
+                 and t.kind == d.source.get("kind", t.kind)]
+        if len(found) != 1:
+            return
+        t = found[0]
+        d.source.update({"kind": t.kind, "table": t.name, "connection": t.connection})
+        d.problems[:] = [p for p in d.problems if not p.missing.startswith("source")]
+        sc.take(Span(start, end), f"source table {t.name} (connection {t.connection}): the table "
+                                  f"'{m.group('verb')}' names that has the counted column {dims[0]}")
+        return
+
+
+def _key_from_source(d: Draft, catalog: Optional[dict[str, Any]], index: Optional[CatalogIndex],
+                     grounding: Grounding) -> None:
+    """A sync ("mirror", "keep X in sync with Y") that names no key upserts on the source's primary key:
+    the catalog knows it (PostgreSQL's primary key, a Replacing table's sorting key). A source without
+    one (a file, a topic, a table with no key) still gets the question."""
+    if not d.sync or d.load_mode or index is None or d.target.get("kind") not in DATABASE_KINDS:
+        return
+    table = index.table_for(d.source)
+    if table is None:
+        return
+    keys = next((list(t.get("primary_key") or []) for c in catalog["connections"] if c["name"] == table.connection
+                 for t in c.get("tables") or [] if t["name"] == table.name), [])
+    if keys:
+        d.load_mode, d.keys = "merge", keys
+        grounding.note(None, f"sync: upsert on {', '.join(keys)} (key from the source's primary key)")
 
 
 def _check_complete(d: Draft) -> None:

@@ -38,6 +38,9 @@ class Draft:
     rename: dict[str, str] = field(default_factory=dict)
     # Phrases naming what is moved ("order lines", «платежи»), for linking to the catalog's tables.
     subject: list[str] = field(default_factory=list)
+    # Counted nouns that are not rows ("count of no-shows"): (start, end, word); asked about unless the
+    # catalog names them as a category value (grounding.link_values).
+    counted: list[tuple[int, int, str]] = field(default_factory=list)
     # Mentions (services.understanding.endpoints.Mention) a grammar rule found itself, e.g. the sides of
     # "keep <target> in sync with <source>"; resolved together with the ones the endpoint scan finds.
     mentions: list[Any] = field(default_factory=list)

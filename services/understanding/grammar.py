@@ -15,7 +15,7 @@ from __future__ import annotations
 from .dates import scan_dates
 from .operations import scan_aggregates, scan_cleaning, scan_filters, scan_pii, scan_quality
 from .predicates import (scan_comparisons, scan_contains, scan_counted, scan_durations, scan_null_filters,
-                         scan_status_lists, scan_where_clauses)
+                         scan_parenthesised_filters, scan_status_lists, scan_where_clauses)
 from .rules import scan_incremental, scan_load_mode, scan_streaming, scan_triggers
 from .schedule import scan_cron_literals, scan_schedules_en, scan_schedules_ru, scan_timezone
 from .shaping import scan_joins, scan_order, scan_rename, scan_select, scan_top_n
@@ -24,5 +24,5 @@ from .verbs import scan_file_words, scan_moved_nouns, scan_na_markers, scan_verb
 RULES = (scan_cron_literals, scan_verb_typos, scan_verb_phrases, scan_na_markers, scan_streaming, scan_triggers, scan_incremental, scan_dates,
          scan_load_mode, scan_joins, scan_pii, scan_cleaning, scan_quality, scan_aggregates, scan_top_n,
          scan_order, scan_rename, scan_schedules_en, scan_schedules_ru, scan_timezone, scan_durations, scan_counted,
-         scan_where_clauses, scan_contains, scan_null_filters, scan_status_lists,
+         scan_parenthesised_filters, scan_where_clauses, scan_contains, scan_null_filters, scan_status_lists,
          scan_comparisons, scan_filters, scan_select, scan_file_words, scan_moved_nouns)

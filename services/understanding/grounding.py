@@ -25,9 +25,10 @@ from typing import Any, Optional
 from services.domain.spec import DATABASE_KINDS
 
 from .draft import Draft
+from .predicates import explained_before
 from .lexicon import (DEFAULT_TIME_COLUMN, ENGINES, ENGINE_NAMES, PERIODS, SOURCE_PREPOSITIONS, STATUS_WORDS, STOPWORDS_EN,
                       STOPWORDS_RU, TARGET_PREPOSITIONS, VERBS, WEEKDAYS)
-from .linking import (EXTENSION, CatalogIndex, Lookup, Table, is_temporal, link_column, link_table, link_value, prose,
+from .linking import (EXTENSION, CatalogIndex, Lookup, Table, is_temporal, link_column, link_table, link_value, names_column, names_value, prose,
                       similarity, time_column_named, tokens, words, LINK_SIMILARITY, ASK_SIMILARITY, LEVELS)
 from .scanner import MASK, Hit, Scanner
 
@@ -171,10 +172,13 @@ def ground_source(sc: Scanner, d: Draft, index: CatalogIndex, mentions: list) ->
     pool = [t for t in index.tables if src.get("kind") in (None, t.kind)
             and (not src.get("connection") or t.connection == src["connection"])
             and t.name != d.target.get("table")]
-    subject = [h for h in sc.hits if h.meaning.startswith("what is moved")]
+    subject = [(h.start, h.end, h.text) for h in sc.hits if h.meaning.startswith("what is moved")]
+    # A rule may have read the noun as part of its own phrase and kept it as the subject ("join приёмы
+    # with patients", "count of visits per doctor"): it still names what is moved.
+    subject += [(m.start(), m.end(), m.group(0)) for phrase in d.subject
+                for m in re.finditer(rf"(?<!\w){re.escape(phrase)}(?!\w)", sc.text, re.I)]
     items = sorted({(pos, pos + len(w), w) for pos, w in sc.leftover_words()
-                    if side_of(pos, mentions) == "source" and w.lower() not in FUNCTION_WORDS}
-                   | {(h.start, h.end, h.text) for h in subject})
+                    if side_of(pos, mentions) == "source" and w.lower() not in FUNCTION_WORDS} | set(subject))
     found = phrases(items, sc.text)
     if not pool or not found:
         return
@@ -226,6 +230,7 @@ def link_values(sc: Scanner, d: Draft, index: CatalogIndex) -> None:
     table = index.table_for(d.source)
     if table is None or not table.values:
         return
+    _counted_values(sc, d, table)
     entity = table.entity(3)
     words_ = [(pos, pos + len(w), w, False) for pos, w in sc.leftover_words()]
     words_ += [(h.start, h.end, h.text, True) for h in sc.hits if h.meaning.startswith("what is moved")
@@ -261,6 +266,14 @@ def link_values(sc: Scanner, d: Draft, index: CatalogIndex) -> None:
         if found:
             picked.setdefault(found[0][0], []).append((start, end, found[0][1], moved))
             used.append((start, end))
+    # "booked via web" (booked_via = 'web'): a word naming the column of the value right after it leads to
+    # that value; it is not a value of its own (status 'booked') - that filter would drop rows asked for.
+    for column in list(picked):
+        picked[column] = [h for h in picked[column] if not any(
+            c2 != column and 0 <= s2 - h[1] <= 12 and names_column(sc.text[h[0]:h[1]], c2)
+            for c2, hits2 in picked.items() for s2, _, _, _ in hits2)]
+        if not picked[column]:
+            del picked[column]
     for column, hits in picked.items():
         hits.sort()
         values = list(dict.fromkeys(v for _, _, v, _ in hits))
@@ -274,6 +287,8 @@ def link_values(sc: Scanner, d: Draft, index: CatalogIndex) -> None:
         meaning = f"filter {column} {op} {value!r} (values of {table.name}.{column})"
         for start, end, _, moved in hits:
             _claim(sc, start, end, meaning, replace=moved)
+            # "insured under DMS", "booked by phone": the words before the value that lead to it
+            explained_before(sc, start, [f], meaning, after_related=True)
         for start, end, _ in negated:
             _claim(sc, start, end, meaning)
         for (_, e1, _, _), (s2, _, _, _) in zip(hits, hits[1:]):  # "Moscow or Berlin": the conjunction too
@@ -281,6 +296,27 @@ def link_values(sc: Scanner, d: Draft, index: CatalogIndex) -> None:
             if between in _CONJUNCTIONS:
                 at = e1 + sc.masked[e1:s2].lower().index(between)
                 _claim(sc, at, at + len(between), meaning)
+
+
+def _counted_values(sc: Scanner, d: Draft, table: Table) -> None:
+    """"weekly count of no-shows": a counted noun that is one category value of the source (status
+    'no_show') says which rows are counted - the filter - and names the count; the question about it is
+    dropped. A noun that is no value, or a value of two columns, keeps the question."""
+    for start, end, word in d.counted:
+        found = link_value(word, table)
+        if len(found) != 1 or not d.aggregate:
+            continue
+        column, value = found[0]
+        f = {"column": column, "op": "=", "value": value}
+        if f not in d.filters:
+            d.filters.append(f)
+        d.problems = [p for p in d.problems if p.missing != "aggregate"]
+        alias = re.sub(r"\W+", "_", word.lower()).strip("_")
+        for m in d.aggregate["measures"]:
+            if m["fn"] == "count" and m.get("alias") == "row_count" and re.fullmatch(r"[a-z_][a-z0-9_]*", alias):
+                m["alias"] = alias
+        sc.hits.append(Hit(start, end, sc.text[start:end],
+                           f"count rows where {column} = '{value}' (values of {table.name}.{column})"))
 
 
 def _word_before(sc: Scanner, start: int) -> Optional[tuple[int, int, str]]:
@@ -428,6 +464,7 @@ def check_columns(spec: dict[str, Any], d: Draft, index: CatalogIndex, grounding
     _time_column(spec, d, source, answered, grounding, text)
     for f in spec.get("filters") or []:
         f["column"] = fix(f["column"])
+        _check_values(f, d, source, grounding)
     agg = spec.get("aggregate")
     if agg:
         for m in agg["measures"]:
@@ -450,6 +487,31 @@ def check_columns(spec: dict[str, Any], d: Draft, index: CatalogIndex, grounding
     for q in spec.get("quality_checks") or []:
         if q.get("column"):
             q["column"] = fix(q["column"], True)
+
+
+def _check_values(f: dict[str, Any], d: Draft, table: Table, grounding: "Grounding") -> None:
+    """A text value compared with a category column (the catalog lists all its values) must be one of
+    them: spelled as the data spells it ("canceled" -> 'cancelled', "no-show" -> 'no_show'), else asked -
+    "completed visits" where status is done/booked/... would load no rows, and that is other data than asked."""
+    values = dict(table.values).get(f["column"])
+    if not values or f["op"] not in ("=", "!=", "in", "not_in"):
+        return
+    given = f["value"] if isinstance(f["value"], list) else [f["value"]]
+    if not all(isinstance(v, str) for v in given):
+        return
+    fixed = []
+    for v in given:
+        same = [x for x in values if x == v] or list(dict.fromkeys(x for x in values if names_value(v, x)))
+        if len(same) != 1:
+            shown = ", ".join(values[:12])
+            d.ask(f"value:{f['column']}", f"{table.name}.{f['column']} has no value {v!r}; which of its values is "
+                                         f"meant ({shown})?",
+                  f"В {table.name}.{f['column']} нет значения {v!r}; какое из значений имеется в виду ({shown})?")
+            return
+        if same[0] != v:
+            grounding.note(None, f"'{v}' -> value '{same[0]}' of {table.name}.{f['column']} (as the data spells it)")
+        fixed.append(same[0])
+    f["value"] = fixed if isinstance(f["value"], list) else fixed[0]
 
 
 # Columns that record when a row was written or changed, not when what it describes happened.

@@ -44,6 +44,8 @@ campaigns impression impressions conversion conversions lineitem lineitems baske
 врачей анализы анализов сотрудники сотрудников отзывы отзывов подписки подписок доставки доставок
 возвраты возвратов логи логов метрики метрик показания показаний датчики датчиков сессии сессий категории
 категорий магазины магазинов склады складов остатки остатков цены цен поставщики поставщиков
+назначения назначений рецепты рецептов направления направлений лекарства лекарств препараты препаратов
+заявки заявок
 """.split())
 # Nouns whose "largest"/"top" means the largest amount ("the 5 largest orders" -> by amount).
 MONEY_NOUNS = frozenset("""
@@ -61,7 +63,9 @@ JOIN_ENTITIES_RU = {"клиента": "customers", "клиентов": "customer
                     "товарами": "products", "продукта": "products", "продуктами": "products",
                     "пользователя": "users", "пользователями": "users", "заказа": "orders", "заказами": "orders",
                     "магазина": "stores", "магазинами": "stores", "пациента": "patients",
-                    "пациентами": "patients", "врача": "doctors", "врачами": "doctors"}
+                    "пациентами": "patients", "врача": "doctors", "врачами": "doctors",
+                    "приёма": "appointments", "приема": "appointments", "приёмами": "appointments",
+                    "приемами": "appointments", "назначениями": "prescriptions", "рецептами": "prescriptions"}
 
 VERBS = frozenset("""
 load loads loading copy copies copying sync syncs syncing synchronize synchronise mirror move moving
@@ -214,3 +218,52 @@ def column(group: str, russian: bool = False, compound: bool = False) -> str:
 
 VALUE = r"'[^']*'|\"[^\"]*\"|-?\d+(?:\.\d+)?|[A-Za-z_][\w\-]*"
 NUMBER = r"\d{1,3}(?:[ ,_]\d{3})+|\d+"
+
+# Places as data stores them (an ISO code or the English name) and the word stems that name them in
+# English and Russian (any ending): "German orders", «из Казахстана», «клиентов из Москвы». A value of a
+# real column is linked through them. A stem is a word's start (any ending follows), so a stem that starts
+# other words too («грузи» - load) is given as its word forms instead.
+PLACES = (
+    (("DE", "DEU", "Germany"), ("german", "deutsch", "герман", "немец", "немецк", "немц")),
+    (("RU", "RUS", "Russia"), ("russia", "росси", "российск", "русск")),
+    (("KZ", "KAZ", "Kazakhstan"), ("kazakh", "казахстан", "казахск")),
+    (("FR", "FRA", "France"), ("france", "french", "франци", "французск")),
+    (("US", "USA", "United States"), ("america", "usa", "united states", "сша", "америк")),
+    (("GB", "UK", "GBR", "United Kingdom"), ("british", "britain", "united kingdom", "великобритан", "британ")),
+    (("IN", "IND", "India"), ("india", "индия", "индии", "индию", "индийск")),
+    (("BR", "BRA", "Brazil"), ("brazil", "бразил")),
+    (("JP", "JPN", "Japan"), ("japan", "япони", "японск")),
+    (("CN", "CHN", "China"), ("china", "chinese", "китай", "китая", "китае", "китайск")),
+    (("IT", "ITA", "Italy"), ("ital", "итали", "итальянск")),
+    (("ES", "ESP", "Spain"), ("spain", "spanish", "испани", "испанск")),
+    (("PL", "POL", "Poland"), ("poland", "polish", "польш", "польск")),
+    (("UA", "UKR", "Ukraine"), ("ukrain", "украин")),
+    (("BY", "BLR", "Belarus"), ("belarus", "беларус", "белорус")),
+    (("TR", "TUR", "Turkey"), ("turkey", "turkish", "турци", "турецк")),
+    (("NL", "NLD", "Netherlands"), ("netherlands", "dutch", "holland", "нидерланд", "голланд")),
+    (("CA", "CAN", "Canada"), ("canad", "канад")),
+    (("AU", "AUS", "Australia"), ("australia", "австрали")),
+    (("AT", "AUT", "Austria"), ("austria", "австри")),
+    (("SE", "SWE", "Sweden"), ("swed", "швеци", "шведск")),
+    (("UZ", "UZB", "Uzbekistan"), ("uzbek", "узбек")),
+    (("AM", "ARM", "Armenia"), ("armenia", "армени", "армянск")),
+    (("GE", "GEO", "Georgia"), ("georgia", "грузия", "грузии", "грузию", "грузинск")),
+    (("KR", "KOR", "South Korea"), ("korea", "корея", "кореи", "корейск")),
+    (("MX", "MEX", "Mexico"), ("mexic", "мексик")),
+    (("PT", "PRT", "Portugal"), ("portug", "португал")),
+    (("CZ", "CZE", "Czechia"), ("czech", "чехи", "чешск")),
+    (("FI", "FIN", "Finland"), ("finland", "finnish", "финлянд", "финск")),
+    (("Moscow",), ("moscow", "москв", "московск")),
+    (("Saint Petersburg", "St Petersburg", "St. Petersburg"), ("petersburg", "петербург", "питер")),
+    (("Kyiv", "Kiev"), ("kyiv", "kiev", "киев")),
+    (("Munich",), ("munich", "мюнхен")),
+    (("Paris",), ("paris", "париж")),
+    (("Vienna",), ("vienna", "вены", "вене", "вена")),
+    (("Prague",), ("prague", "прага", "праги", "праге", "прагу")),
+    (("Warsaw",), ("warsaw", "варшав")),
+    (("Tokyo",), ("tokyo", "токио")),
+    (("Beijing",), ("beijing", "пекин")),
+    (("New York",), ("new york", "нью-йорк")),
+    (("Lyon",), ("lyon", "лион")),
+    (("Yekaterinburg", "Ekaterinburg"), ("yekaterinburg", "ekaterinburg", "екатеринбург")),
+)

@@ -28,6 +28,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .lexicon import PLACES
+
 log = logging.getLogger(__name__)
 
 # MiniLM all-MiniLM-L6-v2 on short names: "date of birth"/"birth date" 0.95, "payments"/"payment
@@ -48,10 +50,14 @@ ABBREVIATIONS = {
     "tel": "phone", "pct": "percent", "val": "value", "ref": "reference", "ctry": "country",
     "cntry": "country", "curr": "currency", "ccy": "currency", "wh": "warehouse", "loc": "location",
     "cat_id": "category_id", "sku": "sku", "info": "information", "img": "image", "lang": "language",
+    "rx": "prescription", "appt": "appointment",
 }
 SYNONYMS = {"client": "customer", "buyer": "customer", "purchaser": "customer", "line": "item",
             "position": "item", "e-mail": "email", "mail": "email", "telephone": "phone", "mobile": "phone",
-            "town": "city", "nation": "country", "cost": "price", "sum": "amount"}
+            "town": "city", "nation": "country", "cost": "price", "sum": "amount",
+            # the same record under another name: a clinic's visit is its appointment
+            "visit": "appointment", "physician": "doctor", "medication": "drug", "medicine": "drug",
+            "script": "prescription", "worker": "employee", "staff": "employee"}
 # Russian stems (any ending) -> the English word they stand for.
 RU_STEMS = (
     ("платёж", "payment"), ("платеж", "payment"), ("оплат", "payment"), ("заказ", "order"),
@@ -68,6 +74,7 @@ RU_STEMS = (
     ("врач", "doctor"), ("сесси", "session"), ("датчик", "sensor"), ("показани", "reading"),
     ("измерени", "measurement"), ("идентификатор", "id"), ("номер", "number"), ("описани", "description"),
     ("назван", "name"), ("наименовани", "name"), ("рождени", "birth"), ("возраст", "age"), ("пол", "gender"),
+    ("приём", "appointment"), ("прием", "appointment"), ("назначени", "prescription"), ("рецепт", "prescription"),
 )
 # A name part that is a hex run with digits and letters (a uuid or hash piece), 6+ characters.
 _SCRATCH = re.compile(r"(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}")
@@ -483,7 +490,7 @@ VALUE_STEMS_RU = (
     ("завершён", "completed"), ("завершен", "completed"), ("выполнен", "completed"), ("отменён", "cancelled"),
     ("отменен", "cancelled"), ("оплачен", "paid"), ("неоплачен", "unpaid"), ("ожидающ", "pending"),
     ("возвращён", "refunded"), ("возвращен", "refunded"), ("доставлен", "delivered"), ("отправлен", "shipped"),
-    ("запланирован", "scheduled"), ("неявк", "no_show"), ("неявивш", "no_show"), ("активн", "active"),
+    ("запланирован", "scheduled"), ("неяв", "no_show"), ("активн", "active"),
     ("неактивн", "inactive"), ("новы", "new"), ("закрыт", "closed"), ("открыт", "open"), ("онлайн", "online"),
     ("телефон", "phone"), ("мужск", "m"), ("женск", "f"),
 )
@@ -503,22 +510,38 @@ def value_key(text: str) -> str:
 
 
 def link_value(word: str, table: Table) -> list[tuple[str, str]]:
-    """(column, value) pairs of ``table``'s category columns that ``word`` names: the value itself
-    ("completed", "no-shows", "GLU"), a Russian word for it («завершённых», «отменённые»), or a Russian
-    spelling of a proper name («из Казани» -> Kazan). One- and two-letter values need the exact spelling."""
+    """(column, value) pairs of ``table``'s category columns that ``word`` names (``names_value``)."""
+    return list(dict.fromkeys((column, v) for column, values in table.values for v in values if names_value(word, v)))
+
+
+def names_value(word: str, value: str) -> bool:
+    """Whether ``word`` names ``value``: the value itself ("completed", "no-shows", "GLU"), a Russian word
+    for it («завершённых», «отменённые»), a Russian spelling of a proper name («из Казани» -> Kazan) or a
+    place's name in either language ("German" -> DE, «Москвы» -> Moscow; lexicon.PLACES). One- and
+    two-letter values need the exact spelling in capitals ("in" is not India) or a place's name."""
     low = word.lower()
-    keys = {value_key(word)}
-    keys |= {value_key(en) for stem, en in VALUE_STEMS_RU if low.startswith(stem)}
+    if _names_place(low, value):
+        return True
+    if len(value) <= 2:
+        return word == value and word.isupper()
+    vk = value_key(value)
+    if value_key(word) == vk or any(low.startswith(stem) and value_key(en) == vk for stem, en in VALUE_STEMS_RU):
+        return True
     latin = low.translate(_TRANSLIT) if re.search(r"[а-яё]", low) else ""
-    found = []
-    for column, values in table.values:
-        for v in values:
-            if len(v) <= 2:
-                if word == v and word.isupper():
-                    found.append((column, v))
-                continue
-            vk = value_key(v)
-            if vk in keys or (latin and v[:1].isupper() and len(vk) >= 4
-                              and _common_prefix(latin, vk) >= max(4, len(vk) - 1)):
-                found.append((column, v))
-    return list(dict.fromkeys(found))
+    return bool(latin) and value[:1].isupper() and len(vk) >= 4 and _common_prefix(latin, vk) >= max(4, len(vk) - 1)
+
+
+def _names_place(low: str, value: str) -> bool:
+    vk = value_key(value)
+    return any(vk in {value_key(n) for n in names} and low.startswith(stems) for names, stems in PLACES)
+
+
+def names_column(word: str, column: str) -> bool:
+    """Whether ``word`` names ``column`` by its stem or a lexicon word: "insured" -> insurance, «по
+    телефону» -> phone, «городе» -> city."""
+    low = word.lower()
+    parts = [w for w in column.lower().split("_") if w]
+    if _norm_word(low, 3) in {_norm_word(p, 3) for p in parts}:
+        return True
+    stem = _stem(_singular(low))
+    return len(stem) >= 5 and any(_common_prefix(stem, _stem(p)) >= 5 for p in parts)

@@ -159,7 +159,8 @@ def _condition(text: str) -> Optional[tuple[str, str, Any]]:
 _ALIAS = rf"(?:\s+(?:as|called|named|aliased\s+as|как)\s+(?!a\b|an\b|the\b){IDENT})?"
 # "average visit duration", "total order amount": a singular entity noun before the measured column.
 _ONE = "|".join(sorted((w for w in ENTITY_NOUNS if re.fullmatch(r"[a-z]+", w) and not w.endswith("s")), key=len, reverse=True))
-_OF_ONE = rf"(?:(?:{_ONE})\s+(?!per\b|by\b|of\b))?"
+# Never before a preposition: "total fee from PG ..." sums fee, not a column "from".
+_OF_ONE = rf"(?:(?:{_ONE})\s+(?!(?:per|by|of|from|into|to|in|for|where|with|and|or|on|at|as|over|since|each|every)\b))?"
 _RU_NOUN = rf"(?:{'|'.join(MEASURE_NOUNS_RU)})\w*"
 # ... and the genitive noun of what it is measured on («стоимость приёма», «длительность сессий»)
 _RU_OF = r"(?:\s+(?!(?:по|за|для|из|в|во|с|со|на|от|до|как|и)\b)[а-яё]+(?:ов|ей|ий|ев|ёв|а|я|и|ы|ок))?"
@@ -305,11 +306,14 @@ def _same_group(a: str, b: str) -> bool:
 
 def _counted_rows(sc: Scanner, d: Draft, m: re.Match) -> None:
     """"number of patients per city": the counted noun also names what is moved (the catalog links it)."""
-    counted = re.search(r"\b(?:count\s+of|number\s+of|how\s+many|количество|число|сколько)\s+(?:the\s+|all\s+)?"
-                        r"(?:(?:distinct|unique|уникальн\w+)\s+)?(?P<noun>\w+(?:-\w+)*)", m.group(0), re.I)
+    counted = re.search(r"\b(?:count(?:ing)?(?:\s+of)?|number\s+of|how\s+many|количество|число|сколько)\s+(?:the\s+|all\s+)?"
+                        r"(?:(?:distinct|unique|уникальн\w+)\s+)?(?!(?:by|per|for|in|from|to|into|as|and|or|each|every|with|where)\b)"
+                        r"(?P<noun>\w+(?:-\w+)*)", m.group(0), re.I)
     if counted and counted.group("noun").lower() not in ENTITY_NOUNS | {"rows", "records", "entries", "lines", "строк"}:
         # "count of no-shows": which rows those are is a filter the grammar does not know; counting all rows
-        # would load other data than asked
+        # would load other data than asked. The catalog may know it (a status value no_show): grounding.
+        start = m.start() + counted.start("noun")
+        d.counted.append((start, start + len(counted.group("noun")), counted.group("noun")))
         d.ask("aggregate", f"Count which rows: what makes a row one of the '{counted.group('noun')}'?",
               f"Какие строки считать: что делает строку '{counted.group('noun')}'?")
         return

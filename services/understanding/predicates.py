@@ -8,8 +8,9 @@ import re
 from typing import Any, Optional
 
 from .draft import Draft
-from .lexicon import (ENTITY_NOUNS, IDENT, MONEY_NOUNS, NOT_A_COLUMN, STATUS_WORDS, STATUS_WORDS_RU, STOPWORDS_EN,
-                      VERBS, column)
+from .lexicon import (ENGINES, ENTITY_NOUNS, IDENT, MEASURE_NOUNS_RU, MONEY_NOUNS, NOT_A_COLUMN, STATUS_WORDS, STATUS_WORDS_RU, STOPWORDS_EN,
+                      STOPWORDS_RU, VERBS, column)
+from .linking import names_column, names_value
 from .numbers import AMOUNT, NUMBER_ANY, PERCENT_AFTER, amount_value, number_value
 from .operations import add_filter, column_name, literal
 from .scanner import Scanner, Span
@@ -61,8 +62,17 @@ def singular_column(word: str) -> str:
 
 def _null_filter(sc: Scanner, d: Draft, m: re.Match, op: str) -> None:
     col = _col(m)
-    if col.lower() not in STOPWORDS_EN:
-        add_filter(sc, d, m, col, op)
+    if col.lower() in STOPWORDS_EN:
+        return
+    # "prescriptions where the dose is blank": the noun names what is moved (the catalog's table), not the filter
+    lead = re.match(r"(?:only\s+)?(?:the\s+|any\s+|all\s+)?([^\W\d_]+)\s+", m.group(0), re.I)
+    if lead and lead.group(1).lower() in ENTITY_NOUNS and m.start() + lead.end() <= m.start(col_group(m)):
+        m = Span(m.start() + lead.end(), m.end())
+    add_filter(sc, d, m, col, op)
+
+
+def col_group(m: re.Match) -> str:
+    return next(k for k, v in m.groupdict().items() if v and re.fullmatch(r"col(?:\d|_\d+)?", k))
 
 
 _PLURAL_NOUNS = "|".join(sorted((w for w in ENTITY_NOUNS if re.fullmatch(r"[a-z]+s", w)), key=len, reverse=True))
@@ -138,6 +148,129 @@ def scan_null_filters(sc: Scanner, d: Draft) -> None:
         for m in list(sc.finditer(r"\(\s*(?:drop(?:ping)?|skip(?:ping)?|exclud(?:e|ing)|without|no)\s+(?:the\s+|any\s+)?"
                                   r"(?:NA|N/A|NaN|null|empty|missing|blank)s?(?:\s+(?:ones|rows|values|records))?\s*\)")):
             sc.take(m, "the same not-null filter")
+
+
+# --- a filter in parentheses, and the words it explains ----------------------------------------------
+
+_PAREN_OPS = {"=": "=", "==": "=", ":": "=", "is": "=", "!=": "!=", "<>": "!=", "is not": "!=", ">": ">",
+              ">=": ">=", "<": "<", "<=": "<="}
+_PAREN_VALUE = r"(?:'[^']*'|\"[^\"]*\"|-?\d+(?:\.\d+)?|[^\W\d][\w\-]*)"
+_PAREN_COL = rf"{NOT_A_COLUMN}{IDENT}"
+_PAREN_COND = rf"{_PAREN_COL}\s*(?:==|=|!=|<>|>=|<=|>|<|:|\bis\s+not\b|\bis\b)\s*{_PAREN_VALUE}"
+_LIST_SEP = r"\s*(?:,|\band\b|\bor\b|\bи\b|\bили\b)\s*"
+# A bare list ("country DE", «country KZ и RU») names values the way data spells codes and names.
+_CODE = re.compile(r"'[^']*'|\"[^\"]*\"|[A-ZА-ЯЁ][\w\-]*")
+_PREPOSITIONS = frozenset("from in by via at of on with through over under из в во по с со от на для через".split())
+_CONJ = frozenset({"and", "or", "и", "или"})
+# A participle says how a row came to be what the parenthesis says ("booked online", "living in Kazan",
+# «записанные по телефону»); an adjective ("active", «активных») adds a condition of its own.
+_PARTICIPLE = re.compile(r"(?:\w{3,}(?:ed|ing)|\w+(?:нн|ем|им|ющ|ящ|ущ|ащ|вш|т)(?:ые|ый|ая|ое|ых|ого|ой|ую|ым|ыми|ий|ие|их))$",
+                         re.I)
+
+
+def scan_parenthesised_filters(sc: Scanner, d: Draft) -> None:
+    """"German orders (country DE)", «клиентов из Москвы (city = Moscow)», «заказы из Казахстана и России
+    (country KZ и RU)», "(country in (KZ, RU))": a filter in parentheses is what the words right before it
+    mean. Those words ("German", «из Москвы», «записанные по телефону») are explained by it when one of them
+    names its value or column (linking.names_value / names_column); a word that names neither ("active
+    German orders (country DE)": "active") is left, and the compiler asks about it."""
+    if "(" not in sc.masked:
+        return
+    patterns = (
+        rf"\(\s*(?P<col>{_PAREN_COL})\s+(?P<neg>not\s+)?in\s*\((?P<items>[^()]*)\)\s*\)",
+        rf"\(\s*(?P<conds>{_PAREN_COND}(?:\s*(?:,|\band\b|\bи\b)\s*{_PAREN_COND})*)\s*\)",
+        rf"\(\s*(?P<col>{_PAREN_COL})\s+(?P<items>{_PAREN_VALUE}(?:{_LIST_SEP}{_PAREN_VALUE})*)\s*\)",
+    )
+    for i, pattern in enumerate(patterns):
+        for m in list(sc.finditer(pattern)):
+            found = _paren_filters(m, i)
+            if not found:
+                continue
+            for f in found:
+                if f not in d.filters:
+                    d.filters.append(f)
+            meaning = "filter " + " AND ".join(f"{f['column']} {f['op']}" + ("" if f["value"] is None else f" {f['value']!r}")
+                                               for f in found)
+            sc.take(m, meaning)
+            explained_before(sc, m.start(), found, meaning)
+
+
+def _paren_filters(m: re.Match, form: int) -> list[dict[str, Any]]:
+    if form == 1:
+        out = []
+        for part in re.split(r"\s*(?:,|\band\b|\bи\b)\s*(?=[A-Za-z_])", m.group("conds"), flags=re.I):
+            c = re.fullmatch(rf"({IDENT})\s*(==|=|!=|<>|>=|<=|>|<|:|is\s+not|is)\s*({_PAREN_VALUE})", part.strip(), re.I)
+            if c is None:
+                return []
+            op = _PAREN_OPS[" ".join(c.group(2).lower().split())]
+            if re.fullmatch(r"null|empty|missing|blank", c.group(3), re.I) and op in ("=", "!="):
+                out.append({"column": c.group(1), "op": "is_null" if op == "=" else "not_null", "value": None})
+                continue  # "(channel is null)", "(email is not empty)"
+            out.append({"column": c.group(1), "op": op, "value": literal(c.group(3))})
+        return out
+    col, items = m.group("col"), [v for v in re.split(_LIST_SEP, m.group("items").strip(), flags=re.I) if v]
+    if not items or (form == 2 and not all(_CODE.fullmatch(v) for v in items)):
+        return []  # "(per day)", "(count as n)": not a column and its values
+    values = [literal(v) for v in items]
+    negated = form == 0 and bool(m.group("neg"))
+    if len(values) == 1:
+        return [{"column": col, "op": "!=" if negated else "=", "value": values[0]}]
+    return [{"column": col, "op": "not_in" if negated else "in", "value": values}]
+
+
+def explained_before(sc: Scanner, start: int, found: list[dict[str, Any]], meaning: str,
+                     after_related: bool = False) -> None:
+    """Claim the words before the parenthesis that it explains, nearest first: words naming a value or
+    column, the preposition or conjunction between them («из Казахстана и России»), one participle before
+    such a preposition («записанные по телефону», "booked by phone"); nouns of what is moved are passed
+    over ("German orders"). Anything else ends the phrase."""
+    values = [str(v) for f in found for v in (f["value"] if isinstance(f["value"], list) else [f["value"]])]
+    columns = [f["column"] for f in found]
+    tokens = list(re.finditer(r"[^\W\d_][\w'-]*|\S", sc.masked[:start]))[-10:]
+
+    def kind(t: re.Match) -> str:
+        w = t.group(0)
+        low = w.lower()
+        if not w[0].isalpha():
+            return "," if w == "," else "stop"
+        if low in VERBS or low in ENGINES:
+            return "stop"
+        if any(names_value(w, v) for v in values) or any(names_column(w, c) for c in columns):
+            return "related"
+        if low in _PREPOSITIONS:
+            return "prep"
+        if low in _CONJ:
+            return "conj"
+        if low in STOPWORDS_EN or low in STOPWORDS_RU or low in ENTITY_NOUNS:
+            return "filler"
+        return "other"
+
+    kinds = [kind(t) for t in tokens]
+    # last: the kind of the nearest word taken so far (fillers aside); after_related: ``start`` is a value
+    last, claimed = ("related" if after_related else None), []
+    for i in range(len(tokens) - 1, -1, -1):
+        k, further = kinds[i], next((x for x in reversed(kinds[:i]) if x != "filler"), None)
+        if k == "filler":
+            continue
+        if k == "related" or (k == "prep" and last == "related") or (
+                k == "conj" and last == "related" and further == "related"):
+            claimed.append(tokens[i])
+        elif k == "," and last == "related" and further == "related":
+            pass
+        elif k == "other" and last in ("prep", "related") and _PARTICIPLE.search(tokens[i].group(0)):
+            claimed.append(tokens[i])
+            k = "participle"
+        else:
+            break
+        last = k
+    runs: list[list[int]] = []
+    for t in sorted(claimed, key=lambda t: t.start()):  # adjacent words are one phrase in `understood`
+        if runs and not sc.masked[runs[-1][1]:t.start()].strip():
+            runs[-1][1] = t.end()
+        else:
+            runs.append([t.start(), t.end()])
+    for a, b in runs:
+        sc.take(Span(a, b), f"explained by the {meaning}")
 
 
 # --- where-clauses in words ------------------------------------------------------------------------
@@ -223,6 +356,7 @@ def _op_regex(ops: tuple) -> str:
 
 
 def scan_comparisons(sc: Scanner, d: Draft) -> None:
+    _scan_measured(sc, d)
     if not sc.has(rf"between|from|{_op_regex(_OPS_EN + _OPS_RU)}"):
         return
     c = column("col")
@@ -243,6 +377,39 @@ def scan_comparisons(sc: Scanner, d: Draft) -> None:
     for pattern, named in patterns:
         for m in list(sc.finditer(pattern)):
             _comparison(sc, d, m, named)
+
+
+# Units said after a number; the column that stores the quantity in that unit carries it in its name.
+_UNITS = {"mg": "mg", "мг": "mg", "mcg": "mcg", "мкг": "mcg", "g": "g", "г": "g", "kg": "kg", "кг": "kg",
+          "ml": "ml", "мл": "ml", "l": "l", "л": "l", "cm": "cm", "см": "cm", "mm": "mm", "мм": "mm",
+          "km": "km", "км": "km", "kcal": "kcal", "ккал": "kcal"}
+_UNIT = "|".join(sorted((re.escape(u) for u in _UNITS), key=len, reverse=True))
+
+
+def _scan_measured(sc: Scanner, d: Draft) -> None:
+    """"with a dose of 850 mg", "having a weight of 2 kg", «с дозой 850 мг»: the column equals the amount.
+    A unit is part of the column's name (dose_mg): "850 mg" compares dose_mg, so a column kept in grams
+    is not compared with milligrams - the catalog has no dose_mg there and the compiler asks."""
+    if not sc.has(r"\bof\b|\bс\b|\bсо\b"):
+        return
+    val = rf"(?P<val>{AMOUNT})(?:\s*(?P<unit>{_UNIT})(?![\w]))?"
+    ru_nouns = "|".join(sorted(MEASURE_NOUNS_RU, key=len, reverse=True))
+    patterns = (rf"\b(?:with|having)\s+(?:an?\s+|the\s+)?{column('col')}\s+of\s+(?:exactly\s+)?{val}(?![\w.])",
+                rf"\b(?:с|со)\s+(?P<ru>(?:{ru_nouns})[а-яё]*)\s+(?:ровно\s+)?{val}(?![\w.])")
+    for pattern in patterns:
+        for m in list(sc.finditer(pattern)):
+            value, _ = amount_value(m.group("val"))
+            if value is None:
+                continue
+            if m.groupdict().get("ru"):
+                col = next(c for stem, c in sorted(MEASURE_NOUNS_RU.items(), key=lambda x: -len(x[0]))
+                           if m.group("ru").lower().startswith(stem))
+            else:
+                col = column_name(m.group("col"))
+            unit = _UNITS.get((m.group("unit") or "").lower())
+            if unit and not col.lower().endswith("_" + unit):
+                col = f"{col}_{unit}"
+            add_filter(sc, d, m, col, "=", value)
 
 
 def _comparison(sc: Scanner, d: Draft, m: re.Match, named: bool) -> None:

@@ -195,7 +195,9 @@ def _scan_folder(sc: Scanner, d: Draft) -> None:
 
 
 def scan_incremental(sc: Scanner, d: Draft) -> None:
-    flag = (r"\bincremental(?:ly)?\b|\bинкрементальн\w*\b|"
+    flag = (r"\bincremental(?:ly)?\b|\bинкрементальн\w*\b|\bdelta(?:[\s-]+(?:load(?:s|ing|ed)?|sync))?\b|"
+            r"\bдельт\w*(?:[\s-]+загрузк\w*)?|\b(?:only\s+)?(?:the\s+)?new\s+(?:rows|records|data)\s+since\s+"
+            r"(?:the\s+)?last\s+(?:run|load|time)\b|\bтолько\s+новые\s+(?:строки|записи)\s+с\s+прошлого\s+запуска\b|"
             r"\b(?:only\s+)?new\s+(?:or|and)\s+(?:changed|updated|modified)(?:\s+(?:rows|records|data|\w+s))?\b|"
             r"\bonly\s+new\s+\w+|\bновые\s+и\s+изменённые(?:\s+(?:строки|записи|\w+))?|"
             r"\bновые\s+и\s+измененные(?:\s+(?:строки|записи|\w+))?")

@@ -7,11 +7,11 @@ import re
 from typing import Any, Optional
 
 from .draft import Draft
-from .lexicon import (DEFAULT_TIME_COLUMN, ENTITY_NOUNS, GRAIN_RU, IDENT, JOIN_ENTITIES_RU, MONEY_NOUNS, NOT_A_COLUMN,
+from .lexicon import (DEFAULT_TIME_COLUMN, ENGINE_WORDS, ENTITY_NOUNS, GRAIN_RU, IDENT, JOIN_ENTITIES_RU, MONEY_NOUNS, NOT_A_COLUMN,
                       STOPWORDS_EN, STOPWORDS_RU, column)
 from .numbers import NUMBER_ANY, number_value
 from .operations import column_name, parse_measure, singular
-from .scanner import Scanner
+from .scanner import Scanner, Span
 
 _REF = rf"{IDENT}(?:\.{IDENT})?"
 # A verb after the key list starts the next instruction ("on customer_id, adding the city", "by doctor_id and
@@ -261,7 +261,14 @@ def _top_n(sc: Scanner, d: Draft, m: re.Match) -> None:
     sc.take(m, f"top {count}" + (f" by {shown}" if shown else ""))
     # "biggest paid | orders": the match stopped at a modifier, whose noun follows; the modifier (a status
     # word) stays for the filter rules, or its rows would be lost
-    if adj and g.get("what") and _head_phrase("", sc.text[m.end():]):
+    # "highest glucose (GLU) readings": the words right before a parenthesised value are glossed by it (the
+    # value is read by the filter rules; one that is no filter is asked about)
+    gloss = re.match(r"(?:\s*[A-Za-zА-Яа-яЁё]+){0,2}(?=\s*\([^()]{1,40}\))", sc.masked[m.end():])
+    if adj and g.get("what") and d.order_by == [{"column": "value", "descending": adj in _DESC}] and gloss:
+        lead = len(gloss.group(0)) - len(gloss.group(0).lstrip())
+        if gloss.group(0).strip():
+            sc.take(Span(m.end() + lead, m.end() + gloss.end()), "what the value in parentheses names")
+    elif adj and g.get("what") and _head_phrase("", sc.text[m.end():]):
         _release(sc, *m.span("what"))
 
 
@@ -275,9 +282,15 @@ def _set_limit(d: Draft, count: int) -> None:
 def _head_phrase(what: str, rest: str) -> str:
     """The noun phrase after a ranking adjective up to its head: "biggest paid | orders from ...": the match
     stops early (a status word may sit between), so the words up to the next preposition are read too."""
-    more = re.match(r"\s*((?:(?!(?:from|into|to|in|of|by|for|with|per|on|at|из|в|во|по|с|за)\b)[A-Za-zА-Яа-яЁё]+\s*){0,2})",
-                    rest, re.I)
-    return " ".join((what + " " + (more.group(1) if more else "")).split())
+    # a value in parentheses ("heart rate (HR) readings") is a filter for the filter rules, not part of the noun
+    more = re.match(r"((?:\s*\([^()]{1,40}\))?(?:\s*(?!(?:from|into|to|in|of|by|for|with|per|on|at|из|в|во|по|с|за)\b)"
+                    r"[A-Za-zА-Яа-яЁё]+(?:\s*\([^()]{1,40}\))?){0,2})", rest, re.I)
+    words = re.sub(r"\([^()]*\)", " ", more.group(1)) if more else ""
+    return " ".join((what + " " + words).split())
+
+
+_READING_NOUNS = frozenset({"reading", "measurement", "value", "result", "level"})
+_READING_RU = ("показани", "значени", "измерени", "результат")
 
 
 def _order_by_adjective(d: Draft, adj: str, what: str) -> None:
@@ -290,6 +303,10 @@ def _order_by_adjective(d: Draft, adj: str, what: str) -> None:
         d.order_by = [{"column": "price", "descending": descending}]
     elif not what or any(w.lower() in MONEY_NOUNS for w in what.split()):
         d.order_by = [{"column": "amount", "descending": descending}]
+    elif any(singular(w.lower()) in _READING_NOUNS or w.lower().startswith(_READING_RU) for w in what.split()):
+        # "the 5 highest glucose readings": a reading's number is its value column (the catalog check links
+        # "value" to the source's column or asks which one it is)
+        d.order_by = [{"column": "value", "descending": descending}]
     else:
         d.ask("order_by", f"'{adj} {what}' by which column?", f"'{adj} {what}' - по какой колонке?")
 
@@ -343,21 +360,35 @@ def scan_order(sc: Scanner, d: Draft) -> None:
 
 # --- renames ---------------------------------------------------------------------------------------
 
+_ARROW = r"(?:-+>|→|⟶|=>)"
+
+
 def scan_rename(sc: Scanner, d: Draft) -> None:
-    if not sc.has(r"renam|call|nam(?:e|ing)\s|label|переимен|назов|назва|as\s+a\s+column|\bthe\s+(?:count|sum|total|"
-                  r"average|avg|mean|max|min)|количеств|суммой|средним"):
+    if not sc.has(rf"renam|call|nam(?:e|ed|ing)\s|label|переимен|назов|назва|as\s+a\s+column|\bthe\s+(?:count|sum|total|"
+                  rf"average|avg|mean|max|min)|количеств|суммой|средним|{_ARROW}"):
         return
     new = rf"[`'\"]?(?P<new>{IDENT})[`'\"]?"
+    # "rename account_id to id and title to name", «переименуй phone в mobile, email в mail»: one or more pairs
+    pair = rf"{column('old')}(?:\s+column)?\s+(?:to|as|into|{_ARROW})\s*{new}"
+    more = rf"(?:\s*(?:,|and)\s*(?:the\s+)?{NOT_A_COLUMN}{IDENT}\s+(?:to|as|into|{_ARROW})\s*[`'\"]?{IDENT}[`'\"]?(?![\w.]))*"
+    pair_ru = rf"{column('old', True)}\s+(?:в|{_ARROW})\s*{new}"
+    more_ru = rf"(?:\s*(?:,|и)\s*{IDENT}\s+(?:в|{_ARROW})\s*[`'\"]?{IDENT}[`'\"]?(?![\w.]))*"
     patterns = (
-        rf"\brenam(?:e|ed|es|ing)\s+(?:the\s+)?(?:column\s+|field\s+)?{column('old')}(?:\s+column)?\s+"
-        rf"(?:to|as|into)\s+{new}",
+        rf"\brenam(?:e|ed|es|ing)\s+(?:the\s+)?(?:columns?\s+|fields?\s+)?{pair}{more}",
         rf"\b(?:with\s+)?(?:the\s+)?{column('old')}\s+(?:column\s+)?renamed\s+(?:to|as)\s+{new}",
-        rf"\bпереимен\w*\s+(?:колонку\s+|поле\s+|столбец\s+)?{column('old', True)}\s+в\s+{new}",
+        rf"\bпереимен\w*\s+(?:колонк\w+\s+|пол[ея]\s+|столбц?\w*\s+)?{pair_ru}{more_ru}",
         rf"(?:\b(?:колонку|поле|столбец)\s+)?{column('old', True)}\s+переимен\w*\s+в\s+{new}",
+        # "..., phone -> mobile", "with phone → mobile": an arrow between two plain names after a comma, a
+        # semicolon, a parenthesis or "with" (an arrow between endpoints is "the target follows")
+        rf"(?:(?<=[,;:(]\s)|(?<=[,;:(])|\bwith\s+|\bс\s+){column('old')}\s*{_ARROW}\s*(?!(?:{ENGINE_WORDS})\b){new}(?![\w.])"
+        rf"(?:\s*(?:,|and|и)\s*{IDENT}\s*{_ARROW}\s*(?!(?:{ENGINE_WORDS})\b)[`'\"]?{IDENT}[`'\"]?(?![\w.]))*",
     )
     for pattern in patterns:
         for m in list(sc.finditer(pattern)):
-            _rename(sc, d, m, column_name(m.group("old")), m.group("new"))
+            pairs = [(column_name(old), new_name) for old, new_name in _rename_pairs(m, m.start("old"))]
+            for old, new_name in pairs:
+                _rename(sc, d, m, old, new_name, take=False)
+            sc.take(m, "rename " + ", ".join(f"{old} -> {new_name}" for old, new_name in pairs))
     its = (rf"\b(?:and\s+)?(?:call(?:ing)?|nam(?:e|ing)|label(?:ling|ing)?)\s+(?:it|that|this|the\s+result|"
            rf"the\s+(?:sum|total|count|average|measure|column|metric))\s+(?:as\s+)?{new}",
            rf"\b(?:назов\w*|назвав)\s+(?:это|её|его|результат|колонку)\s+{new}",
@@ -368,9 +399,19 @@ def scan_rename(sc: Scanner, d: Draft) -> None:
     for it in its:
         for m in list(sc.finditer(it)):
             _call_it(sc, d, m, m.group("new"))
+    if (d.aggregate or {}).get("measures"):
+        _scan_output_names(sc, d)  # else after the column selection: the names may be for the selected columns
 
 
-def _rename(sc: Scanner, d: Draft, m: re.Match, old: str, new: str) -> None:
+def _rename_pairs(m: re.Match, start: int) -> list[tuple[str, str]]:
+    """The (old, new) pairs of a rename match, from its first column on."""
+    text = m.string[start:m.end()]
+    found = re.findall(rf"(?:^|,|\band\b|\bи\b)\s*(?:the\s+)?({IDENT})(?:\s+column)?\s*(?:\bto\b|\bas\b|\binto\b|\bв\b|"
+                       rf"{_ARROW})\s*[`'\"]?({IDENT})", text)
+    return found or [(m.group("old"), m.group("new"))]
+
+
+def _rename(sc: Scanner, d: Draft, m: re.Match, old: str, new: str, take: bool = True) -> None:
     measure = next((x for x in (d.aggregate or {}).get("measures", []) if old in (x["column"], x["alias"])), None)
     if measure is not None:
         measure["alias"] = new
@@ -378,7 +419,44 @@ def _rename(sc: Scanner, d: Draft, m: re.Match, old: str, new: str) -> None:
         d.ask("rename", f"{old} is renamed twice; to which name?", f"{old} переименован дважды; как назвать?")
     else:
         d.rename[old] = new
-    sc.take(m, f"rename {old} -> {new}")
+    if take:
+        sc.take(m, f"rename {old} -> {new}")
+
+
+def _scan_output_names(sc: Scanner, d: Draft) -> None:
+    # "with the columns named orders and revenue", "naming them orders, revenue", «назови колонки orders и
+    # revenue»: names for the outputs, in the order they were asked for
+    names = rf"(?P<names>{IDENT}(?:\s*(?:,|and|и)\s*{IDENT})*)(?![\w.])"
+    for pattern in (rf"\b(?:with\s+|and\s+)?(?:the\s+)?(?:output\s+|result\s+)?(?:columns?|fields?)\s+(?:named|called)\s+"
+                    rf"(?:as\s+)?{names}",
+                    rf"\b(?:and\s+)?(?:nam(?:e|ing)|call(?:ing)?|label(?:ling|ing)?)\s+(?:them|the\s+(?:output\s+|result\s+)?"
+                    rf"(?:columns|fields|measures|results|outputs))\s+(?:as\s+)?{names}",
+                    rf"\b(?:назов\w*|назвав|назвать)\s+(?:их|колонки|столбцы|поля|результаты)\s+{names}",
+                    rf"\b(?:колонки|столбцы|поля)\s+(?:назов\w*|назвав|назвать)\s+{names}",
+                    rf"\bс\s+(?:названиями|именами)\s+(?:колонок\s+|столбцов\s+)?{names}"):
+        for m in list(sc.finditer(pattern)):
+            _name_outputs(sc, d, m, [n for n in re.split(r"\s*(?:,|\band\b|\bи\b)\s*", m.group("names")) if n])
+
+
+def _name_outputs(sc: Scanner, d: Draft, m: re.Match, names: list[str]) -> None:
+    """Names for the aggregate's measures (or the selected columns), one each, in order; any other count is
+    a question: which name goes to which column is not guessed."""
+    measures = (d.aggregate or {}).get("measures", [])
+    if measures and len(names) == len(measures):
+        for measure, name in zip(measures, names):
+            measure["alias"] = name
+        sc.take(m, "name the measures " + ", ".join(f"{x['fn']}({x['column'] or '*'}) {x['alias']}" for x in measures))
+    elif not measures and d.select and len(names) == len(d.select):
+        for col, name in zip(d.select, names):
+            _rename(sc, d, m, col, name, take=False)
+        sc.take(m, "rename " + ", ".join(f"{c} -> {n}" for c, n in zip(d.select, names)))
+    else:
+        count = len(measures) or len(d.select)
+        d.ask("rename", f"{len(names)} names ({', '.join(names)}) for {count or 'no'} computed or selected columns; "
+                        f"which column gets which name (e.g. 'rename X to Y')?",
+              f"{len(names)} имён ({', '.join(names)}) на {count} колонок; какой колонке какое имя (например, "
+              f"'переименуй X в Y')?")
+        sc.take(m)
 
 
 def _call_it(sc: Scanner, d: Draft, m: re.Match, new: str) -> None:
@@ -395,25 +473,36 @@ def _call_it(sc: Scanner, d: Draft, m: re.Match, new: str) -> None:
 
 # --- column selection ------------------------------------------------------------------------------
 
-_ITEM = rf"(?:the\s+)?{IDENT}(?:\.{IDENT})?(?:\s+(?:as|как)\s+{IDENT})?"
+# "keeping only a and b, naming the columns x and y": a naming verb ends the list
+_ITEM = rf"(?:the\s+)?(?!(?:naming|calling|labell?ing|named|called|renaming|rename)\b){IDENT}(?:\.{IDENT})?(?:(?:\s+(?:as|как)\s+|\s*{_ARROW}\s*){IDENT}(?![\w.]))?"
 _LIST = rf"(?P<list>{_ITEM}(?:\s*(?:,|and|и)\s*{_ITEM})*)"
 _COLUMNS = r"(?:columns?|fields?|колонк\w*|пол(?:я|е)|столбц\w*|столбец)"
 
 
 def scan_select(sc: Scanner, d: Draft) -> None:
-    if not sc.has(r"only|just|select|keep|retain|taking|column|field|только|колонк|пол[яе]|столб|\w\s*\(\s*\w+\s*,"):
+    _scan_selection(sc, d)
+    _scan_output_names(sc, d)
+
+
+def _scan_selection(sc: Scanner, d: Draft) -> None:
+    if not sc.has(r"only|just|select|keep|retain|taking|column|field|только|колонк|пол[яе]|столб|\w\s*\(\s*\w+\s*,|"
+                  r"\w:\s*\w+\s*,"):
         return
     only = r"(?:only|just|keeping\s+only|keep\s+only|selecting|select|taking\s+only|with\s+only|только)"
     patterns = (
         (rf"\b{only}\s+(?:the\s+)?{_COLUMNS}\s+{_LIST}", 1),
         (rf"\b{only}\s+(?:the\s+)?{_LIST}\s+{_COLUMNS}\b", 1),
-        (rf"\b(?:keeping|keep|selecting|select|with|taking)\s+(?:the\s+)?{_COLUMNS}\s+{_LIST}", 1),
+        (rf"\b(?:keeping|keep|selecting|select|with|taking|с|оставив|оставляя|выбрав|взяв)\s+(?:the\s+)?{_COLUMNS}\s+"
+         rf"{_LIST}", 1),
         (rf"\b{only}\s+{_LIST}", 2),
         # "keeping result_id, test_code and value", "with order_id and status only": a list of two or more
         (rf"\b(?:keeping|keep|retaining|retain)\s+{_LIST}(?=\s*$|\s*[,.;)]|\s+(?:from|into|to|in|and\s+load)\b)", 2),
         (rf"\b(?:with\s+)?{_LIST}\s+only\b", 2),
         # "Load patients (patient_id, city, insurance) into ...": a column list in parentheses after a noun or name
         (rf"(?<=\w)\s*\(\s*(?P<list>{IDENT}(?:\s*,\s*{IDENT})+)\s*\)", 2),
+        # "shop.customers to CH analytics.contacts: customer_id, email, phone; rename ...": the list after the
+        # endpoints' colon, up to the end of the clause
+        (rf"(?<=\w):\s*{_LIST}(?=\s*(?:$|[;.)\x1f]))", 2),
     )
     for pattern, least in patterns:
         for m in list(sc.finditer(pattern)):
@@ -427,8 +516,8 @@ def _select(sc: Scanner, d: Draft, m: re.Match, least: int) -> None:
     names: list[tuple[str, Optional[str]]] = []
     for item in items:
         old, _, new = re.sub(r"^the\s+", "", item, flags=re.I).partition(" as ")
-        if " как " in item:
-            old, _, new = item.partition(" как ")
+        if " как " in item or re.search(_ARROW, item):
+            old, new = (re.split(rf"\s+как\s+|\s*{_ARROW}\s*", item, maxsplit=1) + [""])[:2]
         word = old.strip().lower()
         plural_noun = word in ENTITY_NOUNS and word.endswith(("s", "ы", "и", "ов", "ей"))  # "fee" may be a column
         if word in STOPWORDS_EN or word in STOPWORDS_RU or plural_noun or word in ("rows", "records"):

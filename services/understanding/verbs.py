@@ -19,7 +19,7 @@ _SYNC_WITH = r"(?:in\s+sync|synced|synchronized|synchronised|up[\s-]to[\s-]date|
 
 
 def scan_verb_phrases(sc: Scanner, d: Draft) -> None:
-    if not sc.has(r"\b(?:over|up|across|in|out|keep\w*|maintain|держ|поддерж)\b"):
+    if not sc.has(r"\b(?:over|up|across|in|out|keep\w*|maintain|держ\w*|поддерж\w*)\b"):
         return
     for m in list(sc.finditer(_PHRASAL)):
         if m.group("particle").lower() in ("in", "out") and m.group("verb").lower() not in ("pull", "pulling",

@@ -393,13 +393,18 @@ def test_unreachable_target_is_retried_with_warnings_and_stop_is_prompt(settings
     assert rec.batches == [] and committed(settings, pid, topic) == {"0": -1001}
 
 
-def test_avro_messages_and_tombstones_into_a_file_target(settings, kafka, kafka_env, tmp_path):
+def avro_record():
+    """(codec, a schema of ours every field of which has a default or is a string, a record of it)."""
     from services.core.avro import build_codec
 
     codec = build_codec()
     schema = next(s for s in codec.catalog if s.parsed.get("type") == "record" and all(
         "default" in f or f["type"] == "string" for f in s.parsed["fields"]))
-    record = {f["name"]: f.get("default", "x") for f in schema.parsed["fields"]}
+    return codec, schema, {f["name"]: f.get("default", "x") for f in schema.parsed["fields"]}
+
+
+def test_avro_messages_and_tombstones_into_a_file_target(settings, kafka, kafka_env, tmp_path):
+    codec, schema, record = avro_record()
     topic, pid = kafka_env.topic(1), kafka_env.pipeline()
     produce(settings, topic, [codec.encode(schema.name, record)] * 3 + [None], key=None)
     files = Connection(TENANT, "fs", "file", {"folder": str(tmp_path)})
@@ -414,3 +419,38 @@ def test_avro_messages_and_tombstones_into_a_file_target(settings, kafka, kafka_
     lines = (tmp_path / "out.jsonl").read_text().splitlines()
     assert len(lines) == 3 and set(json.loads(lines[0])) == set(record)
     assert [b["rows_in"] for b in rec.batches] == [2, 1]  # the tombstone moved the offset, added no row
+
+
+def test_a_poison_message_goes_to_the_dlq_and_the_stream_goes_on(settings, kafka, kafka_env, tmp_path):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from services.core.eventlog import read_all
+
+    codec, schema, record = avro_record()
+    good = codec.encode(schema.name, record)
+    topic, pid = kafka_env.topic(1), kafka_env.pipeline()
+    admin = AdminClient({**client_conf(settings), "log_level": 3})
+    admin.create_topics([NewTopic(topic + ".dlq", 1, 1)])[topic + ".dlq"].result(15)
+    try:
+        produce(settings, topic, [good, good, b"\x00not avro at all", good], key=None)
+        files = Connection(TENANT, "fs", "file", {"folder": str(tmp_path)})
+        dep = deployment(pid, topic, {"kind": "file", "connection": "fs", "path": "out.jsonl"}, rows=10,
+                         message_format="avro")
+        rec = Recorder()
+        run = Running(runner(settings, dep, Registry(kafka, files), rec))
+        try:
+            wait_for(lambda: committed(settings, pid, topic) == {"0": 4}, 30, "all 4 offsets committed", run)
+            produce(settings, topic, [good], key=None)  # and it goes on after the poison
+            wait_for(lambda: committed(settings, pid, topic) == {"0": 5}, 30, "the next message committed", run)
+        finally:
+            run.stop()
+        lines = (tmp_path / "out.jsonl").read_text().splitlines()
+        assert len(lines) == 4 and set(json.loads(lines[0])) == set(record)
+        letters = []
+        read_all(settings, topic + ".dlq", letters.append)
+        assert len(letters) == 1 and letters[0].value == b"\x00not avro at all"
+        h = {k: v.decode() for k, v in letters[0].headers}
+        assert h["source_topic"] == topic and h["source_offset"] == "2" and h["error_class"] == "StreamError"
+        assert any("poison message" in m and level == "WARNING" for level, m in rec.logs), rec.logs
+    finally:
+        admin.delete_topics([topic + ".dlq"])[topic + ".dlq"].result(15)

@@ -13,7 +13,11 @@ import yaml
 from services.domain.spec import PipelineSpec
 from services.understanding import compile_request
 
-CORPUS = yaml.safe_load((Path(__file__).parents[1] / "fixtures" / "grammar_corpus.yaml").read_text())["cases"]
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+CORPUS = yaml.safe_load((FIXTURES / "grammar_corpus.yaml").read_text())["cases"]
+# Phrase classes that need the tenant's data (a source's primary key, a column's values) name one of these
+# catalogs (services/connectors/catalog.py's shape) with `catalog:`.
+CATALOGS = yaml.safe_load((FIXTURES / "grammar_catalogs.yaml").read_text())
 
 
 def _contains(actual: Any, expected: Any, path: str = "spec") -> None:
@@ -33,12 +37,14 @@ def _contains(actual: Any, expected: Any, path: str = "spec") -> None:
 
 @pytest.mark.parametrize("case", CORPUS, ids=[f"{c['class']}:{c['text'][:60]}" for c in CORPUS])
 def test_corpus_case(case):
-    result = compile_request(case["text"])
+    result = compile_request(case["text"], catalog=CATALOGS[case["catalog"]] if "catalog" in case else None)
     assert result["outcome"] == case["outcome"], result
     if result["outcome"] == "plan":
         spec = PipelineSpec.model_validate(result["spec"]).model_dump(mode="json")
         _contains(spec, case.get("expect", {}))
         assert result["understood"], "a plan lists what it understood"
+        for line in case.get("understood", []):  # each named note is among what it understood
+            assert any(line in u for u in result["understood"]), (line, result["understood"])
     elif result["outcome"] == "clarify":
         slots = {m.split(":", 1)[0] for m in result["missing"]} | set(result["missing"])
         assert set(case.get("missing", [])) <= slots, result
@@ -49,7 +55,9 @@ def test_corpus_case(case):
 
 @pytest.mark.parametrize("case", CORPUS[::7], ids=[c["text"][:60] for c in CORPUS[::7]])
 def test_corpus_is_deterministic(case):
-    first, again = (json.dumps(compile_request(case["text"]), sort_keys=True, ensure_ascii=False) for _ in range(2))
+    catalog = CATALOGS.get(case.get("catalog"))
+    first, again = (json.dumps(compile_request(case["text"], catalog=catalog), sort_keys=True, ensure_ascii=False)
+                    for _ in range(2))
     assert first == again
 
 

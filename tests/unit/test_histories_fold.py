@@ -9,11 +9,11 @@ from services.domain.commands import apply_command
 CREATE = "aietl.pipelines.v1.CreatePipeline"
 
 
-def requested(pid=None):
+def requested(pid=None, history=()):
     pid = pid or str(uuid.uuid4())
     cmd = Message(CREATE, new_envelope(CREATE, tenant_id="acme", actor="user:test", pipeline_id=pid),
                   {"description": "copy orders", "name": None, "labels": {}})
-    [event] = apply_command([], cmd)
+    [event] = apply_command(list(history), cmd)
     return cmd, event
 
 
@@ -43,7 +43,7 @@ def test_a_gap_before_an_append_folds_nothing_of_that_partition_and_asks_for_a_c
 def test_appends_a_catch_up_already_read_are_not_folded_twice():
     h = histories()
     _, e1 = requested()
-    _, e2 = requested(e1.pipeline_id)
+    _, e2 = requested(e1.pipeline_id, [e1])  # the second request of a pipeline: CommandRejected
     assert h.observe(2, 0, e1) and h.observe(2, 1, e2)  # read back from the log by a catch-up
     assert h.fold_appended([(2, 0, e1), (2, 1, e2)])
     assert h.history(e1.pipeline_id) == [e1, e2]

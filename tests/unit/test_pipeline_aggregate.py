@@ -214,6 +214,18 @@ def test_cancelling_needs_a_requested_run_and_happens_once():
     assert "already asked to stop" in again.payload["reason"]
 
 
+def test_cancelling_a_run_the_runs_log_shows_ended_is_refused_and_changes_nothing():
+    pid, h = ready_pipeline()
+    h, _ = drive(h, proposal(pid, "DeployPipeline", version=1))
+    h, _ = drive(h, proposal(pid, "TriggerRun", run_id="r1", trigger_kind="manual", params_json="{}", slot=None))
+    ended = {"r1": "succeeded"}
+    [refused] = apply_command(h, proposal(pid, "CancelRun", run_id="r1", reason="late"), ended.get)
+    assert refused.short_name == "CommandRejected" and refused.payload["error_code"] == "run_finished"
+    assert "already succeeded" in refused.payload["reason"]
+    [asked] = apply_command(h, proposal(pid, "CancelRun", run_id="r1", reason="in time"), {}.get)
+    assert asked.short_name == "RunCancelRequested"
+
+
 def test_rollback_to_an_earlier_deployed_version():
     pid, h = ready_pipeline()
     h, _ = drive(h, proposal(pid, "DeployPipeline", version=1))

@@ -2,11 +2,13 @@
 of lifecycle events (no Kafka: events are fed to the fold as the Faust agent would)."""
 import asyncio
 import json
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from services.core.avro import build_codec
+from services.core.eventlog import Record
 from services.core.messages import Message, new_envelope
 from services.scheduler.app import CronScheduler, slot_command
 from services.scheduler.commands import cron_ids
@@ -91,6 +93,11 @@ def test_a_slot_later_than_the_grace_is_skipped():
 CODEC = build_codec()
 
 
+def ids(name: str) -> str:
+    """A pipeline id for a short test name ("p1")."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
 class NoReader:
     def read(self, positions):
         return iter(())
@@ -105,11 +112,18 @@ class Log:
     def __init__(self, feed: DeploymentFeed):
         self.feed = feed
         self.offset = 0
+        self.versions: dict[str, int] = {}
 
     def append(self, short: str, pid: str, at: datetime, **payload) -> None:
+        if pid not in self.versions:  # a pipeline's history starts with its request, as on the real log
+            self.versions[pid] = 0
+            self.append("PipelineRequested", pid, at, description="d", name=None, labels={})
+        self.versions[pid] += 1
         name = f"aietl.pipelines.v1.{short}"
-        env = new_envelope(name, tenant_id="t1", actor="user:test", pipeline_id=pid, occurred_at=at)
-        assert self.feed.observe(0, self.offset, CODEC.encode(name, Message(name, env, payload).to_record()))
+        env = new_envelope(name, tenant_id="t1", actor="user:test", pipeline_id=ids(pid), occurred_at=at,
+                           aggregate_version=self.versions[pid])
+        value = CODEC.encode(name, Message(name, env, payload).to_record())
+        assert self.feed.observe(Record("pipelines.events.v1", 0, self.offset, None, value, []))
         self.offset += 1
 
     def deploy(self, pid: str, at: datetime, cron: str = "* * * * *", tz: str = "UTC") -> None:
@@ -141,7 +155,7 @@ def test_each_slot_is_sent_once_with_deterministic_ids(world):
     assert len(sent) == 1
     cmd = sent[0]
     slot = "2024-01-01T10:01:00+00:00"
-    assert (cmd.payload["run_id"], cmd.message_id) == cron_ids("p1", slot)
+    assert (cmd.payload["run_id"], cmd.message_id) == cron_ids(ids("p1"), slot)
     assert cmd.payload["slot"] == slot and cmd.payload["trigger_kind"] == "cron"
     assert json.loads(cmd.payload["params_json"]) == {"slot": slot, "logical_date": slot}
     assert cmd.envelope["tenant_id"] == "t1" and cmd.envelope["actor"] == "trigger:cron"
@@ -163,7 +177,7 @@ def test_a_restarted_instance_does_not_resend_a_slot_on_the_log(world):
     log, scheduler, sent = world
     log.deploy("p1", utc(2024, 1, 1, 10, 0, 30))
     slot = "2024-01-01T10:01:00+00:00"
-    log.append("RunRequested", "p1", utc(2024, 1, 1, 10, 1, 1), run_id=cron_ids("p1", slot)[0], version=1,
+    log.append("RunRequested", "p1", utc(2024, 1, 1, 10, 1, 1), run_id=cron_ids(ids("p1"), slot)[0], version=1,
                trigger_kind="cron", params_json="{}", slot=slot)
     fire(CronScheduler(log.feed, scheduler._send), utc(2024, 1, 1, 10, 1, 20))
     assert sent == []
@@ -202,5 +216,5 @@ def test_logical_date_is_the_slot_in_the_pipelines_timezone(world):
 def test_a_gap_in_live_events_is_left_to_the_catch_up(world):
     log, _, _ = world
     log.deploy("p1", utc(2024, 1, 1))
-    assert not log.feed.observe(0, 5, b"not even decoded")  # offsets 1-4 unseen: wait for catch-up
-    assert not log.feed.observe(0, 0, b"already folded")
+    assert not log.feed.observe(Record("pipelines.events.v1", 0, 5, None, b"not even decoded", []))  # 1-4 unseen
+    assert not log.feed.observe(Record("pipelines.events.v1", 0, 0, None, b"already folded", []))
