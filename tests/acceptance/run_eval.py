@@ -187,7 +187,16 @@ def _read_file(path: Path) -> tuple[list[str], list[tuple]]:
     if suffix == ".parquet":
         table = pq.read_table(path)
     elif suffix == ".csv":
-        table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(strings_can_be_null=True))
+        # Every cell as the text the file holds: type inference would read the phone "+7128..." as a number,
+        # a wrong-data verdict for a correct file; rows.canonical(numeric_text=True) reads numbers from text.
+        import csv
+
+        import pyarrow as pa
+
+        with open(path, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), [])
+        table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
+            strings_can_be_null=True, column_types={c: pa.string() for c in header}))
     else:
         table = pj.read_json(path)
     cols = table.column_names
