@@ -4,7 +4,6 @@ import json
 import time
 import uuid
 
-import httpx
 import pytest
 
 from services.triggers.webhooks import sign
@@ -24,7 +23,7 @@ def dep(stack_settings):
 
 @pytest.fixture
 def http(dep):
-    with httpx.Client(base_url=dep.base_url, timeout=30) as c:
+    with dep.client(timeout=30) as c:
         yield c
 
 
