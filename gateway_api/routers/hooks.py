@@ -14,11 +14,13 @@ import time
 import uuid
 from typing import Optional
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
-from gateway_api.lookups import pipeline_state
+from gateway_api.auth import require
+from gateway_api.lookups import hook_pipeline_state, pipeline_state
 from gateway_api.problems import PROBLEM_JSON, Problem
 from gateway_api.routers.runs import request_run
+from services.identity import Principal
 from services.triggers import webhooks
 
 router = APIRouter(prefix="/api/v1", tags=["webhooks"])
@@ -111,11 +113,13 @@ def signing_help(window_s: int) -> dict:
     }
 
 
-@router.get("/pipelines/{pipeline_id}/webhook", summary="The pipeline's webhook: URL, secret and how to sign",
+@router.get("/pipelines/{pipeline_id}/webhook", summary="The pipeline's webhook: URL, secret and how to sign "
+            "(admins only: the secret starts runs)",
             responses={404: {"description": "No such pipeline", **_PROBLEM}})
-async def get_webhook(pipeline_id: str, request: Request) -> dict:
+async def get_webhook(pipeline_id: str, request: Request,
+                      who: Principal = Depends(require("webhooks.secret"))) -> dict:
     deps = request.app.state.deps
-    state = await pipeline_state(deps, pipeline_id)
+    state = await pipeline_state(deps, pipeline_id, who.tenant)
     hook_id = state["pipeline_id"]
     return {"hook_id": hook_id, "url": f"/api/v1/hooks/{hook_id}",
             "secret": (await hook_secrets(request, hook_id))[0],
@@ -160,7 +164,8 @@ async def call_hook(hook_id: str, request: Request):
     # Nothing is read or written before the caller has proved it holds the secret.
     signature = _verify(await hook_secrets(request, hook_id), request, body, deps.settings.webhook_window_s)
     params = _params(body)
-    state = await pipeline_state(deps, hook_id)
+    # No principal here: the signature is the credential, and the tenant is the hooked pipeline's own.
+    state = await hook_pipeline_state(deps, hook_id)
     pid = state["pipeline_id"]
     trigger = await deployed_trigger(deps, state)
     if trigger != "webhook":
@@ -174,7 +179,8 @@ async def call_hook(hook_id: str, request: Request):
                       "this timestamp and signature were accepted before; sign each delivery anew")
     run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"aietl-hook:{pid}:{signature}"))
     try:
-        return await request_run(deps, pid, run_id, "webhook", params)
+        return await request_run(deps, pid, run_id, "webhook", params, tenant=state["tenant_id"],
+                                 sender="trigger:webhook")
     except Problem:
         await deps.redis.delete(seen)  # refused by the pipeline: the same delivery may be retried later
         raise
