@@ -55,8 +55,15 @@ def prepare_topics(settings: Settings) -> None:
 class Deployment:
     settings: Settings
     workers: list[str] = field(default_factory=list)
-    api_key: str = ""
+    admin_key: str = ""
     key_prefixes: list[str] = field(default_factory=list)
+
+    @property
+    def api_key(self) -> str:
+        """The deployment's admin key, made on start (or on first use, for a gateway started by hand)."""
+        if not self.admin_key:
+            self.admin_key = self.new_key("admin")
+        return self.admin_key
 
     @property
     def tenant(self) -> str:
@@ -87,8 +94,7 @@ class Deployment:
 
     def start(self) -> "Deployment":
         prepare_topics(self.settings)
-        if not self.api_key:
-            self.api_key = self.new_key("admin")
+        self.admin_key = self.admin_key or self.new_key("admin")
         try:
             start_all(self.settings, self.workers, log=lambda _: None)
         except BaseException:  # a fixture that fails to start never tears down: stop what did start
@@ -111,6 +117,7 @@ class Deployment:
         remove_prefix_leftovers(self.settings, [self.settings.topic_prefix])
         self._key_store().delete(self.key_prefixes)  # keys of other tenants it made (its own are gone)
         self.key_prefixes.clear()
+        self.admin_key = ""
         PREFIXES.discard(self.settings.topic_prefix)
 
     def log(self, name: str) -> str:

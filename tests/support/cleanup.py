@@ -39,11 +39,15 @@ def _remove_connections(settings: Settings, prefixes) -> int:
 
 
 def _remove_api_keys(settings: Settings, prefixes) -> int:
-    """The API keys of each test deployment's tenant (tests.harness gives every deployment one)."""
+    """The API keys of each test deployment's tenant (tests.harness gives every deployment one), and the
+    secret generations of the webhooks it rotated."""
     from services.identity.keys import build_store
+    from services.triggers.hook_store import build_hook_store
 
     store = build_store(settings)
-    return store.delete([k.prefix for prefix in prefixes for k in store.list(prefix.rstrip("."))])
+    tenants = [prefix.rstrip(".") for prefix in prefixes]
+    build_hook_store(settings).forget(tenants)
+    return store.delete([k.prefix for tenant in tenants for k in store.list(tenant)])
 
 
 def remove_prefix_leftovers(settings: Settings, prefixes) -> Removed:
