@@ -11,7 +11,7 @@ from gateway_api import audit, problems
 from gateway_api.kafka_producer import DELIVERY_TIMEOUT_S, AsyncProducer
 from gateway_api.middleware import BodyLimits, JsonBodyByDefault
 from gateway_api.routers import audit as audit_routes
-from gateway_api.routers import catalog, connections, health, hooks, lifecycle, llm, pipelines, runs
+from gateway_api.routers import catalog, connections, health, hooks, keys, lifecycle, llm, pipelines, runs
 from services.core.avro import AvroCodec
 from services.core.messages import Message
 from services.core.settings import Settings
@@ -70,7 +70,9 @@ def create_app(settings: Settings, codec: Optional[AvroCodec] = None) -> FastAPI
                               "and follow events under /api/v1/pipelines/{id}. Lifecycle commands (deploy, "
                               "rollback, pause, resume, delete), run requests and cancellations wait briefly "
                               "for the pipeline's verdict: 200/202 when accepted, 409 with the reason when "
-                              "refused. Deployed webhook pipelines run on signed POSTs to /api/v1/hooks/{id}.")
+                              "refused. Deployed webhook pipelines run on signed POSTs to /api/v1/hooks/{id}. "
+                              "Every route but /healthz, /readyz and the signed webhook needs an API key "
+                              "(Authorization: Bearer <key>; `aietl keys create`) acting for one tenant.")
     app.add_middleware(JsonBodyByDefault)
     app.add_middleware(BodyLimits)  # bodies are bounded before anything reads them
     app.add_middleware(audit.RequestContext)  # outermost: every answer, a 413 too, carries its request id
@@ -84,4 +86,5 @@ def create_app(settings: Settings, codec: Optional[AvroCodec] = None) -> FastAPI
     app.include_router(audit_routes.router)
     app.include_router(connections.router)
     app.include_router(catalog.router)
+    app.include_router(keys.router)
     return app

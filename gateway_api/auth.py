@@ -6,7 +6,10 @@
 principal's rate limit (:func:`gateway_api.limits.admit`). The security schemes below are what OpenAPI
 declares, so each operation's requirement shows in /openapi.json.
 
-Not yet mounted on the routers: that lands together with the test harness sending keys (issue 10).
+Mounted on every route but ``/healthz``, ``/readyz`` and the webhook delivery (its HMAC signature is its
+credential); ``tests/security/test_authz.py`` enumerates the app's routes to keep it so. Routers take the
+tenant (:attr:`Principal.tenant`) and the actor (:func:`actor`) from the returned principal, never from
+settings.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="a
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="aietl"'}
 
 
-def _identity(request: Request):
+def identity(request: Request):
     """The key store and JWT verifier, built on first use (no connection at import or app creation)."""
     state = request.app.state
     if getattr(state, "identity", None) is None:
@@ -52,7 +55,7 @@ async def authenticate(request: Request, credential: Optional[str]) -> Principal
     check_source = getattr(limits, "check_source", None)
     if check_source is not None:
         await check_source(request)
-    store, verifier = _identity(request)
+    store, verifier = identity(request)
     try:
         if parse(credential) is not None:
             return await run_in_threadpool(store.verify, credential)
@@ -64,6 +67,11 @@ async def authenticate(request: Request, credential: Optional[str]) -> Principal
         raise unauthorized(str(exc)) from None
     except IdentityError as exc:  # the key store is down: 503, never a silent pass
         raise Problem(exc.status, exc.title, str(exc)) from None
+
+
+def actor(principal: Principal) -> str:
+    """Who a command names as its sender: ``user:<key prefix>`` for an API key, ``jwt:<sub>`` for a token."""
+    return f"user:{principal.key_id}" if principal.key_id else principal.subject
 
 
 def require(permission: str):
@@ -85,4 +93,4 @@ def require(permission: str):
     return dependency
 
 
-__all__ = ["api_key_header", "authenticate", "bearer", "require", "unauthorized"]
+__all__ = ["actor", "api_key_header", "authenticate", "identity", "bearer", "require", "unauthorized"]

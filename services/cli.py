@@ -201,6 +201,32 @@ def start(workers: Optional[str] = typer.Option(None, help="Comma-separated work
         raise typer.Exit(1) from None
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     typer.echo(f"gateway ready: {base}  (API docs {base}/docs)")
+    _announce_local_key(settings, base)
+
+
+def _local_key(settings) -> str:
+    """AIETL_API_KEY, else the local tenant's admin key kept in .aietl/api_key (made on first use)."""
+    from services.identity import IdentityError
+    from services.identity.local import ensure_local_key
+
+    try:
+        return ensure_local_key(settings)[0]
+    except IdentityError as exc:
+        typer.echo(f"no API key: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _announce_local_key(settings, base: str) -> None:
+    """Every route but /healthz and /readyz needs a key: make the local admin's and say how to use it."""
+    from services.identity.local import ENV, key_file
+
+    if os.environ.get(ENV):
+        return  # the caller brought its own key
+    _local_key(settings)
+    path = key_file(settings)
+    typer.echo(f"API key of tenant {settings.tenant_id!r} (admin) in {path} (0600); use it as\n"
+               f"  export {ENV}=$(cat {path})\n"
+               f"  curl -H \"Authorization: Bearer ${ENV}\" {base}/api/v1/pipelines")
 
 
 @app.command()
@@ -287,7 +313,7 @@ def demo(description: str = typer.Option(DEMO_REQUEST, help="What to ask for."),
          run: bool = typer.Option(True, help="Deploy the draft, run it once and print the target's rows.")) -> None:
     """Load the demo shop data, register connections, ask the running system for a pipeline, follow the
     agents until the draft is ready (offline: the builtin provider), then deploy it, run it and show the
-    rows it loaded."""
+    rows it loaded. Calls the gateway with AIETL_API_KEY, else the local admin key in .aietl/api_key."""
     import httpx
 
     from services.demo.load import ensure_demo_data
@@ -296,7 +322,8 @@ def demo(description: str = typer.Option(DEMO_REQUEST, help="What to ask for."),
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     data_dir = ensure_demo_data(settings)
     typer.echo(f"demo data: {data_dir} (PostgreSQL schema shop)")
-    with httpx.Client(base_url=base, timeout=10) as c:
+    headers = {"Authorization": f"Bearer {_local_key(settings)}"}
+    with httpx.Client(base_url=base, timeout=10, headers=headers) as c:
         for conn in demo_connections(settings, data_dir):
             resp = c.post("/api/v1/connections", json=conn)
             if resp.status_code not in (201, 409):

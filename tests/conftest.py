@@ -38,8 +38,8 @@ def _remove_leftovers(terminalreporter):
         return
     terminalreporter.write_sep("-", "test leftovers")
     terminalreporter.write_line(f"removed {removed.topics} topics, {removed.groups} consumer groups, "
-                                f"{removed.keys} Redis keys, {removed.connections} connections of {len(PREFIXES)} "
-                                f"test prefixes; "
+                                f"{removed.keys} Redis keys, {removed.connections} connections, "
+                                f"{removed.api_keys} API keys of {len(PREFIXES)} test prefixes; "
                                 f"still there: {left or 'none'}")
 
 

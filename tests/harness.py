@@ -1,7 +1,9 @@
 """Test deployments: the real stack, with a topic prefix and gateway port of their own.
 
 One Kafka/Redis/ClickHouse/PostgreSQL stack serves the whole session; each deployment gets a unique
-topic prefix (hence its own topics, consumer groups and Redis namespace), so tests cannot collide.
+topic prefix (hence its own topics, consumer groups and Redis namespace) and is a tenant of its own, so
+tests cannot collide. On start it gets an admin API key of its tenant: ``dep.client()`` sends it,
+``dep.auth_headers`` is it as headers, ``dep.new_key(role)`` makes more (all removed with the deployment).
 """
 from __future__ import annotations
 
@@ -53,6 +55,35 @@ def prepare_topics(settings: Settings) -> None:
 class Deployment:
     settings: Settings
     workers: list[str] = field(default_factory=list)
+    admin_key: str = ""
+    key_prefixes: list[str] = field(default_factory=list)
+
+    @property
+    def api_key(self) -> str:
+        """The deployment's admin key, made on start (or on first use, for a gateway started by hand)."""
+        if not self.admin_key:
+            self.admin_key = self.new_key("admin")
+        return self.admin_key
+
+    @property
+    def tenant(self) -> str:
+        return self.settings.tenant_id
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def _key_store(self):
+        from services.identity.keys import build_store
+
+        return build_store(self.settings)
+
+    def new_key(self, role: str, tenant: str | None = None, expires_in: str | None = None) -> str:
+        """A fresh API key (straight into the key store, no CLI: fast); removed with the deployment."""
+        key, info = self._key_store().create(tenant or self.tenant, role, name="test", expires_in=expires_in,
+                                             created_by="tests.harness")
+        self.key_prefixes.append(info.prefix)
+        return key
 
     @property
     def base_url(self) -> str:
@@ -63,6 +94,7 @@ class Deployment:
 
     def start(self) -> "Deployment":
         prepare_topics(self.settings)
+        self.admin_key = self.admin_key or self.new_key("admin")
         try:
             start_all(self.settings, self.workers, log=lambda _: None)
         except BaseException:  # a fixture that fails to start never tears down: stop what did start
@@ -83,6 +115,9 @@ class Deployment:
 
         self.stop()
         remove_prefix_leftovers(self.settings, [self.settings.topic_prefix])
+        self._key_store().delete(self.key_prefixes)  # keys of other tenants it made (its own are gone)
+        self.key_prefixes.clear()
+        self.admin_key = ""
         PREFIXES.discard(self.settings.topic_prefix)
 
     def log(self, name: str) -> str:
@@ -90,18 +125,27 @@ class Deployment:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "services.cli", *args], env=settings_env(self.settings),
+        env = {**settings_env(self.settings), "AIETL_API_KEY": self.api_key}  # CLI commands calling the gateway
+        return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env,
                               capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=10)
+    def client(self, key: str | None = None, timeout: float = 10, **kwargs) -> httpx.Client:
+        """An HTTP client of the gateway sending the deployment's admin key (or ``key``; "" sends none)."""
+        key = self.api_key if key is None else key
+        headers = {**({"Authorization": f"Bearer {key}"} if key else {}), **kwargs.pop("headers", {})}
+        return httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers, **kwargs)
 
 
-def new_deployment(base: Settings, tag: str, workers: list[str]) -> Deployment:
+# Tests poll the gateway tightly, all with their deployment's one admin key: a per-principal limit well above
+# the production default (25/s, burst 600), which tests/security/test_authz.py checks with small values.
+TEST_RATE_LIMITS = {"rate_limit_per_s": 500.0, "rate_limit_burst": 10_000}
+
+
+def new_deployment(base: Settings, tag: str, workers: list[str], **overrides) -> Deployment:
     prefix = unique_prefix(tag)
-    # Its own tenant too: connections and other per-tenant state cannot collide across deployments.
+    # Its own tenant too: connections, keys and other per-tenant state cannot collide across deployments.
     settings = base.model_copy(update={"topic_prefix": prefix, "gateway_port": free_port(),
-                                       "tenant_id": prefix.rstrip(".")})
+                                       "tenant_id": prefix.rstrip("."), **TEST_RATE_LIMITS, **overrides})
     return Deployment(settings, workers)
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
+from gateway_api.auth import require
 from gateway_api.problems import PROBLEM_JSON, Problem
 from gateway_api.routers.connections import registry
 from services.connectors.registry import ConnectionError_
+from services.identity import Principal
 
 router = APIRouter(prefix="/api/v1/catalog", tags=["catalog"])
 
@@ -31,9 +33,10 @@ def _catalog(request: Request):
 @router.get("", summary="Tables, columns, types and sample values of every registered connection",
             responses={503: {"description": "The connection registry cannot be reached",
                              "content": {PROBLEM_JSON: {}}}})
-async def get_catalog(request: Request, refresh: bool = False) -> dict:
+async def get_catalog(request: Request, refresh: bool = False,
+                      who: Principal = Depends(require("catalog.read"))) -> dict:
     cat = _catalog(request)
     try:
-        return await asyncio.to_thread(cat.get, request.app.state.deps.settings.tenant_id, refresh)
+        return await asyncio.to_thread(cat.get, who.tenant, refresh)
     except ConnectionError_ as exc:
         raise Problem(exc.status, exc.title, str(exc)) from None

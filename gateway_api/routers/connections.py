@@ -13,20 +13,25 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Literal, Union
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway_api.auth import require
 from gateway_api.problems import PROBLEM_JSON, Problem
 from services.connectors import introspect
 from services.connectors.registry import ConnectionError_, build_registry
 from services.connectors.secrets import SecretsError
 from services.connectors.typemap import convert
+from services.identity import Principal
 
 router = APIRouter(prefix="/api/v1/connections", tags=["connections"])
 ENGINES = ("clickhouse", "postgres", "duckdb")
 _PROBLEM = {"content": {PROBLEM_JSON: {}}}
 NOT_FOUND = {404: {"description": "No such connection or table", **_PROBLEM}}
+# Reading names and params is for every role; creating, deleting, testing and introspecting (which reach
+# the source with the stored secrets) is for admins.
+READ, MANAGE = Depends(require("connections.read")), Depends(require("connections.write"))
 
 
 class CreateConnectionRequest(BaseModel):
@@ -55,10 +60,6 @@ def registry(request: Request):
     return reg
 
 
-def _tenant(request: Request) -> str:
-    return request.app.state.deps.settings.tenant_id
-
-
 async def _call(fn, *args):
     """Run a blocking registry/introspection call in a thread; domain errors become problem+json."""
     try:
@@ -67,8 +68,8 @@ async def _call(fn, *args):
         raise Problem(exc.status, exc.title, str(exc)) from None
 
 
-async def _connection(request: Request, name: str):
-    return await _call(registry(request).get, _tenant(request), name)
+async def _connection(request: Request, who: Principal, name: str):
+    return await _call(registry(request).get, who.tenant, name)
 
 
 def _jsonable(value: Any) -> Any:
@@ -98,34 +99,34 @@ def _column(col, dialect: str) -> dict:
 @router.post("", status_code=201, summary="Register a named connection (secrets are stored encrypted)",
              responses={409: {"description": "Name already taken", **_PROBLEM},
                         422: {"description": "Invalid connection", **_PROBLEM}})
-async def create_connection(body: CreateConnectionRequest, request: Request):
-    conn = await _call(registry(request).create, _tenant(request), body.name, body.kind, body.params,
+async def create_connection(body: CreateConnectionRequest, request: Request, who: Principal = MANAGE):
+    conn = await _call(registry(request).create, who.tenant, body.name, body.kind, body.params,
                        body.secrets, body.is_default)
     return JSONResponse(conn.public(), status_code=201,
                         headers={"Location": f"/api/v1/connections/{conn.name}"})
 
 
 @router.get("", summary="List the tenant's connections (secrets masked)")
-async def list_connections(request: Request) -> dict:
-    return {"items": await _call(registry(request).list, _tenant(request))}
+async def list_connections(request: Request, who: Principal = READ) -> dict:
+    return {"items": await _call(registry(request).list, who.tenant)}
 
 
 @router.get("/{name}", summary="One connection (secrets masked)", responses=NOT_FOUND)
-async def get_connection(name: str, request: Request) -> dict:
-    return (await _connection(request, name)).public()
+async def get_connection(name: str, request: Request, who: Principal = READ) -> dict:
+    return (await _connection(request, who, name)).public()
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a connection", responses=NOT_FOUND)
-async def delete_connection(name: str, request: Request):
-    await _call(registry(request).delete, _tenant(request), name)
+async def delete_connection(name: str, request: Request, who: Principal = MANAGE):
+    await _call(registry(request).delete, who.tenant, name)
     return Response(status_code=204)
 
 
 @router.post("/{name}/test", summary="Reachable or not (with a reason class: reachable, unreachable, blocked, "
              "error...) with these params and secrets; never which ports are open",
              responses=NOT_FOUND)
-async def test_connection(name: str, request: Request) -> dict:
-    conn = await _connection(request, name)
+async def test_connection(name: str, request: Request, who: Principal = MANAGE) -> dict:
+    conn = await _connection(request, who, name)
     ok, detail, reason, latency_ms = await asyncio.to_thread(introspect.check, conn)
     # A failure's latency would tell a refused port (instant) from a filtered one (the timeout): not shown.
     return {"name": name, "ok": ok, "reachable": ok, "reason": reason, "detail": detail,
@@ -134,15 +135,15 @@ async def test_connection(name: str, request: Request) -> dict:
 
 @router.get("/{name}/tables", summary="Tables (files, topics) of a connection",
             responses={**NOT_FOUND, 502: {"description": "Source unreachable", **_PROBLEM}})
-async def list_tables(name: str, request: Request) -> dict:
-    conn = await _connection(request, name)
+async def list_tables(name: str, request: Request, who: Principal = MANAGE) -> dict:
+    conn = await _connection(request, who, name)
     return {"name": name, "kind": conn.kind, "tables": await _call(introspect.list_tables, conn)}
 
 
 @router.get("/{name}/tables/{table:path}/schema", summary="Columns of a table, with their mapped types",
             responses={**NOT_FOUND, 502: {"description": "Source unreachable", **_PROBLEM}})
-async def table_schema(name: str, table: str, request: Request) -> dict:
-    conn = await _connection(request, name)
+async def table_schema(name: str, table: str, request: Request, who: Principal = MANAGE) -> dict:
+    conn = await _connection(request, who, name)
     columns = await _call(introspect.table_schema, conn, table)
     dialect = introspect.type_dialect(conn.kind)
     return {"name": name, "table": table, "dialect": dialect, "columns": [_column(c, dialect) for c in columns]}
@@ -151,7 +152,7 @@ async def table_schema(name: str, table: str, request: Request) -> dict:
 @router.get("/{name}/tables/{table:path}/sample", summary="A few rows of a table (read-only)",
             responses={**NOT_FOUND, 502: {"description": "Source unreachable", **_PROBLEM}})
 async def sample_rows(name: str, table: str, request: Request,
-                      limit: int = Query(20, ge=1, le=1000)) -> dict:
-    conn = await _connection(request, name)
+                      limit: int = Query(20, ge=1, le=1000), who: Principal = MANAGE) -> dict:
+    conn = await _connection(request, who, name)
     rows = await _call(introspect.sample_rows, conn, table, limit)
     return {"name": name, "table": table, "rows": _jsonable(rows)}

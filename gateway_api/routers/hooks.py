@@ -1,8 +1,10 @@
 """Signed webhooks: a pipeline deployed with a webhook trigger runs when its hook is called.
 
-The hook id is the pipeline id; its secret is derived from the server's secret key (never stored). A
-delivery is verified before anything else happens, and an accepted delivery's signature is remembered for
-twice the timestamp window, so a replay inside the window is refused. Its run id is derived from the
+The hook id is the pipeline id; its secret is derived from the webhook key and the hook's generation
+(bumped by a rotation; services/triggers/hook_store.py), never stored. The secret is shown to, and rotated
+by, the tenant's admins only. A delivery is verified before anything else happens (only the hook's
+generation is looked up), and an accepted delivery's signature is remembered for twice the timestamp
+window, so a replay inside the window is refused. Its run id is derived from the
 signature too: even if Redis forgot, the aggregate refuses a second run with that id.
 """
 from __future__ import annotations
@@ -14,47 +16,78 @@ import time
 import uuid
 from typing import Optional
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
-from gateway_api.lookups import pipeline_state
+from gateway_api.auth import actor, require
+from gateway_api.lookups import hook_pipeline_state, pipeline_state
 from gateway_api.problems import PROBLEM_JSON, Problem
 from gateway_api.routers.runs import request_run
+from services.identity import Principal
 from services.triggers import webhooks
 
 router = APIRouter(prefix="/api/v1", tags=["webhooks"])
 _PROBLEM = {"content": {PROBLEM_JSON: {}}}
 TRIGGER_EVENTS = ("PipelineDeployed", "PipelineRolledBack")
+WEBHOOK_KEY_FILE = "webhook.key"
+ADMIN = Depends(require("webhooks.secret"))
 _LOG_CHUNK = 200
 
 
 # ---------------------------------------------------------------- secrets
 
-def _load_server_keys(settings) -> list[str]:
-    """The server's secret key(s): AIETL_SECRET_KEY, else the generated key file (as for connections)."""
+def _load_webhook_keys(settings) -> list[str]:
+    """The webhook key(s): AIETL_WEBHOOK_KEY, else <state_dir>/webhook.key (generated once, 0600). A key of
+    its own: the key that encrypts connection secrets never signs anything a caller sees."""
     from services.connectors.secrets import load_or_create_key_file, parse_keys
 
-    configured = settings.secret_key or os.environ.get("AIETL_SECRET_KEY")
-    keys = parse_keys(configured) if configured else [load_or_create_key_file(settings.state_dir)]
+    configured = settings.webhook_key or os.environ.get("AIETL_WEBHOOK_KEY")
+    keys = parse_keys(configured) if configured else [load_or_create_key_file(settings.state_dir, WEBHOOK_KEY_FILE)]
     return [k.decode() for k in keys]
 
 
-async def _server_keys(request: Request) -> list[str]:
+async def _webhook_keys(request: Request) -> list[str]:
     state = request.app.state
-    keys = getattr(state, "hook_server_keys", None)
+    keys = getattr(state, "hook_keys", None)
     if keys is None:
         from services.connectors.secrets import SecretsError
 
         try:
-            keys = await asyncio.to_thread(_load_server_keys, state.deps.settings)
+            keys = await asyncio.to_thread(_load_webhook_keys, state.deps.settings)
         except SecretsError as exc:
             raise Problem(500, "Webhook secrets unavailable", str(exc)) from None
-        state.hook_server_keys = keys
+        state.hook_keys = keys
     return keys
 
 
-async def hook_secrets(request: Request, hook_id: str) -> list[str]:
-    """The hook's current secret first, then those of older server keys (still accepted during a rotation)."""
-    return [webhooks.hook_secret(k, hook_id) for k in await _server_keys(request)]
+def _hook_store(request: Request):
+    state = request.app.state
+    if getattr(state, "hook_store", None) is None:
+        from services.triggers.hook_store import build_hook_store
+
+        state.hook_store = build_hook_store(state.deps.settings)
+    return state.hook_store
+
+
+async def _store_call(fn, *args):
+    from services.triggers.hook_store import HookStoreUnavailable
+
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except HookStoreUnavailable as exc:
+        raise Problem(exc.status, exc.title, str(exc)) from None
+
+
+async def hook_secrets(request: Request, hook_id: str, generation: Optional[int] = None) -> list[str]:
+    """The hook's current secret first, then those of older webhook keys (still accepted during a key
+    rotation); only the current generation of the hook's own secret is ever accepted."""
+    if generation is None:
+        try:
+            hook_id = str(uuid.UUID(hook_id))
+        except ValueError:  # no such hook: the signature fails like any other wrong one
+            generation = 0
+        else:
+            generation = await _store_call(_hook_store(request).generation, hook_id)
+    return [webhooks.hook_secret(k, hook_id, generation) for k in await _webhook_keys(request)]
 
 
 # ---------------------------------------------------------------- what is deployed
@@ -111,16 +144,35 @@ def signing_help(window_s: int) -> dict:
     }
 
 
-@router.get("/pipelines/{pipeline_id}/webhook", summary="The pipeline's webhook: URL, secret and how to sign",
+@router.get("/pipelines/{pipeline_id}/webhook", summary="The pipeline's webhook: URL, secret and how to sign "
+            "(admins only: the secret starts runs)",
             responses={404: {"description": "No such pipeline", **_PROBLEM}})
-async def get_webhook(pipeline_id: str, request: Request) -> dict:
+async def get_webhook(pipeline_id: str, request: Request, who: Principal = ADMIN) -> dict:
     deps = request.app.state.deps
-    state = await pipeline_state(deps, pipeline_id)
+    state = await pipeline_state(deps, pipeline_id, who.tenant)
+    return await _webhook_info(request, state)
+
+
+async def _webhook_info(request: Request, state: dict, generation: Optional[int] = None) -> dict:
+    deps = request.app.state.deps
     hook_id = state["pipeline_id"]
+    if generation is None:
+        generation = await _store_call(_hook_store(request).generation, hook_id)
     return {"hook_id": hook_id, "url": f"/api/v1/hooks/{hook_id}",
-            "secret": (await hook_secrets(request, hook_id))[0],
+            "secret": (await hook_secrets(request, hook_id, generation))[0], "generation": generation,
+            "rotate": f"/api/v1/pipelines/{hook_id}/webhook/rotate",
             "deployed_trigger": await deployed_trigger(deps, state),
             "signature": signing_help(deps.settings.webhook_window_s)}
+
+
+@router.post("/pipelines/{pipeline_id}/webhook/rotate",
+             summary="Rotate the webhook's secret: the new one is returned, the old one is refused from now on "
+             "(admins only)",
+             responses={404: {"description": "No such pipeline", **_PROBLEM}})
+async def rotate_webhook(pipeline_id: str, request: Request, who: Principal = ADMIN) -> dict:
+    state = await pipeline_state(request.app.state.deps, pipeline_id, who.tenant)
+    generation = await _store_call(_hook_store(request).rotate, state["pipeline_id"], who.tenant, actor(who))
+    return await _webhook_info(request, state, generation)
 
 
 def _verify(secrets: list[str], request: Request, body: bytes, window_s: int) -> str:
@@ -157,10 +209,12 @@ def _params(body: bytes) -> dict:
 async def call_hook(hook_id: str, request: Request):
     deps = request.app.state.deps
     body = await request.body()
-    # Nothing is read or written before the caller has proved it holds the secret.
+    # Nothing but the hook's secret generation is read, and nothing written, before the caller has proved
+    # it holds the secret.
     signature = _verify(await hook_secrets(request, hook_id), request, body, deps.settings.webhook_window_s)
     params = _params(body)
-    state = await pipeline_state(deps, hook_id)
+    # No principal here: the signature is the credential, and the tenant is the hooked pipeline's own.
+    state = await hook_pipeline_state(deps, hook_id)
     pid = state["pipeline_id"]
     trigger = await deployed_trigger(deps, state)
     if trigger != "webhook":
@@ -174,7 +228,8 @@ async def call_hook(hook_id: str, request: Request):
                       "this timestamp and signature were accepted before; sign each delivery anew")
     run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"aietl-hook:{pid}:{signature}"))
     try:
-        return await request_run(deps, pid, run_id, "webhook", params)
+        return await request_run(deps, pid, run_id, "webhook", params, tenant=state["tenant_id"],
+                                 sender="trigger:webhook")
     except Problem:
         await deps.redis.delete(seen)  # refused by the pipeline: the same delivery may be retried later
         raise

@@ -1,6 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Request
+
+from gateway_api.auth import require
+from gateway_api.problems import Problem
+from services.identity import Principal
 
 router = APIRouter(prefix="/api/v1/llm", tags=["llm"])
 
@@ -20,7 +26,10 @@ def _stats_reader(request: Request):
 
 
 @router.get("/stats", summary="LLM calls per provider: calls, errors, tokens, cost, latency, cache hits, breakers")
-async def llm_stats(request: Request, scope: str = "tenant") -> dict:
-    """`scope=tenant` (default) counts the caller's tenant; `scope=all` every tenant."""
-    tenant = request.app.state.deps.settings.tenant_id if scope == "tenant" else None
+async def llm_stats(request: Request, scope: Literal["tenant", "all"] = "tenant",
+                    who: Principal = Depends(require("llm.read"))) -> dict:
+    """`scope=tenant` (default) counts the caller's tenant; `scope=all` every tenant (admins only)."""
+    if scope == "all" and not who.can("llm.read_global"):
+        raise Problem(403, "Forbidden", f"role {who.role!r} may not read other tenants' LLM stats (scope=all)")
+    tenant = who.tenant if scope == "tenant" else None
     return await _stats_reader(request).stats(tenant)

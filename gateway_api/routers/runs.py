@@ -9,16 +9,18 @@ import json
 import uuid
 from typing import Optional
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from gateway_api import commands, outcomes, sse
+from gateway_api.auth import actor, require
 from gateway_api.lookups import pipeline_state, run_state
 from gateway_api.models import CancelRunRequest, RunRequest
 from gateway_api.problems import PROBLEM_JSON
+from services.identity import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
-ACTOR = "user:anonymous"
+READ, WRITE = Depends(require("pipelines.read")), Depends(require("pipelines.write"))
 _PROBLEM = {"content": {PROBLEM_JSON: {}}}
 NOT_FOUND = {404: {"description": "No such pipeline or run", **_PROBLEM}}
 DECIDED = {**NOT_FOUND, 409: {"description": "Refused by the pipeline's rules (e.g. not deployed, paused)",
@@ -39,14 +41,14 @@ def is_terminal(ev: dict) -> bool:
     return kind in TERMINAL or (kind == "RunFailed" and (ev.get("payload") or {}).get("final", True) is not False)
 
 
-async def request_run(deps, pipeline_id: str, run_id: str, trigger_kind: str, params: dict) -> JSONResponse:
+async def request_run(deps, pipeline_id: str, run_id: str, trigger_kind: str, params: dict, *, tenant: str,
+                      sender: str) -> JSONResponse:
     """Send TriggerRun and answer 202 with the run (or a problem if the aggregate refuses it).
 
-    Shared with the webhook endpoint; ``pipeline_id`` must already be checked.
+    Shared with the webhook endpoint; ``pipeline_id`` must already be checked to belong to ``tenant``.
     """
     cmd = commands.trigger_run(pipeline_id, run_id=run_id, trigger_kind=trigger_kind, params=params,
-                               tenant_id=deps.settings.tenant_id, actor=ACTOR if trigger_kind == "manual"
-                               else f"trigger:{trigger_kind}")
+                               tenant_id=tenant, actor=sender)
     ev = await outcomes.send_and_wait(deps, cmd)
     body = {"run_id": run_id, "pipeline_id": pipeline_id, "command_id": cmd.message_id,
             "links": run_links(run_id, pipeline_id)}
@@ -61,16 +63,19 @@ async def request_run(deps, pipeline_id: str, run_id: str, trigger_kind: str, pa
 
 @router.post("/pipelines/{pipeline_id}/runs", status_code=202, responses=DECIDED,
              summary="Run the deployed version now (202 with the run id once the pipeline accepted it)")
-async def trigger_run(pipeline_id: str, request: Request, body: Optional[RunRequest] = None):
+async def trigger_run(pipeline_id: str, request: Request, body: Optional[RunRequest] = None,
+                      who: Principal = WRITE):
     deps = request.app.state.deps
-    pid = (await pipeline_state(deps, pipeline_id))["pipeline_id"]
-    return await request_run(deps, pid, str(uuid.uuid4()), "manual", body.params if body else {})
+    pid = (await pipeline_state(deps, pipeline_id, who.tenant))["pipeline_id"]
+    return await request_run(deps, pid, str(uuid.uuid4()), "manual", body.params if body else {},
+                             tenant=who.tenant, sender=actor(who))
 
 
 @router.get("/pipelines/{pipeline_id}/runs", summary="A pipeline's runs, newest first", responses=NOT_FOUND)
-async def list_runs(pipeline_id: str, request: Request, limit: int = Query(50, ge=1, le=500)) -> dict:
+async def list_runs(pipeline_id: str, request: Request, limit: int = Query(50, ge=1, le=500),
+                    who: Principal = READ) -> dict:
     deps = request.app.state.deps
-    pid = (await pipeline_state(deps, pipeline_id))["pipeline_id"]
+    pid = (await pipeline_state(deps, pipeline_id, who.tenant))["pipeline_id"]
     ids = [i.decode() for i in await deps.redis.zrevrange(deps.keys.pipeline_runs(pid), 0, limit - 1)]
     states = await deps.redis.mget([deps.keys.run(i) for i in ids]) if ids else []
     # A run listed before its state was written is simply not shown yet.
@@ -79,9 +84,9 @@ async def list_runs(pipeline_id: str, request: Request, limit: int = Query(50, g
 
 @router.get("/runs/{run_id}", summary="One run's state; its event stream with Accept: text/event-stream",
             responses={**NOT_FOUND, 200: {"content": {"application/json": {}, "text/event-stream": {}}}})
-async def get_run(run_id: str, request: Request):
+async def get_run(run_id: str, request: Request, who: Principal = READ):
     deps = request.app.state.deps
-    state = await run_state(deps, run_id)
+    state = await run_state(deps, run_id, who.tenant)
     rid = state["run_id"]
     if sse.wants_stream(request):
         return sse.response(sse.events(deps, request, deps.keys.run_events(rid), deps.keys.run_live(rid),
@@ -90,13 +95,14 @@ async def get_run(run_id: str, request: Request):
 
 
 @router.post("/runs/{run_id}/cancel", summary="Ask a run to stop at its next batch boundary", responses=DECIDED)
-async def cancel_run(run_id: str, request: Request, body: Optional[CancelRunRequest] = None):
+async def cancel_run(run_id: str, request: Request, body: Optional[CancelRunRequest] = None,
+                     who: Principal = WRITE):
     deps = request.app.state.deps
-    state = await run_state(deps, run_id)
+    state = await run_state(deps, run_id, who.tenant)
     payload = {"run_id": state["run_id"], "reason": (body.reason if body and body.reason
                                                      else "cancelled by the user")}
     cmd = commands.pipeline_command("CancelRun", state["pipeline_id"], payload,
-                                    tenant_id=deps.settings.tenant_id, actor=ACTOR)
+                                    tenant_id=who.tenant, actor=actor(who))
     ev = await outcomes.send_and_wait(deps, cmd)
     if ev is None:
         return JSONResponse(outcomes.pending(cmd) | {"run_id": state["run_id"]}, status_code=202)

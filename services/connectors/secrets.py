@@ -79,9 +79,9 @@ def generate_key() -> str:
     return Fernet.generate_key().decode()
 
 
-def load_or_create_key_file(state_dir: Path) -> bytes:
-    """The key in ``<state_dir>/secret.key``, created (0600) the first time."""
-    path = Path(state_dir) / KEY_FILE
+def load_or_create_key_file(state_dir: Path, name: str = KEY_FILE) -> bytes:
+    """The key in ``<state_dir>/<name>`` (default secret.key), created (0600) the first time."""
+    path = Path(state_dir) / name
     if not path.exists():
         _create_key_file(path)
     if path.stat().st_mode & 0o077:
@@ -96,13 +96,13 @@ def _create_key_file(path: Path) -> None:
     # Written to a private temp file, then hard-linked into place: the link fails if another process won
     # the race, and nobody ever sees a half-written key (losing the key loses every stored secret).
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{uuid.uuid4().hex}.tmp")  # unique per thread too
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")  # unique per thread too
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(generate_key())
         os.link(tmp, path)
-        log.info("generated a new connection secret key in %s", path)
+        log.info("generated a new secret key in %s", path)
     except FileExistsError:
         pass
     finally:

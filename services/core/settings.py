@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # Fernet key(s) for connection secrets at rest (comma-separated: the first encrypts, all decrypt);
     # unset: a key generated once into <state_dir>/secret.key (0600). See services.connectors.secrets.
     secret_key: Optional[str] = Field(default=None, repr=False)  # repr=False: keep it out of logs
+    # Webhook secrets are derived from a key of their own (comma-separated: the first signs, all verify);
+    # unset: generated once into <state_dir>/webhook.key (0600). See services.triggers.webhooks.
+    webhook_key: Optional[str] = Field(default=None, repr=False)
 
     # Connections that cannot be turned against the host (docs/SECURITY.md, item 4). HTTP sources reach
     # public addresses only, unless these CIDRs or host names (comma-separated) open an intranet API.

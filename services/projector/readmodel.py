@@ -516,9 +516,14 @@ def stored_positions(redis_client, keys: Keys, topic: str) -> dict[int, int]:
 def wipe(redis_client, keys: Keys) -> int:
     n = 0
     for key in redis_client.scan_iter(match=f"{keys.ns}*", count=500):
-        if key.decode() != keys.replaying:
+        if key.decode() != keys.replaying and not _gateway_limit(keys, key.decode()):
             n += redis_client.delete(key)
     return n
+
+
+def _gateway_limit(keys: Keys, key: str) -> bool:
+    """The gateway's rate-limit and stream-slot counters share the namespace but are no part of the model."""
+    return key.startswith(f"{keys.ns}limit:")
 
 
 def model_hash(redis_client, keys: Keys) -> str:
@@ -527,7 +532,7 @@ def model_hash(redis_client, keys: Keys) -> str:
     h = hashlib.sha256()
     for key in sorted(redis_client.scan_iter(match=f"{keys.ns}*", count=500)):
         k = key.decode()
-        if k in (keys.offsets, keys.replaying):
+        if k in (keys.offsets, keys.replaying) or _gateway_limit(keys, k):
             continue
         kind = redis_client.type(key).decode()
         if kind == "string":

@@ -1,8 +1,10 @@
 """Signed webhooks: how a caller proves a POST to ``/api/v1/hooks/{hook_id}`` comes from someone holding
 the hook's secret, and is fresh.
 
-Pure functions, no I/O. A hook's secret is derived from the server's secret key and the hook id, so it is
-never stored and cannot leak from the read model; rotating the server key rotates every hook secret.
+Pure functions, no I/O. A hook's secret is derived from the server's webhook key (its own key, not the one
+that encrypts connection secrets), the hook id and the hook's generation, so it is never stored and cannot
+leak from the read model; rotating one hook bumps its generation (the store is
+:mod:`services.triggers.hook_store`), rotating the webhook key rotates every hook secret.
 
 The caller signs ``"<timestamp>.<raw body>"`` with HMAC-SHA256 and sends::
 
@@ -39,11 +41,13 @@ class StaleTimestampError(WebhookError):
     """The delivery is correctly signed but its timestamp is too far from the server's clock."""
 
 
-def hook_secret(secret_key: str, hook_id: str) -> str:
-    """The hook's signing secret: hex HMAC-SHA256 of ``"aietl-webhook:" + hook_id`` under the server key."""
+def hook_secret(secret_key: str, hook_id: str, generation: int = 0) -> str:
+    """The hook's signing secret: hex HMAC-SHA256 of ``"aietl-webhook:<hook_id>"`` (``:<generation>`` once
+    rotated) under the webhook key."""
     if not secret_key:
         raise ValueError("a server secret key is needed to derive webhook secrets")
-    return hmac.new(secret_key.encode(), f"aietl-webhook:{hook_id}".encode(), hashlib.sha256).hexdigest()
+    message = f"aietl-webhook:{hook_id}" + (f":{generation}" if generation else "")
+    return hmac.new(secret_key.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:

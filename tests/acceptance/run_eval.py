@@ -237,9 +237,7 @@ class Runner:
             raise RuntimeError("interrupted")
 
     def http(self):
-        import httpx
-
-        return httpx.Client(base_url=self.dep.base_url, timeout=30)
+        return self.dep.client(timeout=30)
 
     def run(self, case: dict) -> Result:
         res = Result(case["id"], case["category"], case["lang"], case["dataset"], case["expect"], case["text"])

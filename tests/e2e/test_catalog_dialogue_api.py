@@ -7,7 +7,6 @@ tenant catalog (GET /api/v1/catalog) holds the table, its columns and samples.
 import json
 import uuid
 
-import httpx
 import psycopg
 import pytest
 
@@ -35,7 +34,7 @@ def scans(dep):
             INSERT INTO {schema}.parcel_scans
             SELECT i, 'depot-' || (i % 4), 0.5 * i, timestamp '2024-05-01' + i * interval '3 hours'
               FROM generate_series(1, 40) i;""")
-    with httpx.Client(base_url=dep.base_url, timeout=60) as c:  # the planner's cache may predate the table
+    with dep.client(timeout=60) as c:  # the planner's cache may predate the table
         resp = c.get("/api/v1/catalog", params={"refresh": "true"})
         assert resp.status_code == 200, resp.text
     yield f"{schema}.parcel_scans", resp.json()
@@ -45,7 +44,7 @@ def scans(dep):
 
 @pytest.fixture
 def http(dep):
-    with httpx.Client(base_url=dep.base_url, timeout=30) as c:
+    with dep.client(timeout=30) as c:
         yield c
 
 

@@ -38,7 +38,7 @@ def drafted(dep):
 @pytest.fixture
 def http(dep):
     # Verdicts can take a moment under load: wait longer than the gateway does.
-    with httpx.Client(base_url=dep.base_url, timeout=30) as c:
+    with dep.client(timeout=30) as c:
         yield c
 
 
@@ -137,7 +137,7 @@ def test_a_verdict_slower_than_the_wait_is_answered_202_and_still_applied(dep, d
     from gateway_api.app import create_app
 
     impatient = dep.settings.model_copy(update={"command_wait_s": 0.0})
-    with TestClient(create_app(impatient)) as c:
+    with TestClient(create_app(impatient), headers=dep.auth_headers) as c:
         resp = c.post(f"/api/v1/pipelines/{drafted}/deploy")
     assert resp.status_code == 202, resp.text
     body = resp.json()
@@ -332,8 +332,8 @@ def test_a_runs_event_stream_sends_history_then_live_events_and_ends_after_the_t
     connected, finished = threading.Event(), threading.Event()
 
     def listen():
-        with httpx.stream("GET", f"{dep.base_url}/api/v1/runs/{rid}", headers={"Accept": "text/event-stream"},
-                          timeout=20) as resp:
+        with httpx.stream("GET", f"{dep.base_url}/api/v1/runs/{rid}", timeout=20,
+                          headers={"Accept": "text/event-stream", **dep.auth_headers}) as resp:
             assert resp.headers["content-type"].startswith("text/event-stream")
             for line in resp.iter_lines():
                 if line.startswith("data: "):
@@ -366,7 +366,7 @@ def test_a_finished_runs_stream_ends_after_its_history(dep, drafted):
     redis.Redis.from_url(dep.settings.redis_url).rpush(
         keys.run_events(rid), json.dumps({"type": "RunFailed", "partition": 0, "offset": 9,
                                           "payload": {"final": True, "error": "boom"}}))
-    with httpx.stream("GET", f"{dep.base_url}/api/v1/runs/{rid}", headers={"Accept": "text/event-stream"},
-                      timeout=10) as resp:
+    with httpx.stream("GET", f"{dep.base_url}/api/v1/runs/{rid}", timeout=10,
+                      headers={"Accept": "text/event-stream", **dep.auth_headers}) as resp:
         body = resp.read().decode()
     assert "event: RunFailed" in body and "boom" in body

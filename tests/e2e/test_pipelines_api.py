@@ -108,7 +108,7 @@ def test_event_stream_sends_history_then_live_events(system):
 
     def listen():
         with httpx.stream("GET", f"{system.base_url}/api/v1/pipelines/{pid}/events",
-                          headers={"Accept": "text/event-stream"}, timeout=20) as resp:
+                          headers={"Accept": "text/event-stream", **system.auth_headers}, timeout=20) as resp:
             assert resp.headers["content-type"].startswith("text/event-stream")
             event = None
             for line in resp.iter_lines():

@@ -4,7 +4,6 @@ import json
 import time
 import uuid
 
-import httpx
 import pytest
 
 from services.triggers.webhooks import sign
@@ -24,7 +23,7 @@ def dep(stack_settings):
 
 @pytest.fixture
 def http(dep):
-    with httpx.Client(base_url=dep.base_url, timeout=30) as c:
+    with dep.client(timeout=30) as c:
         yield c
 
 
@@ -196,3 +195,43 @@ def test_a_paused_pipeline_refuses_a_delivery_that_succeeds_once_resumed(dep, ht
     assert accepted.status_code == 202, accepted.text
     [ev] = [e for e in runs_requested(dep, hook_pipeline) if e["payload"]["run_id"] == accepted.json()["run_id"]]
     assert json.loads(ev["payload"]["params_json"]) == payload
+
+
+# ---------------------------------------------------------------- who sees and rotates the secret
+
+def test_only_the_tenants_admins_see_or_rotate_the_secret(dep, hook_pipeline):
+    for role in ("viewer", "editor"):
+        with dep.client(key=dep.new_key(role)) as c:
+            for resp in (c.get(f"/api/v1/pipelines/{hook_pipeline}/webhook"),
+                         c.post(f"/api/v1/pipelines/{hook_pipeline}/webhook/rotate")):
+                body = problem(resp, 403)
+                assert "secret" not in body and "webhooks.secret" in body["detail"]
+    with dep.client(key=dep.new_key("admin", tenant=f"{dep.tenant}-other")) as other:
+        assert problem(other.post(f"/api/v1/pipelines/{hook_pipeline}/webhook/rotate"), 404)
+
+
+def test_the_secret_is_derived_from_its_own_key_not_the_connection_secret_key(dep, http, hook_pipeline):
+    from services.connectors.secrets import load_or_create_key_file
+    from services.triggers.webhooks import hook_secret
+
+    hook = webhook(http, hook_pipeline)
+    connection_key = load_or_create_key_file(dep.settings.state_dir).decode()
+    own_key = (dep.settings.state_dir / "webhook.key").read_text().strip()
+    assert own_key != connection_key
+    assert hook["secret"] == hook_secret(own_key, hook_pipeline, hook["generation"])
+    assert hook["secret"] != hook_secret(connection_key, hook_pipeline, hook["generation"])
+
+
+def test_a_rotated_secret_is_refused_at_once_and_the_new_one_starts_a_run(dep, http, hook_pipeline):
+    old = webhook(http, hook_pipeline)
+    rotated = http.post(f"/api/v1/pipelines/{hook_pipeline}/webhook/rotate")
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()
+    assert new["generation"] == old["generation"] + 1 and new["secret"] != old["secret"]
+    assert webhook(http, hook_pipeline)["secret"] == new["secret"]  # what GET shows from now on
+    before = events(dep, hook_pipeline)
+    stale = problem(deliver(http, old, {"file": "batch_0001.csv", "delivery": uuid.uuid4().hex}), 401)
+    assert stale["title"] == "Invalid webhook signature"
+    unchanged(dep, hook_pipeline, before)
+    accepted = deliver(http, new, {"file": "batch_0001.csv", "delivery": uuid.uuid4().hex})
+    assert accepted.status_code == 202, accepted.text

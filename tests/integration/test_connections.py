@@ -553,14 +553,31 @@ def client(settings, key, tenant):
     from fastapi.testclient import TestClient
 
     from gateway_api import problems
+    from gateway_api.app import _redis
     from gateway_api.routers import connections
+    from services.identity.keys import build_store
+    from services.projector.readmodel import Keys
 
     app = FastAPI()
     problems.install(app)
     app.include_router(connections.router)
-    app.state.deps = SimpleNamespace(settings=load_settings(tenant_id=tenant, secret_key=key))
-    with TestClient(app) as c:
-        yield c
+    # The routes act for the tenant of the caller's key (an admin: it creates and introspects).
+    store = build_store(settings)
+    api_key, info = store.create(tenant, "admin", name="test_connections")
+    ns = f"t-conn-{uid()}:"
+    app.state.deps = SimpleNamespace(settings=load_settings(secret_key=key), redis=_redis(settings), keys=Keys(ns))
+    try:
+        with TestClient(app, headers={"Authorization": f"Bearer {api_key}"}) as c:
+            yield c
+            c.portal.call(_drop_keys, app.state.deps.redis, ns)
+    finally:
+        store.delete([info.prefix])
+
+
+async def _drop_keys(redis, ns):
+    async for k in redis.scan_iter(f"{ns}*"):
+        await redis.delete(k)
+    await redis.aclose()
 
 
 @pytest.mark.integration

@@ -33,7 +33,7 @@ def _problem(resp: httpx.Response, *statuses: int) -> dict:
 def test_former_500s_are_problems(dep, shape):
     pid = str(uuid.uuid4())
     hook_headers = {"X-Aietl-Timestamp": "1", "X-Aietl-Signature": "sha256=" + "0" * 64}
-    with httpx.Client(base_url=dep.base_url, timeout=60) as c:
+    with dep.client(timeout=60) as c:
         if shape == "timestamp":
             resp = c.post(f"/api/v1/hooks/{pid}", content=b"{}",
                           headers={**hook_headers, "X-Aietl-Timestamp": "9" * 5000})
@@ -56,7 +56,7 @@ def test_former_500s_are_problems(dep, shape):
                 _problem(c.post(path, content=deep, headers={"content-type": "application/json", **hook_headers}),
                          422)
     # Nothing of it reached the bus: no pipeline was created.
-    with httpx.Client(base_url=dep.base_url, timeout=10) as c:
+    with dep.client() as c:
         assert c.get("/api/v1/pipelines").json()["items"] == []
 
 
@@ -64,7 +64,7 @@ def test_event_streams_per_principal_are_capped(dep):
     cap = dep.settings.sse_max_streams
 
     async def scenario():
-        async with httpx.AsyncClient(base_url=dep.base_url, timeout=30) as c:
+        async with httpx.AsyncClient(base_url=dep.base_url, timeout=30, headers=dep.auth_headers) as c:
             pid = (await c.post("/api/v1/pipelines", json={"description": "copy orders"})).json()["pipeline_id"]
             accept = {"accept": "text/event-stream"}
             opened, statuses = [], []

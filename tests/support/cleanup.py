@@ -21,6 +21,7 @@ class Removed:
     keys: int = 0
     connections: int = 0
     acls: int = 0
+    api_keys: int = 0
 
 
 def _remove_connections(settings: Settings, prefixes) -> int:
@@ -35,6 +36,18 @@ def _remove_connections(settings: Settings, prefixes) -> int:
             registry.delete(tenant, conn["name"])
             n += 1
     return n
+
+
+def _remove_api_keys(settings: Settings, prefixes) -> int:
+    """The API keys of each test deployment's tenant (tests.harness gives every deployment one), and the
+    secret generations of the webhooks it rotated."""
+    from services.identity.keys import build_store
+    from services.triggers.hook_store import build_hook_store
+
+    store = build_store(settings)
+    tenants = [prefix.rstrip(".") for prefix in prefixes]
+    build_hook_store(settings).forget(tenants)
+    return store.delete([k.prefix for tenant in tenants for k in store.list(tenant)])
 
 
 def remove_prefix_leftovers(settings: Settings, prefixes) -> Removed:
@@ -64,6 +77,7 @@ def remove_prefix_leftovers(settings: Settings, prefixes) -> Removed:
                 continue
             out.groups += 1
     out.connections = _remove_connections(settings, prefixes)
+    out.api_keys = _remove_api_keys(settings, prefixes)
     client = redis.Redis.from_url(settings.redis_url)
     try:
         for prefix in prefixes:

@@ -31,6 +31,12 @@ def test_hook_secrets_are_derived_per_hook_and_per_server_key_and_are_stable():
         hook_secret("", "a")
 
 
+def test_each_rotation_generation_gives_the_hook_another_secret():
+    secrets = [hook_secret("k", "a", generation) for generation in range(4)]
+    assert len(set(secrets)) == 4 and secrets[0] == hook_secret("k", "a")
+    assert secrets[2] == hmac.new(b"k", b"aietl-webhook:a:2", hashlib.sha256).hexdigest()
+
+
 def test_a_tampered_body_is_rejected():
     sig = sign(SECRET, NOW, BODY)
     with pytest.raises(SignatureError, match="does not match"):
