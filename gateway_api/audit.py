@@ -59,7 +59,9 @@ async def record(deps, principal, action: str, outcome: str = "accepted", *, sub
                  reason: str = "", pipeline_id: Optional[str] = None) -> None:
     """Write the gateway's record of an action. The action already happened (or was refused): a failure to
     record it is logged, never turned into a failed request."""
-    msg = audit_record(tenant_id=principal.tenant, actor=principal.subject, action=action, outcome=outcome,
+    from gateway_api.auth import actor
+
+    msg = audit_record(tenant_id=principal.tenant, actor=actor(principal), action=action, outcome=outcome,
                        recorder="gateway", subject=subject, reason=reason, pipeline_id=pipeline_id,
                        source_address=_source.get(), request_id=_request_id.get())
     try:

@@ -86,7 +86,12 @@ def require(permission: str):
         if admit is not None:
             await admit(request, principal)
         if not principal.can(permission):
-            raise Problem(403, "Forbidden", f"role {principal.role!r} may not {permission}")
+            from gateway_api import audit
+
+            reason = f"role {principal.role!r} may not {permission}"
+            await audit.record(request.app.state.deps, principal, permission, "denied",
+                               subject=request.url.path[:200], reason=reason)
+            raise Problem(403, "Forbidden", reason)
         return principal
 
     dependency.__name__ = f"require_{permission.replace('.', '_')}"

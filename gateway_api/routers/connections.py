@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway_api import audit
 from gateway_api.auth import require
 from gateway_api.problems import PROBLEM_JSON, Problem
 from services.connectors import introspect
@@ -102,6 +103,7 @@ def _column(col, dialect: str) -> dict:
 async def create_connection(body: CreateConnectionRequest, request: Request, who: Principal = MANAGE):
     conn = await _call(registry(request).create, who.tenant, body.name, body.kind, body.params,
                        body.secrets, body.is_default)
+    await audit.record(request.app.state.deps, who, "connections.create", subject=conn.name)
     return JSONResponse(conn.public(), status_code=201,
                         headers={"Location": f"/api/v1/connections/{conn.name}"})
 
@@ -119,6 +121,7 @@ async def get_connection(name: str, request: Request, who: Principal = READ) -> 
 @router.delete("/{name}", status_code=204, summary="Delete a connection", responses=NOT_FOUND)
 async def delete_connection(name: str, request: Request, who: Principal = MANAGE):
     await _call(registry(request).delete, who.tenant, name)
+    await audit.record(request.app.state.deps, who, "connections.delete", subject=name)
     return Response(status_code=204)
 
 
@@ -128,6 +131,7 @@ async def delete_connection(name: str, request: Request, who: Principal = MANAGE
 async def test_connection(name: str, request: Request, who: Principal = MANAGE) -> dict:
     conn = await _connection(request, who, name)
     ok, detail, reason, latency_ms = await asyncio.to_thread(introspect.check, conn)
+    await audit.record(request.app.state.deps, who, "connections.test", subject=name)
     # A failure's latency would tell a refused port (instant) from a filtered one (the timeout): not shown.
     return {"name": name, "ok": ok, "reachable": ok, "reason": reason, "detail": detail,
             "latency_ms": latency_ms if ok else None}

@@ -18,6 +18,7 @@ from typing import Optional
 
 from fastapi import APIRouter, Depends, Request
 
+from gateway_api import audit
 from gateway_api.auth import actor, require
 from gateway_api.lookups import hook_pipeline_state, pipeline_state
 from gateway_api.problems import PROBLEM_JSON, Problem
@@ -150,7 +151,9 @@ def signing_help(window_s: int) -> dict:
 async def get_webhook(pipeline_id: str, request: Request, who: Principal = ADMIN) -> dict:
     deps = request.app.state.deps
     state = await pipeline_state(deps, pipeline_id, who.tenant)
-    return await _webhook_info(request, state)
+    info = await _webhook_info(request, state)
+    await audit.record(deps, who, "webhook.secret.read", pipeline_id=state["pipeline_id"])
+    return info
 
 
 async def _webhook_info(request: Request, state: dict, generation: Optional[int] = None) -> dict:
@@ -172,7 +175,9 @@ async def _webhook_info(request: Request, state: dict, generation: Optional[int]
 async def rotate_webhook(pipeline_id: str, request: Request, who: Principal = ADMIN) -> dict:
     state = await pipeline_state(request.app.state.deps, pipeline_id, who.tenant)
     generation = await _store_call(_hook_store(request).rotate, state["pipeline_id"], who.tenant, actor(who))
-    return await _webhook_info(request, state, generation)
+    info = await _webhook_info(request, state, generation)
+    await audit.record(request.app.state.deps, who, "webhook.secret.rotate", pipeline_id=state["pipeline_id"])
+    return info
 
 
 def _verify(secrets: list[str], request: Request, body: bytes, window_s: int) -> str:

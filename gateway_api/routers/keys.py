@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway_api import audit
 from gateway_api.auth import actor, identity, require
 from gateway_api.problems import PROBLEM_JSON, Problem
 from services.identity import IdentityError, Principal
@@ -43,6 +44,8 @@ async def create_key(body: CreateKeyRequest, request: Request, who: Principal = 
     store, _ = identity(request)
     key, info = await _call(store.create, who.tenant, body.role, name=body.name, expires_in=body.expires_in,
                             created_by=actor(who))
+    await audit.record(request.app.state.deps, who, "keys.create", subject=info.prefix,
+                       reason=f"role {body.role}")
     return JSONResponse({**info.public(), "key": key}, status_code=201,
                         headers={"Cache-Control": "no-store"})
 
@@ -57,4 +60,6 @@ async def list_keys(request: Request, who: Principal = MANAGE) -> dict:
                responses={404: {"description": "No such key", **_PROBLEM}})
 async def revoke_key(prefix: str, request: Request, who: Principal = MANAGE) -> dict:
     store, _ = identity(request)
-    return (await _call(store.revoke, prefix[:64], tenant=who.tenant)).public()
+    revoked = await _call(store.revoke, prefix[:64], tenant=who.tenant)
+    await audit.record(request.app.state.deps, who, "keys.revoke", subject=revoked.prefix)
+    return revoked.public()

@@ -102,3 +102,34 @@ def test_only_the_tenants_admins_read_its_audit(dep):
         # Another tenant's admin, on the same gateway, sees none of this tenant's trail.
         other = c.get("/api/v1/audit", headers=dep.audit_key("admin", tenant=f"other-{uuid.uuid4().hex[:8]}"))
         assert other.status_code == 200 and other.json()["items"] == []
+
+
+def test_admin_actions_and_refused_requests_are_audited_by_the_gateway(dep):
+    admin = dep.audit_key("admin")
+    viewer = dep.audit_key("viewer")
+    name = f"audited-{uuid.uuid4().hex[:6]}"
+    with httpx.Client(base_url=dep.base_url, timeout=30) as c:
+        made = c.post("/api/v1/connections", headers=admin, json={
+            "name": name, "kind": "file", "params": {"folder": str(dep.settings.state_dir)}, "secrets": {}})
+        assert made.status_code == 201, made.text
+        assert c.delete(f"/api/v1/connections/{name}", headers=admin).status_code == 204
+        key = c.post("/api/v1/keys", headers=admin, json={"role": "viewer", "name": "audited"})
+        assert key.status_code == 201, key.text
+        prefix = key.json()["prefix"]
+        assert c.delete(f"/api/v1/keys/{prefix}", headers=admin).status_code == 200
+        denied = c.post("/api/v1/pipelines", headers=viewer, json={"description": "copy shop.orders"})
+        assert denied.status_code == 403
+
+        def seen():
+            items = c.get("/api/v1/audit", params={"limit": 200}, headers=admin).json()["items"]
+            wanted = {("connections.create", name), ("connections.delete", name), ("keys.create", prefix),
+                      ("keys.revoke", prefix), ("pipelines.write", "/api/v1/pipelines")}
+            got = {(i["action"], i["subject"]): i for i in items if i["recorder"] == "gateway"}
+            return got if wanted <= set(got) else None
+
+        got = wait_for(seen, timeout=60, interval=0.5, what="the gateway's audit records")
+    refused = got[("pipelines.write", "/api/v1/pipelines")]
+    assert refused["outcome"] == "denied" and "viewer" in refused["reason"]
+    assert refused["request_id"] == denied.headers["x-request-id"] and refused["source_address"] == "127.0.0.1"
+    assert got[("keys.create", prefix)]["outcome"] == "accepted"
+    assert got[("keys.create", prefix)]["actor"].startswith("user:")
