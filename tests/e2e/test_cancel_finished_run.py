@@ -2,7 +2,6 @@
 executor's runs log before deciding a cancellation, and nothing is appended for it."""
 import uuid
 
-import httpx
 import pytest
 
 from tests.harness import wait_for
@@ -13,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 def test_cancel_of_a_finished_run_is_a_409_problem_and_logs_no_cancel_request(stack_settings):
     with drafting_deployment(stack_settings, "cancelend", extra_workers=("executor",)) as dep, \
-            httpx.Client(base_url=dep.base_url, timeout=30) as http:
+            dep.client(timeout=30) as http:
         state = request_draft(dep, f"Load orders from the PostgreSQL table shop.orders into the ClickHouse table "
                                    f"analytics.cancel_{uuid.uuid4().hex[:8]}")
         assert state["status"] == "draft_ready", state

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 def local(tmp_path, monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
     tenant = f"t-local-{uuid.uuid4().hex[:8]}"
-    settings = load_settings(state_dir=tmp_path, tenant_id=tenant)
+    # The stack's settings (its derived passwords come with them), with a state dir of the test's own.
+    settings = load_settings(tenant_id=tenant).model_copy(update={"state_dir": tmp_path})
     store = KeyStore(settings.postgres_dsn, cache_seconds=0.0)
     yield settings, store
     store.delete([k.prefix for t in (tenant, f"{tenant}-2") for k in store.list(t)])

@@ -12,7 +12,6 @@ import json
 import time
 import uuid
 
-import httpx
 import pytest
 
 from services.core.avro import build_codec
@@ -158,7 +157,7 @@ def test_bad_records_on_every_log_are_dead_lettered_once_and_the_deployment_keep
         stack_settings, figures):
     started = time.monotonic()
     with drafting_deployment(stack_settings, "poisonlog", extra_workers=EXTRA) as dep, \
-            httpx.Client(base_url=dep.base_url, timeout=30) as http:
+            dep.client(timeout=30) as http:
         drafted = request_draft(dep, description())
         assert drafted["status"] == "draft_ready", drafted
         ran = request_draft(dep, description())
