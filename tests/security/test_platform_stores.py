@@ -218,7 +218,8 @@ def test_executor_refuses_the_platform_clickhouse_database(settings, pg, ch):  #
             "target": {"kind": "clickhouse", "connection": "ch", "table": f"{settings.clickhouse_database}.{table}"}}
     with pytest.raises(PlatformStoreError, match="platform's own ClickHouse database"):
         _run(_executor(settings, pg, ch), spec)
-    client = Client(settings.clickhouse_host, port=settings.clickhouse_port)
+    client = Client(settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
+                    password=settings.clickhouse_password)
     try:
         assert client.execute("EXISTS TABLE {}.{}".format(settings.clickhouse_database, table)) == [(0,)]
     finally:
