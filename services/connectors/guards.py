@@ -16,7 +16,9 @@ Whatever a connection says, a pipeline may not read or write:
 
 Names are matched regardless of host: ``localhost``, ``127.0.0.1`` and a DNS alias are the same server,
 and the platform cannot prove they are not. One rule, :func:`check_pipeline_stores`, is called by the
-qa-validator (services/agents/qa/store_rules.py) and again by the executor before every run.
+qa-validator (services/agents/qa/store_rules.py) and again by the executor before every run; a
+connection whose own params already name a platform store is refused when it is registered
+(:func:`connection_store_problems`), so it never reaches a draft.
 """
 from __future__ import annotations
 
@@ -101,6 +103,24 @@ def platform_store_problems(spec: dict, artifacts: Optional[dict], stores: Platf
     for role, end, text in sql:
         problems += _sql_problems(role, end, text, stores, resolve)
     return list(dict.fromkeys(problems))
+
+
+def connection_store_problems(kind: str, params: dict, stores: PlatformStores) -> list[str]:
+    """What a connection's params alone point at among the platform's stores (checked at registration).
+
+    Only what the params name for certain: an HTTP base URL at one of the platform's servers, a
+    ClickHouse default database that is the platform's or ``system``, a PostgreSQL ``schema`` param that
+    is ``aietl_meta`` or a system catalog. A connection to the platform's PostgreSQL or ClickHouse server
+    itself is legitimate (users' data lives there on the local stack); its tables are checked per pipeline.
+    """
+    params = params or {}
+    if kind == "http":
+        return _http_problems("connection", {"url": params.get("base_url")}, stores, None)
+    if kind == "clickhouse" and params.get("database"):
+        return _table_problems("connection", kind, (str(params["database"]).strip('"`').lower(), "*"), stores, "")
+    if kind == "postgres" and params.get("schema"):
+        return _table_problems("connection", kind, (str(params["schema"]).strip('"').lower(), "*"), stores, "")
+    return []
 
 
 # ---------------------------------------------------------------- per store

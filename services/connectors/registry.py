@@ -13,7 +13,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from services.connectors.secrets import SecretCipher, SecretsError, mask, redact, secret_paths
 
@@ -147,8 +147,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS aietl_connections_one_default
 class ConnectionRegistry:
     """Create, read, list and delete a tenant's connections. Blocking (psycopg); one DB session per call."""
 
-    def __init__(self, dsn: str, cipher: SecretCipher, connect_timeout: int = 5):
-        self._dsn, self._cipher, self._timeout = dsn, cipher, connect_timeout
+    def __init__(self, dsn: str, cipher: SecretCipher, connect_timeout: int = 5,
+                 check: Optional[Callable[[str, dict], list[str]]] = None):
+        # ``check(kind, params)``: problems that refuse a connection beyond its own shape (the platform's
+        # stores, services.connectors.guards), given by the composition root that knows the deployment.
+        self._dsn, self._cipher, self._timeout, self._check = dsn, cipher, connect_timeout, check
         self._ready = False
         self._lock = threading.Lock()
 
@@ -186,6 +189,9 @@ class ConnectionRegistry:
                is_default: bool = False) -> Connection:
         secrets = dict(secrets or {})
         params = validate(name, kind, params, secrets)
+        problems = self._check(kind, params) if self._check else []
+        if problems:
+            raise InvalidConnection("; ".join(problems))
         token = self._cipher.encrypt(tenant, name, secrets) if secrets else None
         conn_id = str(uuid.uuid4())
         with self._connect() as db, db.transaction():
@@ -277,9 +283,12 @@ class ConnectionRegistry:
 
 def build_registry(settings) -> ConnectionRegistry:
     """The registry of the stack's PostgreSQL (settings.postgres_dsn), with the configured secret key."""
+    from services.connectors.guards import PlatformStores, connection_store_problems
     from services.connectors.secrets import cipher_from_settings
 
-    return ConnectionRegistry(settings.postgres_dsn, cipher_from_settings(settings))
+    stores = PlatformStores.of(settings)
+    return ConnectionRegistry(settings.postgres_dsn, cipher_from_settings(settings),
+                              check=lambda kind, params: connection_store_problems(kind, params, stores))
 
 
 __all__ = ["KINDS", "Connection", "ConnectionError_", "ConnectionExists", "ConnectionNotFound",

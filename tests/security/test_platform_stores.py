@@ -298,3 +298,41 @@ def test_executor_refuses_deployed_sql_the_rules_refuse(settings, pg, ch):  # no
             "target": {"kind": "clickhouse", "connection": "ch", "table": "analytics.stolen_files"}}
     with pytest.raises(UnsafeSqlError, match="pg_read_file"):
         _run(_executor(settings, pg, ch), spec, {"extract_sql": r"""SELECT U&"pg_r\0065ad_file"('/etc/hostname')"""})
+
+
+# ---------------------------------------------------------------- refused when the connection is registered
+
+
+@pytest.mark.parametrize("kind,params", [
+    ("http", {"base_url": "http://127.0.0.1:{ch_http}/"}),
+    ("http", {"base_url": "http://localhost:{pg}"}),
+    ("clickhouse", {"host": "127.0.0.1", "database": "{ch_db}"}),
+    ("clickhouse", {"host": "127.0.0.1", "database": "system"}),
+    ("postgres", {"host": "127.0.0.1", "database": "aietl", "user": "u", "schema": "aietl_meta"}),
+    ("postgres", {"host": "127.0.0.1", "database": "aietl", "user": "u", "schema": "pg_catalog"}),
+])
+def test_a_connection_naming_a_platform_store_is_refused_at_registration(settings, kind, params):  # noqa: F811
+    from services.connectors.registry import InvalidConnection, build_registry
+
+    params = {k: v.format(ch_http=settings.clickhouse_http_port, pg=settings.postgres_port,
+                          ch_db=settings.clickhouse_database) for k, v in params.items()}
+    registry, tenant = build_registry(settings), f"t-sec-reg-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(InvalidConnection, match="platform|system"):
+        registry.create(tenant, "bad", kind, params)
+    assert registry.list(tenant) == []  # nothing stored
+
+
+def test_connections_elsewhere_register(settings):  # noqa: F811
+    from services.connectors.registry import build_registry
+
+    registry, tenant = build_registry(settings), f"t-sec-reg-{uuid.uuid4().hex[:8]}"
+    try:
+        registry.create(tenant, "api", "http", {"base_url": "http://127.0.0.1:1/"})  # another local port
+        registry.create(tenant, "wh", "clickhouse", {"host": "127.0.0.1", "database": "analytics"})
+        assert sorted(c["name"] for c in registry.list(tenant)) == ["api", "wh"]
+    finally:
+        for name in ("api", "wh"):
+            try:
+                registry.delete(tenant, name)
+            except Exception:  # noqa: BLE001 - not created
+                pass
