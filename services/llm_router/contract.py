@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Optional
 
+from .crosscheck import crosscheck_plan
+
 MAX_REPAIRS = 2
 OUTCOMES = ("plan", "clarify", "refuse")
 # Spec fields the model never writes: the version is ours, steps are prose the model cannot ground.
@@ -329,7 +331,8 @@ def review_plan(out: dict[str, Any], context: dict[str, Any]) -> Review:
         return Review(out, [f"outcome: must be one of {', '.join(OUTCOMES)}, got {outcome!r}"])
     if outcome == "clarify":
         ok = isinstance(out.get("question"), str) and out["question"].strip()
-        return Review(out, [] if ok else ["question: a clarification needs the question to ask"])
+        return Review(out, crosscheck_plan(out, None, context) if ok else
+                      ["question: a clarification needs the question to ask"])
     if outcome == "refuse":
         ok = isinstance(out.get("reason"), str) and out["reason"].strip()
         return Review(out, [] if ok else ["reason: a refusal needs its reason"])
@@ -346,7 +349,10 @@ def review_plan(out: dict[str, Any], context: dict[str, Any]) -> Review:
         model = PipelineSpec.model_validate(spec)
     except ValidationError as exc:
         return Review(out, _pydantic_errors(exc, "spec"))
-    return Review(out, _grounding_errors(model, context))
+    errors = _grounding_errors(model, context)
+    # Valid and grounded is not yet right: the facts the request states must be the spec's (crosscheck.py).
+    return Review(out, errors + [e for e in crosscheck_plan(out, model.model_dump(mode="json"), context)
+                                 if e not in errors])
 
 
 def review_sql(out: dict[str, Any], context: dict[str, Any]) -> Review:

@@ -487,8 +487,8 @@ class Router:
         latency = (time.monotonic() - t0) * 1000
         await self.breaker.record_success(config.name)  # it answered: a bad answer is not an outage
         verdict = review(request.task, reply.output, request.input)
-        if verdict.ok and repairing:
-            verdict.errors = repair_abandoned(request.task, verdict.output)
+        if repairing:
+            verdict.errors = repair_abandoned(request.task, verdict.output) + verdict.errors
         if not verdict.ok:
             outcome.text = reply.text
             err = AnswerRejectedError(verdict.errors, provider=config.name)

@@ -66,6 +66,7 @@ async def test_a_question_instead_of_a_repair_is_not_accepted(redis, prefix, ser
     result = await router.complete(req())
     await router.aclose()
     assert (result.provider, result.output["outcome"], primary.calls) == ("fallback", "plan", 3)
+    # The request is complete, so the question is refused twice over: not a fix, and not an answer to it.
     assert "a clarify is not a fix" in primary.requests[2].body["messages"][-1]["content"]
 
 

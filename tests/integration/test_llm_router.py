@@ -38,7 +38,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 P01 = "Load orders from the PostgreSQL table shop.orders into the ClickHouse table analytics.orders every day at 2 AM"
 # A plan answer the router's contract accepts (the router reviews every plan answer before using it).
-SPEC = {"source": {"kind": "postgres", "table": "shop.orders"}, "target": {"kind": "clickhouse", "table": "analytics.orders"}}
+# P01's plan: a reviewed answer must state what the request states (services/llm_router/crosscheck.py).
+SPEC = {"source": {"kind": "postgres", "table": "shop.orders"}, "target": {"kind": "clickhouse", "table": "analytics.orders"},
+        "schedule": {"cron": "0 2 * * *"}, "trigger": {"kind": "cron"}}
 P01_VARIANT = "  load ORDERS from the postgresql table shop.orders   into the clickhouse table ANALYTICS.ORDERS every day at 2 am "
 
 
@@ -382,40 +384,47 @@ async def test_exact_cache_hit_on_redelivery_calls_no_provider(redis, prefix, se
 
 async def test_semantic_cache_scope(redis, prefix, servers, embedder) -> None:
     primary, _ = servers
-    primary.default = ok({"outcome": "plan", "spec": SPEC})
+
+    async def ask(request):  # the model answers each text right: a reviewed answer must match its request
+        from services.understanding import compile_request
+
+        reading = compile_request(request.input["text"])
+        primary.default = ok({"outcome": "plan", "spec": reading["spec"] if reading["outcome"] == "plan" else SPEC})
+        return await router.complete(request)
+
     semantic = SemanticCache(embedder=embedder, collection=f"c_{uuid.uuid4().hex[:8]}")
     router = make_router(redis, prefix, [openai_cfg("primary", primary)], semantic_cache=semantic)
     try:
-        assert (await router.complete(req(P01))).cache == "miss"
-        hit = await router.complete(req(P01_VARIANT))  # same meaning, case/whitespace differ: exact key differs
+        assert (await ask(req(P01))).cache == "miss"
+        hit = await ask(req(P01_VARIANT))  # same meaning, case/whitespace differ: exact key differs
         assert (hit.cache, hit.provider, primary.calls) == ("semantic", "primary", 1)
 
         # Same words, other scope: never served across tenants, tasks or prompt versions.
-        assert (await router.complete(req(P01_VARIANT, tenant_id="tenant-b"))).cache == "miss"
-        assert (await router.complete(req(P01_VARIANT, task="qa"))).cache == "miss"
-        assert (await router.complete(req(P01_VARIANT, prompt_version="plan.v2"))).cache == "miss"
+        assert (await ask(req(P01_VARIANT, tenant_id="tenant-b"))).cache == "miss"
+        assert (await ask(req(P01_VARIANT, task="qa"))).cache == "miss"
+        assert (await ask(req(P01_VARIANT, prompt_version="plan.v2"))).cache == "miss"
         assert primary.calls == 4
         # A near-miss in meaning ("15" vs "5" minutes) is not a hit either.
-        assert (await router.complete(req("Every 15 minutes load shop.orders from PostgreSQL into ClickHouse")))\
+        assert (await ask(req("Every 15 minutes load shop.orders from PostgreSQL into ClickHouse")))\
             .cache == "miss"
-        assert (await router.complete(req("Every 5 minutes load shop.orders from PostgreSQL into ClickHouse")))\
+        assert (await ask(req("Every 5 minutes load shop.orders from PostgreSQL into ClickHouse")))\
             .cache == "miss"
         assert primary.calls == 6
         # Nor is one that names another table: the embeddings are 0.999+ alike, the answers must differ.
         base = "Load orders from the PostgreSQL table shop.orders into the ClickHouse table analytics.copy_"
-        assert (await router.complete(req(base + "0_a1b2"))).cache == "miss"
-        assert (await router.complete(req(base + "1_a1b2"))).cache == "miss"
-        assert (await router.complete(req((base + "1_a1b2").upper()))).cache == "semantic"
+        assert (await ask(req(base + "0_a1b2"))).cache == "miss"
+        assert (await ask(req(base + "1_a1b2"))).cache == "miss"
+        assert (await ask(req((base + "1_a1b2").upper()))).cache == "semantic"
         assert primary.calls == 8  # the two table variants; the upper-case one came from the cache
 
         # Repair rounds neither read the semantic cache...
-        repair = await router.complete(req(P01_VARIANT, repair_round=1, input={"text": P01_VARIANT,
+        repair = await ask(req(P01_VARIANT, repair_round=1, input={"text": P01_VARIANT,
                                                                                "failures": ["bad cron"]}))
         assert repair.cache == "miss" and primary.calls == 9
         # ...nor write it: a round-0 variant of a repair-only text finds nothing.
         text = "Copy customers.csv into the PostgreSQL table public.customers"
-        await router.complete(req(text, repair_round=2))
-        assert (await router.complete(req(text.upper()))).cache == "miss"
+        await ask(req(text, repair_round=2))
+        assert (await ask(req(text.upper()))).cache == "miss"
         assert primary.calls == 11
     finally:
         await router.aclose()
