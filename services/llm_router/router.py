@@ -368,6 +368,10 @@ class Router:
     async def _semantic_vector(self, request: LlmRequest) -> list[float] | None:
         if self.semantic is None or not self.semantic.applies(request):
             return None  # never for repair rounds: the earlier answer is the one that failed QA
+        if all(c.is_builtin for c in self.configs if c.answers(request.task)):
+            # The offline provider answers in milliseconds, faster than one embedding, and exactly for this
+            # text: a similar request's answer would only be a worse one.
+            return None
         try:
             return await self.semantic.embed(request)
         except Exception:  # the semantic cache is an optimisation; a broken one must not fail requests
