@@ -22,7 +22,8 @@ from .grounding import (Grounding, Rewrite, check_columns, choices_for, explain_
                         rewrite_columns)
 from .grammar import RULES
 from .linking import CatalogIndex
-from .lexicon import ENGINE_NAMES, ENTITY_NOUNS, STOPWORDS_EN, STOPWORDS_RU, VERBS
+from .lexicon import (ENGINE_NAMES, ENTITY_NOUNS, STATUS_WORDS, STATUS_WORDS_RU, STOPWORDS_EN, STOPWORDS_RU,
+                      VERBS)
 from .rules import destructive_word
 from .scanner import MASK, Scanner, Span, is_russian, normalize
 from .shaping import shaping_steps
@@ -161,14 +162,17 @@ def _take_verbs(sc: Scanner) -> None:
 
 
 def _name_words(d: Draft) -> set[str]:
-    """Words of the source/target names: "Load orders from shop.orders" repeats a name, it adds nothing."""
+    """Words of the source/target names: "Load orders from shop.orders" repeats a name, it adds nothing.
+
+    A status word is never one of them ("orders paid since May ... into analytics.paid"): it says which rows
+    are moved, and passing it over as a name would load the unpaid ones too."""
     words: set[str] = set()
     for side in (d.source, d.target):
         for value in (side.get("table"), side.get("topic"), side.get("path"), side.get("folder")):
             for part in re.split(r"[^\w]+|_", str(value or "").lower()):
                 if part:
                     words |= {part, part + "s", part.rstrip("s")}
-    return words
+    return {w for w in words if w not in STATUS_WORDS and not w.startswith(tuple(STATUS_WORDS_RU))}
 
 
 def _check_leftovers(sc: Scanner, d: Draft, grounding: Optional[Grounding] = None,

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from typing import Optional
 
 from .draft import Draft
-from .lexicon import DEFAULT_TIME_COLUMN, IDENT
+from .lexicon import DEFAULT_TIME_COLUMN, IDENT, STATUS_WORDS_RU
 from .numbers import NUMBER_ANY, number_value
 from .operations import add_filter
 from .scanner import Scanner
@@ -50,6 +50,11 @@ _EVENT = (r"(?!(?:pending|loaded|copied|moved|exported|"
           r"imported|synced|mirrored|filtered|grouped|ordered|sorted|aggregated|summed|counted|joined|limited|need|"
           r"based|red|bed)\b)(?:signed\s+up|[a-z]{3,}ed|taken|written|given|seen|done|sent|held|begun|drawn|born)")
 _UPDATED = r"(?:updated|modified|changed|edited|обновлённ\w+|обновленн\w+|изменённ\w+|измененн\w+)"
+# The same in Russian: a participle before a date («выписанные с 1 июня», «поступившие в 2025») names the
+# event whose time dates a row; the catalog finds its column (grounding), or the question names the choices.
+_EVENT_RU = (r"(?!(?:загруж|скопир|перенес|перенесён|выгруж|отфильтр|сгруппир|отсортир|перелит|залит|"
+             + "|".join(STATUS_WORDS_RU) + r")\w*)"  # a status word stays a status filter («оплаченные»)
+             r"[а-яё]{2,}(?:анн|янн|енн|ённ|вш|[аяиыуо]т)(?:ые|ый|ая|ое|ых|ую|ым|ыми|ой|ого|ий|ие|их|ее|ей)(?![\w-])")
 
 
 def scan_dates(sc: Scanner, d: Draft) -> None:
@@ -57,7 +62,7 @@ def scan_dates(sc: Scanner, d: Draft) -> None:
                   r"последн|прошл|вчера|сегодня|этот|текущ|эту"):
         return
     lead = (rf"(?:(?:(?:who|that|which)\s+(?:were\s+|was\s+|have\s+been\s+|has\s+been\s+)?)?(?:last\s+|first\s+)?"
-            rf"(?:(?P<who>{_CREATED}|{_UPDATED})\s+|(?P<event>{_EVENT})\s+)|"
+            rf"(?:(?P<who>{_CREATED}|{_UPDATED})\s+|(?P<event>{_EVENT}|{_EVENT_RU})\s+)|"
             rf"(?:with\s+|where\s+|whose\s+)?(?:last\s+)?(?P<col0>{_TIME_COL})\s+(?:is\s+)?)?")
     relative = (
         rf"\b{lead}(?:in|over|during|for|within|from)?\s*(?:the\s+)?(?:last|past|previous|recent|trailing)\s+"

@@ -439,7 +439,7 @@ def check_columns(spec: dict[str, Any], d: Draft, index: CatalogIndex, grounding
     if not all(t.columns for t in tables):
         return
 
-    def fix(col: Optional[str], outputs_ok: bool = False) -> Optional[str]:
+    def fix(col: Optional[str], outputs_ok: bool = False, dated: bool = False) -> Optional[str]:
         event = _event_time(col, d, source, text, grounding) if col not in answered else None
         if event:
             return event
@@ -455,6 +455,8 @@ def check_columns(spec: dict[str, Any], d: Draft, index: CatalogIndex, grounding
         if look.linked:
             grounding.note(None, f'"{col}" -> column {look.linked} ({look.how})')
             return look.linked
+        if dated:
+            return _event_column(col, d, source, grounding)
         choices = look.choices or tuple(c for c in source.column_names)[:12]
         shown = ", ".join(choices)
         d.ask(f"column:{col}", f"{source.name} has no column {col!r}; which column is it ({shown})?",
@@ -463,7 +465,7 @@ def check_columns(spec: dict[str, Any], d: Draft, index: CatalogIndex, grounding
 
     _time_column(spec, d, source, answered, grounding, text)
     for f in spec.get("filters") or []:
-        f["column"] = fix(f["column"])
+        f["column"] = fix(f["column"], dated=_dated(f))
         _check_values(f, d, source, grounding)
     agg = spec.get("aggregate")
     if agg:
@@ -537,15 +539,38 @@ def _event_time(col: Optional[str], d: Draft, table: Table, text: str, grounding
     return events[0]
 
 
+def _dated(f: dict[str, Any]) -> bool:
+    """A filter that compares a date: a period back from the run, or an ISO day from a date phrase."""
+    return f["op"] == "within_last" or (isinstance(f["value"], str) and bool(_ISO_DAY.match(f["value"])))
+
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}$")
+
+
+def _event_column(col: str, d: Draft, table: Table, grounding: "Grounding") -> str:
+    """A date compared on an event word that is no column ("written in May", «выписанные с 1 июня»): the
+    column the word names by its stem, else the table's one event time (not a row's bookkeeping time), else
+    a question that lists its date/time columns."""
+    return _dating_column(col, col, d, table, grounding, events_only=True)
+
+
 def _default_time(col: str, d: Draft, table: Table, text: str, grounding: "Grounding") -> str:
-    named = time_column_named(text, table)
-    temporal = [c for c, t in table.columns if is_temporal(t)]
+    return _dating_column(col, text, d, table, grounding, events_only=False)
+
+
+def _dating_column(col: str, said: str, d: Draft, table: Table, grounding: "Grounding", events_only: bool) -> str:
+    """The column that dates a row for ``col``: the one a word of ``said`` names, else the only candidate
+    (date/time columns; with ``events_only`` not the bookkeeping ones), else a question listing them."""
+    named = time_column_named(said, table)
     if named:
-        grounding.note(None, f'"{col}" (the default time column) -> column {named} (the request names it)')
+        grounding.note(None, f'"{col}" -> column {named} (the request names it)')
         return named
-    if len(temporal) == 1:
-        d.default(f"{table.name} has no {col}; its only date/time column is {temporal[0]}")
-        return temporal[0]
+    temporal = [c for c, t in table.columns if is_temporal(t)]
+    candidates = [c for c in temporal if not (events_only and _BOOKKEEPING.search(c))]
+    if len(candidates) == 1:
+        d.default(f"{table.name} has no {col}; its only {'event ' if events_only else ''}date/time column is "
+                  f"{candidates[0]}")
+        return candidates[0]
     shown = ", ".join(temporal or table.column_names[:12])
     d.ask(f"column:{col}", f"{table.name} has no {col}; which column dates a row ({shown})?",
           f"В {table.name} нет {col}; по какой колонке считать время ({shown})?")

@@ -75,6 +75,9 @@ RU_STEMS = (
     ("измерени", "measurement"), ("идентификатор", "id"), ("номер", "number"), ("описани", "description"),
     ("назван", "name"), ("наименовани", "name"), ("рождени", "birth"), ("возраст", "age"), ("пол", "gender"),
     ("приём", "appointment"), ("прием", "appointment"), ("назначени", "prescription"), ("рецепт", "prescription"),
+    # events whose time a table keeps (registered_at, issued_on): «зарегистрированные в 2025», «дата выписки»
+    ("зарегистр", "registered"), ("регистрац", "registration"), ("выписанн", "issued"), ("выдан", "issued"),
+    ("отгруж", "shipped"), ("отгрузк", "shipment"),
 )
 # A name part that is a hex run with digits and letters (a uuid or hash piece), 6+ characters.
 _SCRATCH = re.compile(r"(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}")
@@ -357,6 +360,9 @@ def link_column(phrase: str, tables: list[Table], similar: bool = True, spec_col
     extended = _extension(phrase, names, EXTENSIONS if spec_column else UNIT_EXTENSIONS)
     if len(extended) == 1:
         return Lookup(phrase, tuple(extended), EXTENSION)
+    nominal = _event_time_phrase(phrase, tables)
+    if len(nominal) == 1:
+        return Lookup(phrase, tuple(nominal), NOMINAL)
     money = _money(phrase, [(c, ty) for t in tables for c, ty in t.columns]) if spec_column else []
     if len(money) == 1:
         return Lookup(phrase, tuple(money), "the table's money column")
@@ -366,6 +372,30 @@ def link_column(phrase: str, tables: list[Table], similar: bool = True, spec_col
 
 
 EXTENSION = "the name plus a unit or suffix"
+NOMINAL = "the event's date/time column"
+_WHEN_WORDS = _TIME_WORDS | {"moment", "day", "when", "timing"}
+
+
+def _event_time_phrase(phrase: str, tables: list[Table]) -> list[str]:
+    """Date/time columns that a noun of an event plus a time word names: "registration time" ->
+    registered_at, "enrolment date" -> enrolled_at, "shipment date" -> shipped_on. The noun and the column's
+    verb share their root (5 letters, or the whole of a shorter one); a time word must be said, so "shipment"
+    alone stays a question."""
+    said = [w for w in words(phrase) if w not in _FILLER]
+    event = [w for w in said if w not in _WHEN_WORDS and _russian(w) not in ("date", "time")]
+    if len(event) != 1 or len(event) == len(said) or len(event[0]) < 4:
+        return []
+    word = event[0]
+    found = []
+    for t in tables:
+        for c, ty in t.columns:
+            head = [w for w in c.lower().split("_") if w and w not in _TIME_WORDS]
+            if len(head) != 1 or not is_temporal(ty):
+                continue
+            root = _stem(head[0])
+            if len(root) >= 4 and _common_prefix(root, word) >= min(5, len(root)):
+                found.append(c)
+    return list(dict.fromkeys(found))
 # What a column name adds to the word a user says: a unit, a currency or a role suffix ("dose" ->
 # dose_mg, "fee" -> fee_rub, "diagnosis" -> diagnosis_code, "customer" -> customer_id).
 UNIT_EXTENSIONS = frozenset("""
@@ -409,10 +439,10 @@ def _money(phrase: str, columns: list[tuple[str, str]]) -> list[str]:
 
 def time_column_named(text: str, table: Table) -> Optional[str]:
     """The one date/time column of ``table`` a word of ``text`` names by its stem: "scheduled" ->
-    scheduled_at, "issued" -> issued_on, «зарегистрированные» is not matched (English stems only)."""
+    scheduled_at, "issued" -> issued_on, «зарегистрированные» -> registered_at (Russian through RU_STEMS)."""
     temporal = [c for c, ty in table.columns if is_temporal(ty)]
     entity = table.entity(1)
-    said = {_stem(_singular(w)) for w in words(text) if len(w) >= 4 and not tokens(w, 1) <= entity}
+    said = {_stem(_singular(_russian(w) or w)) for w in words(text) if len(w) >= 4 and not tokens(w, 1) <= entity}
     found = []
     for c in temporal:
         head = [w for w in c.lower().split("_") if w and w not in _TIME_WORDS]
