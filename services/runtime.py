@@ -66,9 +66,12 @@ def _sources(settings: Settings):
 def _planner_spec(settings: Settings):
     from services.agents import planner
     from services.connectors.catalog import catalog_from_settings
+    from services.llm_router.router import provider_configs_from_json
 
+    plan_chain = [c for c in provider_configs_from_json(settings.llm_providers_json) if c.answers("plan")]
     return planner.build(memory=_memory(settings), connections=_sources(settings).default_connections,
-                         catalog=catalog_from_settings(settings).get_or_none, warm_tenant=settings.tenant_id)
+                         catalog=catalog_from_settings(settings).get_or_none, warm_tenant=settings.tenant_id,
+                         model_plans=any(not c.is_builtin for c in plan_chain))
 
 
 def _sql_expert_spec(settings: Settings):

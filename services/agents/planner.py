@@ -53,7 +53,10 @@ def rejected_question(fields: list[str], detail: str) -> str:
 WARM_UP_TEXT = "Load orders from the PostgreSQL table shop.orders into the ClickHouse table analytics.orders"
 
 
-def build(memory=None, connections=None, catalog=None, warm_tenant: Optional[str] = None) -> AgentSpec:
+def build(memory=None, connections=None, catalog=None, warm_tenant: Optional[str] = None,
+          model_plans: bool = True) -> AgentSpec:
+    """``model_plans``: a language model may answer the plan task. Without one, recalled drafts and worked
+    examples (a MiniLM embedding and a builtin compile per request) would only feed a prompt nobody reads."""
     async def on_request(ctx: AgentContext, event: Message, pipeline: Pipeline) -> None:
         text = request_text(pipeline)
         word = destructive_word(text)
@@ -62,7 +65,7 @@ def build(memory=None, connections=None, catalog=None, warm_tenant: Optional[str
                                                        "reason": refusal_reason(word)})
             return
         recalled = []
-        if memory is not None:
+        if memory is not None and model_plans:
             recalled = await asyncio.to_thread(memory.recall, pipeline.tenant_id, text, 3, event.pipeline_id)
         defaults = await asyncio.to_thread(connections, pipeline.tenant_id) if connections else None
         task_input = {"text": text, "default_connections": defaults}
@@ -70,7 +73,7 @@ def build(memory=None, connections=None, catalog=None, warm_tenant: Optional[str
             task_input["catalog"] = await asyncio.to_thread(catalog, pipeline.tenant_id)
         if getattr(pipeline, "answers", None):  # answered clarifications: their slots are filled
             task_input["answers"] = list(pipeline.answers)
-        examples = await asyncio.to_thread(prompts.plan_examples, text, defaults)
+        examples = await asyncio.to_thread(prompts.plan_examples, text, defaults) if model_plans else []
         messages = prompts.plan_messages(text, catalog=task_input.get("catalog"), default_connections=defaults,
                                          recalled=recalled, examples=examples)
         await ctx.ask(event, pipeline, task="plan", prompt_version=prompts.PLAN_VERSION, messages=messages,

@@ -1,5 +1,5 @@
-"""The agent chain beyond the happy path: revisions, versions and artifacts, memory, and the router's cache
-answering a redelivered request. (Repairs that do not converge: tests/e2e/test_verification.py; the bound of
+"""The agent chain beyond the happy path: revisions, versions and artifacts, and the router's cache answering a
+redelivered request (memory: tests/e2e/test_llm_provider_chain.py). (Repairs that do not converge: tests/e2e/test_verification.py; the bound of
 three rounds: tests/unit/test_pipeline_aggregate.py.)"""
 import json
 import time
@@ -59,17 +59,6 @@ def test_revising_while_the_agents_work_is_a_409_and_changes_nothing(system, ten
             assert resp.status_code == 409 and resp.headers["content-type"].startswith("application/problem+json")
         bad = c.post(f"/api/v1/pipelines/{pid}/revise", json={"instructions": ""})
         assert bad.status_code == 422
-
-
-def test_the_planner_recalls_similar_past_drafts(system, tenant_connections):
-    first = draft(system, "Load orders from the PostgreSQL table shop.orders into the ClickHouse table "
-                          "analytics.orders_mem every day at 2 AM")
-    ready(first)
-    time.sleep(1.0)  # the planner stores the finished draft in memory as it sees DraftCompleted
-    second = draft(system, "Load orders from the PostgreSQL table shop.orders into the ClickHouse table "
-                           "analytics.orders_mem2 every day at 2 AM")
-    plan = next(e for e in events(system, second["pipeline_id"]) if e["type"] == "PlanProposed")
-    assert f"{first['pipeline_id']}/v1" in plan["payload"]["recalled_ids"]
 
 
 def test_a_redelivered_llm_request_is_answered_from_the_cache_not_paid_twice(system):
