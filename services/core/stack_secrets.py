@@ -75,8 +75,8 @@ def with_password(url: str, pw: str) -> str:
 # (and the unscoped default `aietl:llm:`), the catalog cache `{prefix}catalog:`. `%R~` is read-only.
 _MODEL = ("*rm:pipeline:*", "*rm:tenant:*", "*rm:run:*")
 _LIVE = "&*rm:pipeline:*:live &*rm:run:*:live"
-# Data commands only: -@dangerous takes FLUSHALL/FLUSHDB, KEYS, CONFIG, DEBUG, SHUTDOWN, ACL, MIGRATE ...
-_COMMANDS = "-@all +@read +@write +@transaction +@scripting +@connection -@dangerous"
+# Data commands only (TIME: the rate-limit scripts read the clock): -@dangerous takes FLUSHALL/FLUSHDB, KEYS, CONFIG, DEBUG, SHUTDOWN, ACL, MIGRATE ...
+_COMMANDS = "-@all +@read +@write +@transaction +@scripting +@connection +time -@dangerous"
 REDIS_ROLES: dict[str, str] = {
     "gateway": " ".join([*(f"%R~{k}" for k in _MODEL), "~*rm:limit:*", "~*rm:hook:*", "~*catalog:*",
                          "%R~*llm:*", _LIVE, _COMMANDS, "+subscribe +unsubscribe +psubscribe +punsubscribe"]),
@@ -132,4 +132,7 @@ def local_overrides(state_dir: Path, explicit: set[str], current: dict) -> dict:
         out["clickhouse_password"] = pw
     if "postgres_password" not in explicit and (pw := password(state_dir, "postgres")):
         out["postgres_password"] = pw
+    for field, server in (("clickhouse_demo_password", "clickhouse:demo"), ("postgres_demo_password", "postgres:demo")):
+        if field not in explicit and (pw := password(state_dir, server)):
+            out[field] = pw
     return out
