@@ -80,12 +80,22 @@ class Settings(BaseSettings):
     clickhouse_user: str = "default"
     clickhouse_password: str = ""
     clickhouse_database: str = "aietl"
+    # The least-privilege user of the demo's (and the test deployments') connections to this ClickHouse:
+    # only these databases (users.xml allow_databases; 18.16 has no SQL grants), its password derived on the
+    # local stack like the others. Never the platform's database.
+    clickhouse_demo_user: str = "aietl_demo"
+    clickhouse_demo_password: str = ""
+    clickhouse_demo_databases: str = "default,analytics,mart,reports"
 
     postgres_host: str = "127.0.0.1"
     postgres_port: int = 5432
     postgres_user: str = "aietl"
     postgres_password: str = "aietl"
     postgres_db: str = "aietl"
+    # The demo connections' role: no superuser, reads the demo data's schemas and writes only what it creates
+    # (infra/postgres_server.py grants it; services/demo/load.py grants read on each schema it loads).
+    postgres_demo_user: str = "aietl_demo"
+    postgres_demo_password: str = "aietl_demo"
     # Fernet key(s) for connection secrets at rest (comma-separated: the first encrypts, all decrypt);
     # unset: a key generated once into <state_dir>/secret.key (0600). See services.connectors.secrets.
     secret_key: Optional[str] = Field(default=None, repr=False)  # repr=False: keep it out of logs
