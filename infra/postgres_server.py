@@ -196,7 +196,7 @@ class Postgres(Component):
 
     def _demo_grants(self) -> None:
         """What the demo connections' role may do in the platform's database: connect, create schemas of its
-        own (pipeline targets), and keep the executor's load bookkeeping (aietl_meta.loaded_batches, made
+        own and tables in `public` (pipeline targets), and keep the executor's load bookkeeping (aietl_meta.loaded_batches, made
         here as the platform role so it owns it); nothing else of aietl_meta (keys, connections, hooks).
         Reading the demo data is granted by its loader (services/demo/load.py grant_read)."""
         import psycopg
@@ -209,6 +209,10 @@ class Postgres(Component):
                              autocommit=True, connect_timeout=10) as conn:
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
             conn.execute(sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {}").format(db, demo))
+            # Targets in `public` (PostgreSQL 15 lets only its owner create there); the platform role is a
+            # member of the demo role so the operator and the tests can read and drop what the demo wrote.
+            conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(demo))
+            conn.execute(sql.SQL("GRANT {} TO {}").format(demo, sql.Identifier(s.postgres_user)))
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(s.postgres_user)))
             conn.execute(PG_META_DDL)
             conn.execute("RESET ROLE")

@@ -216,3 +216,16 @@ def test_the_clickhouse_demo_user_writes_where_the_demo_writes(ch_demo):
         assert ch_demo.execute(f"SELECT sum(v) FROM {table}") == [(1.5,)]
     finally:
         ch_demo.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def test_the_demo_role_may_load_into_public_and_the_platform_role_can_clean_up(settings, demo_pg):
+    import psycopg
+
+    table = f"public.t0grant_{uuid.uuid4().hex[:8]}"
+    demo_pg.execute(f"CREATE TABLE {table} (x int)")
+    with psycopg.connect(settings.postgres_dsn, autocommit=True) as platform:
+        assert platform.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+        platform.execute(f"DROP TABLE {table}")
+    # the demo role is no member of the platform role: membership goes one way only
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        demo_pg.execute(f"SET ROLE {settings.postgres_user}")
