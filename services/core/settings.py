@@ -43,9 +43,9 @@ class Settings(BaseSettings):
     schema_registry_url: Optional[str] = None
 
     redis_url: str = "redis://127.0.0.1:6379/0"
-    # redis_url as configured, before the local stack's role credentials were filled in: what a child
-    # process is given, so it derives its own role's and never inherits this one's (services/processes.py).
-    _redis_url_configured: Optional[str] = PrivateAttr(default=None)
+    # (redis_url as configured, as derived with this process's role credentials): a child process is given
+    # the former, so it derives its own role's and never inherits this one's (services/processes.py).
+    _redis_url_derived: Optional[tuple[str, str]] = PrivateAttr(default=None)
 
     # Qdrant: a server URL when set; otherwise qdrant-client's local mode, on disk under qdrant_path or in
     # memory when that is unset too.
@@ -180,15 +180,18 @@ class Settings(BaseSettings):
         # made it (services/core/stack_secrets.py); a value given explicitly is kept.
         from services.core.stack_secrets import local_overrides
 
-        self._redis_url_configured = self.redis_url
+        configured = self.redis_url
         for name, value in local_overrides(self.state_dir, set(self.model_fields_set),
                                            {"redis_url": self.redis_url, "principal": self.kafka_principal}).items():
             object.__setattr__(self, name, value)
+        self._redis_url_derived = (configured, self.redis_url)
         return self
 
     @property
     def redis_url_configured(self) -> str:
-        return self._redis_url_configured or self.redis_url
+        # A copy given another redis_url (model_copy skips validation) has nothing derived to drop.
+        configured, derived = self._redis_url_derived or (self.redis_url, self.redis_url)
+        return configured if self.redis_url == derived else self.redis_url
 
     @property
     def instance_name(self) -> str:
