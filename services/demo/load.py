@@ -102,6 +102,8 @@ def grant_read(settings, schema: str) -> None:
         role, name = sql.Identifier(settings.postgres_demo_user), sql.Identifier(schema)
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(name, role))
         conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(name, role))
+        # tables added to the schema later (a test's extra source) are readable too
+        conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(name, role))
 
 
 def ensure_demo_data(settings, data_dir: Optional[Path] = None, schema: str = "shop") -> Path:
