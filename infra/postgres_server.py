@@ -196,9 +196,9 @@ class Postgres(Component):
 
     def _demo_grants(self) -> None:
         """What the demo connections' role may do in the platform's database: connect, create schemas of its
-        own and tables in `public` (pipeline targets), and keep the executor's load bookkeeping (aietl_meta.loaded_batches, made
-        here as the platform role so it owns it); nothing else of aietl_meta (keys, connections, hooks).
-        Reading the demo data is granted by its loader (services/demo/load.py grant_read)."""
+        own and tables in `public` (pipeline targets), and keep the executor's load bookkeeping
+        (aietl_meta.loaded_batches, made here as the platform role so it owns it); nothing else of aietl_meta
+        (keys, connections, hooks). Reading the demo data is granted by its loader (services/demo/load.py)."""
         import psycopg
         from psycopg import sql
 

@@ -75,7 +75,8 @@ def with_password(url: str, pw: str) -> str:
 # (and the unscoped default `aietl:llm:`), the catalog cache `{prefix}catalog:`. `%R~` is read-only.
 _MODEL = ("*rm:pipeline:*", "*rm:tenant:*", "*rm:run:*")
 _LIVE = "&*rm:pipeline:*:live &*rm:run:*:live"
-# Data commands only (TIME: the rate-limit scripts read the clock): -@dangerous takes FLUSHALL/FLUSHDB, KEYS, CONFIG, DEBUG, SHUTDOWN, ACL, MIGRATE ...
+# Data commands only (TIME: the rate-limit scripts read the clock); -@dangerous takes FLUSHALL/FLUSHDB,
+# KEYS, CONFIG, DEBUG, SHUTDOWN, ACL, MIGRATE ...
 _COMMANDS = "-@all +@read +@write +@transaction +@scripting +@connection +time -@dangerous"
 REDIS_ROLES: dict[str, str] = {
     "gateway": " ".join([*(f"%R~{k}" for k in _MODEL), "~*rm:limit:*", "~*rm:hook:*", "~*catalog:*",

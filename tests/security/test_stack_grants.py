@@ -196,7 +196,8 @@ def other_tenant_db(ch_admin):
 def test_the_clickhouse_demo_user_sees_only_its_databases(settings, ch_demo, other_tenant_db):
     from clickhouse_driver.errors import ServerException
 
-    for attack in (f"SELECT * FROM {other_tenant_db}.secrets", f"SELECT count() FROM {settings.clickhouse_database}.audit_log",
+    for attack in (f"SELECT * FROM {other_tenant_db}.secrets",
+                   f"SELECT count() FROM {settings.clickhouse_database}.audit_log",
                    f"CREATE DATABASE {other_tenant_db}_2", f"DROP DATABASE {other_tenant_db}"):
         with pytest.raises(ServerException) as info:
             ch_demo.execute(attack)
