@@ -159,6 +159,8 @@ class ClickHouse(Component):
             <profile>default</profile>
             <quota>default</quota>{extra}
         </{name}>""" for name, (pw, extra) in users.items())
+        (d / "users.xml").touch(mode=0o600)
+        (d / "users.xml").chmod(0o600)  # it holds the users' passwords; the server runs as us
         (d / "users.xml").write_text(f"""<?xml version="1.0"?>
 <!-- written by aietl infra (infra/clickhouse_server.py); rewritten on every start -->
 <yandex>

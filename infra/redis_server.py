@@ -98,6 +98,8 @@ class Redis(Component):
         if self.password:
             lines.append(f'requirepass "{self.password}"')
         lines += [f"user {name} {rules}" for name, rules in self._role_users()]
+        conf.touch(mode=0o600)
+        conf.chmod(0o600)  # it holds every role's password; the server runs as us
         conf.write_text("\n".join(lines) + "\n")
         self.log(f"starting Redis on {self.address} (data: {data})")
         self.proc = spawn_detached([binary, str(conf)], self.out_file, self.pidfile, cwd=self.dir)
