@@ -139,8 +139,16 @@ class ClickHouse(Component):
 """
         self.config.write_text(config)
         # `default` is never left without a password: it is the platform's user unless another is configured.
-        users = {"default": self.settings.clickhouse_password or ""}
-        users[self.settings.clickhouse_user] = self.settings.clickhouse_password or ""
+        s = self.settings
+        users = {"default": (s.clickhouse_password or "", "")}
+        users[s.clickhouse_user] = (s.clickhouse_password or "", "")
+        # The demo connections' user sees only its databases (never the platform's) and may not change
+        # settings that lift limits; 18.16 lets every user read `system` whatever allow_databases says.
+        demo_dbs = [db.strip() for db in s.clickhouse_demo_databases.split(",")
+                    if db.strip() and db.strip() != s.clickhouse_database]
+        if s.clickhouse_demo_password and s.clickhouse_demo_user not in users:
+            users[s.clickhouse_demo_user] = (s.clickhouse_demo_password, "<allow_databases>" + "".join(
+                f"<database>{escape(db)}</database>" for db in demo_dbs) + "</allow_databases>")
         user_xml = "".join(f"""
         <{name}>
             <password>{escape(pw)}</password>
@@ -149,8 +157,10 @@ class ClickHouse(Component):
                 <ip>127.0.0.1</ip>
             </networks>
             <profile>default</profile>
-            <quota>default</quota>
-        </{name}>""" for name, pw in users.items())
+            <quota>default</quota>{extra}
+        </{name}>""" for name, (pw, extra) in users.items())
+        (d / "users.xml").touch(mode=0o600)
+        (d / "users.xml").chmod(0o600)  # it holds the users' passwords; the server runs as us
         (d / "users.xml").write_text(f"""<?xml version="1.0"?>
 <!-- written by aietl infra (infra/clickhouse_server.py); rewritten on every start -->
 <yandex>

@@ -6,8 +6,8 @@ long for a socket). PostgreSQL refuses to run as root, so when we are root every
 ``postgres`` system user (created when missing) via ``runuser``; ``<state_dir>/postgres`` is chowned to it
 and every ancestor folder of the state dir gets the "others may traverse" bit (``chmod o+x``: search, not
 list) so that user can reach it. Local socket connections are ``trust`` (used to bootstrap), TCP uses
-scram-sha-256; ``up`` ensures role ``postgres_user`` (LOGIN SUPERUSER, with ``postgres_password``) and
-database ``postgres_db`` owned by it.
+scram-sha-256; ``up`` ensures role ``postgres_user`` (LOGIN, no superuser, with ``postgres_password``) and
+database ``postgres_db`` owned by it, and the demo connections' role ``postgres_demo_user`` (see _demo_role).
 """
 from __future__ import annotations
 
@@ -175,14 +175,50 @@ class Postgres(Component):
         s = self.settings
         with psycopg.connect(host=str(self.socket_dir), port=self.port, user="postgres", dbname="postgres",
                              autocommit=True, connect_timeout=10) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (s.postgres_user,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            conn.execute(sql.SQL(verb + " ROLE {} WITH LOGIN SUPERUSER PASSWORD {}").format(
-                sql.Identifier(s.postgres_user), sql.Literal(s.postgres_password)))
+            # The platform owns its database and schemas, which is all it needs: no superuser, no CREATEROLE.
+            self._role(conn, s.postgres_user, s.postgres_password)
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (s.postgres_db,)).fetchone():
                 self.log(f"creating database {s.postgres_db}")
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                     sql.Identifier(s.postgres_db), sql.Identifier(s.postgres_user)))
+            if s.postgres_demo_user != s.postgres_user:
+                self._role(conn, s.postgres_demo_user, s.postgres_demo_password)
+        if s.postgres_demo_user != s.postgres_user:
+            self._demo_grants()
+
+    @staticmethod
+    def _role(conn, name: str, password: str) -> None:
+        from psycopg import sql
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(sql.SQL(verb + " ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                             "NOBYPASSRLS PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
+
+    def _demo_grants(self) -> None:
+        """What the demo connections' role may do in the platform's database: connect, create schemas of its
+        own and tables in `public` (pipeline targets), and keep the executor's load bookkeeping
+        (aietl_meta.loaded_batches, made here as the platform role so it owns it); nothing else of aietl_meta
+        (keys, connections, hooks). Reading the demo data is granted by its loader (services/demo/load.py)."""
+        import psycopg
+        from psycopg import sql
+
+        from services.executor.writers import META_SCHEMA, PG_BOOKKEEPING, PG_META_DDL
+        s = self.settings
+        demo, db = sql.Identifier(s.postgres_demo_user), sql.Identifier(s.postgres_db)
+        with psycopg.connect(host=str(self.socket_dir), port=self.port, user="postgres", dbname=s.postgres_db,
+                             autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
+            conn.execute(sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {}").format(db, demo))
+            # Targets in `public` (PostgreSQL 15 lets only its owner create there); the platform role is a
+            # member of the demo role so the operator and the tests can read and drop what the demo wrote.
+            conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(demo))
+            conn.execute(sql.SQL("GRANT {} TO {}").format(demo, sql.Identifier(s.postgres_user)))
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(s.postgres_user)))
+            conn.execute(PG_META_DDL)
+            conn.execute("RESET ROLE")
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(META_SCHEMA), demo))
+            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {}.{} TO {}").format(
+                sql.Identifier(META_SCHEMA), sql.Identifier(PG_BOOKKEEPING), demo))
 
     def stop(self, pid: int) -> bool:
         bindir = find_bindir((self.data / "PG_VERSION").read_text().strip()

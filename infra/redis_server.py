@@ -97,9 +97,21 @@ class Redis(Component):
         ]
         if self.password:
             lines.append(f'requirepass "{self.password}"')
+        lines += [f"user {name} {rules}" for name, rules in self._role_users()]
+        conf.touch(mode=0o600)
+        conf.chmod(0o600)  # it holds every role's password; the server runs as us
         conf.write_text("\n".join(lines) + "\n")
         self.log(f"starting Redis on {self.address} (data: {data})")
         self.proc = spawn_detached([binary, str(conf)], self.out_file, self.pidfile, cwd=self.dir)
+
+    def _role_users(self) -> list[tuple[str, str]]:
+        """The per-role ACL users (services/core/stack_secrets.py), when this server has the stack's derived
+        password; a password given by the user means every process shares that one, as before."""
+        from services.core.stack_secrets import password, redis_acl
+
+        if not self.password or self.password != password(self.settings.state_dir, "redis"):
+            return []
+        return redis_acl(self.settings.state_dir)
 
     def before_health(self, managed: bool) -> None:
         # A server of ours started before the stack had passwords: give it the password now (the config
@@ -114,16 +126,25 @@ class Redis(Component):
         try:
             client.ping()
         except redis.exceptions.AuthenticationError:
-            return  # it has a password already
+            pass  # it has a password already
         except redis.exceptions.ResponseError as e:
-            if "NOAUTH" in str(e):
-                return
-            raise
+            if "NOAUTH" not in str(e):
+                raise
         else:
             self.log("redis: setting the stack's password on the running server")
             client.config_set("requirepass", self.password)
         finally:
             client.close()
+        # A running server of ours gets the current role users too (new roles, changed rules), as the
+        # config file does at its next start.
+        if users := self._role_users():
+            client = redis.Redis(host=self.host, port=self.port, password=self.password, socket_timeout=3,
+                                 socket_connect_timeout=3)
+            try:
+                for name, rules in users:
+                    client.execute_command("ACL", "SETUSER", name, "reset", *rules.split())
+            finally:
+                client.close()
 
     def stop(self, pid: int) -> bool:
         ok = stop_pid(pid, timeout=30)

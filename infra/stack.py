@@ -99,7 +99,8 @@ def _with_stack_passwords(settings):
     from services.core.stack_secrets import ensure_secret, local_overrides
 
     ensure_secret(settings.state_dir)
-    update = local_overrides(settings.state_dir, set(settings.model_fields_set), {"redis_url": settings.redis_url})
+    update = local_overrides(settings.state_dir, set(settings.model_fields_set), {"redis_url": settings.redis_url,
+                                                                           "principal": "admin"})
     return settings.model_copy(update=update) if update else settings
 
 

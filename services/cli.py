@@ -295,14 +295,15 @@ DEMO_REQUEST = ("Load only paid orders with a positive amount from PostgreSQL sh
 
 
 def demo_connections(settings, data_dir) -> list[dict]:
-    """The tenant's default connections for the demo: the local stack's servers and the demo files."""
+    """The tenant's default connections for the demo: the local stack's servers and the demo files. The
+    servers are reached as the demo's least-privilege users, never the platform's (docs/SECURITY.md §12)."""
     return [
         {"name": "warehouse-pg", "kind": "postgres", "params": {
             "host": settings.postgres_host, "port": settings.postgres_port, "database": settings.postgres_db,
-            "user": settings.postgres_user}, "secrets": {"password": settings.postgres_password}},
+            "user": settings.postgres_demo_user}, "secrets": {"password": settings.postgres_demo_password}},
         {"name": "analytics-ch", "kind": "clickhouse", "params": {
-            "host": settings.clickhouse_host, "port": settings.clickhouse_port, "user": settings.clickhouse_user},
-         "secrets": {"password": settings.clickhouse_password}},
+            "host": settings.clickhouse_host, "port": settings.clickhouse_port,
+            "user": settings.clickhouse_demo_user}, "secrets": {"password": settings.clickhouse_demo_password}},
         {"name": "shop-files", "kind": "file", "params": {"folder": str(data_dir)}, "secrets": {}},
         {"name": "events", "kind": "kafka", "params": {"bootstrap": settings.kafka_bootstrap}, "secrets": {}},
     ]

@@ -52,6 +52,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for field, value in settings.model_dump(exclude_none=True).items():
         if field == "kafka_home":
             env["KAFKA_HOME"] = str(value)
+        elif field == "redis_url":  # the child derives its own role's credentials (stack_secrets)
+            env["AIETL_REDIS_URL"] = settings.redis_url_configured
         else:
             env[f"AIETL_{field.upper()}"] = str(value)
     return env

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     schema_registry_url: Optional[str] = None
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # (redis_url as configured, as derived with this process's role credentials): a child process is given
+    # the former, so it derives its own role's and never inherits this one's (services/processes.py).
+    _redis_url_derived: Optional[tuple[str, str]] = PrivateAttr(default=None)
 
     # Qdrant: a server URL when set; otherwise qdrant-client's local mode, on disk under qdrant_path or in
     # memory when that is unset too.
@@ -77,12 +80,22 @@ class Settings(BaseSettings):
     clickhouse_user: str = "default"
     clickhouse_password: str = ""
     clickhouse_database: str = "aietl"
+    # The least-privilege user of the demo's (and the test deployments') connections to this ClickHouse:
+    # only these databases (users.xml allow_databases; 18.16 has no SQL grants), its password derived on the
+    # local stack like the others. Never the platform's database.
+    clickhouse_demo_user: str = "aietl_demo"
+    clickhouse_demo_password: str = ""
+    clickhouse_demo_databases: str = "default,analytics,mart,reports"
 
     postgres_host: str = "127.0.0.1"
     postgres_port: int = 5432
     postgres_user: str = "aietl"
     postgres_password: str = "aietl"
     postgres_db: str = "aietl"
+    # The demo connections' role: no superuser, reads the demo data's schemas and writes only what it creates
+    # (infra/postgres_server.py grants it; services/demo/load.py grants read on each schema it loads).
+    postgres_demo_user: str = "aietl_demo"
+    postgres_demo_password: str = "aietl_demo"
     # Fernet key(s) for connection secrets at rest (comma-separated: the first encrypts, all decrypt);
     # unset: a key generated once into <state_dir>/secret.key (0600). See services.connectors.secrets.
     secret_key: Optional[str] = Field(default=None, repr=False)  # repr=False: keep it out of logs
@@ -167,10 +180,18 @@ class Settings(BaseSettings):
         # made it (services/core/stack_secrets.py); a value given explicitly is kept.
         from services.core.stack_secrets import local_overrides
 
+        configured = self.redis_url
         for name, value in local_overrides(self.state_dir, set(self.model_fields_set),
-                                           {"redis_url": self.redis_url}).items():
+                                           {"redis_url": self.redis_url, "principal": self.kafka_principal}).items():
             object.__setattr__(self, name, value)
+        self._redis_url_derived = (configured, self.redis_url)
         return self
+
+    @property
+    def redis_url_configured(self) -> str:
+        # A copy given another redis_url (model_copy skips validation) has nothing derived to drop.
+        configured, derived = self._redis_url_derived or (self.redis_url, self.redis_url)
+        return configured if self.redis_url == derived else self.redis_url
 
     @property
     def instance_name(self) -> str:

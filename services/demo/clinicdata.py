@@ -283,6 +283,9 @@ def ensure_clinic_data(settings, landing_dir: Path, data_dir: Optional[Path] = N
     result = generate(data_dir, landing_dir)
     if not _loaded(settings.postgres_dsn, schema, result["counts"]):
         load_into_postgres(settings.postgres_dsn, data_dir, schema)
+    from services.demo.load import grant_read
+
+    grant_read(settings, schema)
     return result
 
 

@@ -90,6 +90,22 @@ def _orders_loaded(dsn: str, schema: str) -> bool:
         return bool(cur.fetchone()[0])
 
 
+def grant_read(settings, schema: str) -> None:
+    """Let the demo connections' role (settings.postgres_demo_user) read ``schema``; nothing when that role
+    does not exist (an external server without it). Run after every ensure: a reload recreates the tables."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(settings.postgres_dsn) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (settings.postgres_demo_user,)).fetchone():
+            return
+        role, name = sql.Identifier(settings.postgres_demo_user), sql.Identifier(schema)
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(name, role))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(name, role))
+        # tables added to the schema later (a test's extra source) are readable too
+        conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(name, role))
+
+
 def ensure_demo_data(settings, data_dir: Optional[Path] = None, schema: str = "shop") -> Path:
     """Make sure the demo files exist and ``schema`` holds them; return the data directory.
 
@@ -104,4 +120,5 @@ def ensure_demo_data(settings, data_dir: Optional[Path] = None, schema: str = "s
     dsn = settings.postgres_dsn
     if not _orders_loaded(dsn, schema):
         load_into_postgres(dsn, data_dir, schema)
+    grant_read(settings, schema)
     return data_dir

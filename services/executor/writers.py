@@ -131,7 +131,7 @@ def _pg_writable(conn):
     return psycopg.connect(**{k: v for k, v in kwargs.items() if v is not None}, autocommit=True)
 
 
-_PG_META_DDL = f"""
+PG_META_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {META_SCHEMA};
 CREATE TABLE IF NOT EXISTS {META_SCHEMA}.{PG_BOOKKEEPING} (
     target text NOT NULL, batch_key text NOT NULL, rows bigint NOT NULL DEFAULT 0,
@@ -171,7 +171,10 @@ class PostgresWriter(Writer):
         with self.db.transaction():
             # One preparer at a time per target: CREATE ... IF NOT EXISTS can race in pg_type.
             self.db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"aietl-target:{self.target_key}",))
-            self.db.execute(_PG_META_DDL)
+            # A role that may use the bookkeeping table but not create in its schema (the local stack's demo
+            # role) finds it made already; CREATE ... IF NOT EXISTS would still need that right.
+            if self.db.execute("SELECT to_regclass(%s)", (f"{META_SCHEMA}.{PG_BOOKKEEPING}",)).fetchone()[0] is None:
+                self.db.execute(PG_META_DDL)
             for stmt in self.setup_sql:
                 self.db.execute(stmt)
             if not self._exists(self.name):

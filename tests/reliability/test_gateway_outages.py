@@ -48,8 +48,13 @@ def _assert_unavailable(resp: httpx.Response, what: str) -> None:
 
 
 def _redis_server(port: int, tmp_path) -> subprocess.Popen:
+    from services.core.settings import load_settings
+    from services.core.stack_secrets import redis_acl
+
+    # The stack's role users, as `aietl up` gives its own Redis: the gateway logs in as its role.
+    users = [arg for name, rules in redis_acl(load_settings().state_dir) for arg in ("--user", name, *rules.split())]
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
+                             "--appendonly", "no", "--dir", str(tmp_path), *users],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import redis
 

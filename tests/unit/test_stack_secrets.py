@@ -42,3 +42,34 @@ def test_an_explicit_password_or_a_remote_redis_wins(tmp_path):
 
 def test_with_password_keeps_user_host_port_and_path():
     assert with_password("redis://app@127.0.0.1:6390/3", "p/w") == "redis://app:p%2Fw@127.0.0.1:6390/3"
+
+
+def test_each_process_gets_its_redis_roles_user_and_password(tmp_path):
+    from urllib.parse import urlparse
+
+    from services.core.stack_secrets import ROLE_OF_PRINCIPAL, redis_acl
+
+    ensure_secret(tmp_path)
+    seen = set()
+    for principal, role in ROLE_OF_PRINCIPAL.items():
+        url = urlparse(Settings(state_dir=tmp_path, kafka_principal=principal,
+                                redis_url="redis://127.0.0.1:6390/2").redis_url)
+        assert (url.hostname, url.port, url.path) == ("127.0.0.1", 6390, "/2")
+        assert (url.username or "default") == role and url.password not in seen
+        seen.add(url.password)
+    # the server's users carry exactly those passwords
+    rules = dict(redis_acl(tmp_path))
+    gateway = urlparse(Settings(state_dir=tmp_path, kafka_principal="gateway").redis_url)
+    assert f">{gateway.password}" in rules["gateway"].split()
+    # a process that uses no Redis gets no credentials; a password the user gave is everyone's, as before
+    local = "redis://127.0.0.1:6379/0"
+    assert Settings(state_dir=tmp_path, kafka_principal="metrics-sink", redis_url=local).redis_url == local
+    given = "redis://:mine@127.0.0.1:6379/0"
+    assert Settings(state_dir=tmp_path, kafka_principal="gateway", redis_url=given).redis_url == given
+
+
+def test_the_demo_users_get_passwords_of_their_own(tmp_path):
+    ensure_secret(tmp_path)
+    s = Settings(state_dir=tmp_path)
+    assert s.postgres_demo_password == password(tmp_path, "postgres:demo") != s.postgres_password
+    assert s.clickhouse_demo_password == password(tmp_path, "clickhouse:demo") != s.clickhouse_password
