@@ -139,13 +139,18 @@ class Deployment:
 # Tests poll the gateway tightly, all with their deployment's one admin key: a per-principal limit well above
 # the production default (25/s, burst 600), which tests/security/test_authz.py checks with small values.
 TEST_RATE_LIMITS = {"rate_limit_per_s": 500.0, "rate_limit_burst": 10_000}
+# The test data sets' topics on the stack's broker, shared with pipelines as an admin would share them
+# (AIETL_KAFKA_SHARED_TOPICS; nothing is shared by default).
+TEST_SHARED_TOPICS = "shop.*,clinic.*"
 
 
 def new_deployment(base: Settings, tag: str, workers: list[str], **overrides) -> Deployment:
     prefix = unique_prefix(tag)
     # Its own tenant too: connections, keys and other per-tenant state cannot collide across deployments.
     settings = base.model_copy(update={"topic_prefix": prefix, "gateway_port": free_port(),
-                                       "tenant_id": prefix.rstrip("."), **TEST_RATE_LIMITS, **overrides})
+                                       "tenant_id": prefix.rstrip("."), **TEST_RATE_LIMITS,
+                                       "kafka_shared_topics": base.kafka_shared_topics or TEST_SHARED_TOPICS,
+                                       **overrides})
     return Deployment(settings, workers)
 
 

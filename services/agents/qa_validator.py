@@ -66,7 +66,9 @@ def build(sources) -> AgentSpec:
         joined = await asyncio.to_thread(join_columns, sources.columns_or_none, pipeline.tenant_id, spec)
         found = await asyncio.to_thread(static_checks, spec, cur, source_columns, joined)
         checks = [_check(name, f) for name, f in found]
-        checks.append(_check("platform_stores", check_platform_stores(spec, cur, ctx.settings)))
+        resolve = lambda kind, name: sources.connection(pipeline.tenant_id, {"kind": kind, "connection": name})  # noqa: E731
+        stores = await asyncio.to_thread(check_platform_stores, spec, cur, ctx.settings, resolve)
+        checks.append(_check("platform_stores", stores))
         from services.agents.schema_analyst import WARNING
 
         issues = [i for i in event.payload.get("issues") or [] if not i.startswith(WARNING)]

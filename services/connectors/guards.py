@@ -53,11 +53,25 @@ class PlatformStores:
     clickhouse_database: str
     postgres_schema: str = PLATFORM_PG_SCHEMA
     endpoints: frozenset = field(default_factory=frozenset)  # (host, port) of the platform's servers
+    brokers: frozenset = field(default_factory=frozenset)  # (host, port) of the platform's Kafka brokers
+    shared_topics: tuple = ()  # fnmatch patterns of the platform broker's topics an admin shared
 
     @classmethod
     def of(cls, settings) -> "PlatformStores":
+        shared = tuple(t.strip() for t in str(getattr(settings, "kafka_shared_topics", None) or "").split(",")
+                       if t.strip())
         return cls(topic_prefix=settings.topic_prefix, clickhouse_database=settings.clickhouse_database,
-                   endpoints=frozenset(_platform_endpoints(settings)))
+                   endpoints=frozenset(_platform_endpoints(settings)), brokers=frozenset(_brokers(settings)),
+                   shared_topics=shared)
+
+
+def _brokers(settings) -> list[tuple[str, int]]:
+    out = []
+    for broker in str(settings.kafka_bootstrap).split(","):
+        host, _, port = broker.strip().rpartition(":")
+        if port.isdigit():
+            out.append((host or "127.0.0.1", int(port)))
+    return out
 
 
 def _platform_endpoints(settings) -> list[tuple[str, int]]:
@@ -129,7 +143,7 @@ def connection_store_problems(kind: str, params: dict, stores: PlatformStores) -
 def _endpoint_problems(role: str, end: dict, stores: PlatformStores, resolve: Optional[Resolve]) -> list[str]:
     kind = end.get("kind")
     if kind == "kafka" and end.get("topic"):
-        return _topic_problems(role, end["topic"], stores)
+        return _topic_problems(role, end["topic"], stores) or _unshared_problems(role, end, stores, resolve)
     if kind in ("postgres", "clickhouse") and end.get("table"):
         parts = tuple(p.strip('"`').lower() for p in str(end["table"]).split("."))
         return _table_problems(role, kind, parts, stores, _default_database(end, resolve))
@@ -156,6 +170,35 @@ def _http_problems(role: str, end: dict, stores: PlatformStores, resolve: Option
             out.append(f"the {role} URL {url} points at one of the platform's own servers "
                        f"({parts.hostname}:{port}): never a pipeline's {role}")
     return out
+
+
+def _unshared_problems(role: str, end: dict, stores: PlatformStores, resolve: Optional[Resolve]) -> list[str]:
+    """A topic of the platform's own broker is a pipeline's only when an admin shared it: the broker carries
+    every tenant's data topics next to the platform's logs, and a connection alone says nothing about whose."""
+    import fnmatch
+
+    if resolve is None:
+        return []
+    try:
+        bootstrap = str(resolve("kafka", end.get("connection")).param("bootstrap") or "")
+    except Exception:  # noqa: BLE001 - an unresolvable connection fails the run on its own
+        return []
+    topic = end["topic"]
+    if not on_platform_broker(bootstrap, stores) or any(fnmatch.fnmatchcase(topic, p) for p in stores.shared_topics):
+        return []
+    return [f"the {role} Kafka topic {topic!r} is on the platform's own broker and not shared with pipelines "
+            f"(an admin shares topics there with AIETL_KAFKA_SHARED_TOPICS)"]
+
+
+def on_platform_broker(bootstrap: str, stores: PlatformStores) -> bool:
+    """Does any server of ``bootstrap`` resolve to one of the platform's Kafka brokers?"""
+    for server in str(bootstrap or "").split(","):
+        host, _, port = server.strip().rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        if port.isdigit() and (_addresses(host) & frozenset().union(*(_addresses(h) for h, p in stores.brokers
+                                                                      if p == int(port)))):
+            return True
+    return False
 
 
 def is_platform_endpoint(host: str, port: int, stores: PlatformStores) -> bool:

@@ -65,40 +65,34 @@ def list_tables(conn: Connection) -> list[str]:
 
 def shared_topics(settings=None) -> list[str]:
     """The topic patterns of the platform's broker an admin shared with connections."""
+    from services.connectors.guards import PlatformStores
     from services.core.settings import load_settings
 
-    settings = settings or load_settings()
-    return [t.strip() for t in (getattr(settings, "kafka_shared_topics", None) or "").split(",") if t.strip()]
+    return list(PlatformStores.of(settings or load_settings()).shared_topics)
 
 
 def platform_broker(bootstrap: str, settings=None) -> bool:
     """Does any server of ``bootstrap`` resolve to the platform's own broker?"""
-    from services.connectors.guards import PlatformStores, is_platform_endpoint
+    from services.connectors.guards import PlatformStores, on_platform_broker
     from services.core.settings import load_settings
 
-    stores = PlatformStores.of(settings or load_settings())
-    for server in str(bootstrap or "").split(","):
-        host, _, port = server.strip().rpartition(":")
-        host = host.strip("[]") or "127.0.0.1"
-        if port.isdigit() and is_platform_endpoint(host, int(port), stores):
-            return True
-    return False
+    return on_platform_broker(bootstrap, PlatformStores.of(settings or load_settings()))
 
 
 def topic_allowed(conn: Connection, topic: str, settings=None) -> bool:
     import fnmatch
 
-    from services.connectors.guards import PlatformStores, _topic_problems
+    from services.connectors.guards import PlatformStores, _topic_problems, on_platform_broker
     from services.core.settings import load_settings
 
     if topic.startswith("__"):  # __consumer_offsets etc.
         return False
-    settings = settings or load_settings()
-    if not platform_broker(conn.param("bootstrap"), settings):
+    stores = PlatformStores.of(settings or load_settings())
+    if not on_platform_broker(conn.param("bootstrap"), stores):
         return True
-    if _topic_problems("source", topic, PlatformStores.of(settings)):
+    if _topic_problems("source", topic, stores):
         return False
-    return any(fnmatch.fnmatchcase(topic, pattern) for pattern in shared_topics(settings))
+    return any(fnmatch.fnmatchcase(topic, pattern) for pattern in stores.shared_topics)
 
 
 def _visible(conn: Connection, topics) -> list[str]:

@@ -109,7 +109,8 @@ class Settings(BaseSettings):
     # Folders file connections may read (comma-separated; unset: the state dir, which holds the demo's
     # landing folder, and the system temp dir). Checked after symlinks are resolved.
     file_roots: Optional[str] = None
-    # Topics of the platform's own broker a kafka connection may read (comma-separated); none by default.
+    # Topics of the platform's own broker that kafka connections may see and pipelines read or write (fnmatch
+    # patterns, comma-separated); none by default. The platform's own topics are never shared.
     kafka_shared_topics: Optional[str] = None
 
     # Optional JWT bearer tokens (services/identity/tokens.py); all unset: only API keys are accepted.

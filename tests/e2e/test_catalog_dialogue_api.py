@@ -25,7 +25,8 @@ def dep(stack_settings):
 
 @pytest.fixture(scope="module")
 def scans(dep):
-    """`a0cat_<hex>.parcel_scans` with a prose-named timestamp and weight, 40 rows."""
+    """`a0cat_<hex>.parcel_scans` with a prose-named timestamp and weight, 40 rows, readable by the demo
+    connections' role (as an operator grants a connection's user its data)."""
     schema = f"a0cat_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(dep.settings.postgres_dsn, autocommit=True) as db:
         db.execute(f"""CREATE SCHEMA {schema};
@@ -33,7 +34,9 @@ def scans(dep):
                                                 scanned_at timestamp);
             INSERT INTO {schema}.parcel_scans
             SELECT i, 'depot-' || (i % 4), 0.5 * i, timestamp '2024-05-01' + i * interval '3 hours'
-              FROM generate_series(1, 40) i;""")
+              FROM generate_series(1, 40) i;
+            GRANT USAGE ON SCHEMA {schema} TO {dep.settings.postgres_demo_user};
+            GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {dep.settings.postgres_demo_user};""")
     with dep.client(timeout=60) as c:  # the planner's cache may predate the table
         resp = c.get("/api/v1/catalog", params={"refresh": "true"})
         assert resp.status_code == 200, resp.text

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from clickhouse_driver import Client
 
+from tests.support.pg_admin import superuser
 from tests.harness import new_deployment, wait_for
 from services.core.kafka_auth import client_conf
 
@@ -32,14 +33,16 @@ def canary_role(stack_settings, canary):
 
     ensure_demo_data(stack_settings)
     role = f"canary_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(stack_settings.postgres_dsn, autocommit=True) as db:
+    with superuser(stack_settings) as db:  # a login role: the server's administrator makes it
         db.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{canary}'")
+        db.execute(f'GRANT CONNECT ON DATABASE "{stack_settings.postgres_db}" TO {role}')
         db.execute(f"GRANT USAGE ON SCHEMA shop TO {role}")
         db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {role}")
     yield role
-    with psycopg.connect(stack_settings.postgres_dsn, autocommit=True) as db:
+    with superuser(stack_settings) as db:
         db.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA shop FROM {role}")
         db.execute(f"REVOKE ALL ON SCHEMA shop FROM {role}")
+        db.execute(f'REVOKE ALL ON DATABASE "{stack_settings.postgres_db}" FROM {role}')
         db.execute(f"DROP OWNED BY {role}")
         db.execute(f"DROP ROLE {role}")
 

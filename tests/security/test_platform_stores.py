@@ -61,6 +61,45 @@ def test_user_topics_pass(topic):
     assert problems({"source": {"kind": "kafka", "connection": "kf", "topic": topic}, "target": CH_TARGET}) == []
 
 
+def _broker_stores(settings, shared: tuple = ()) -> PlatformStores:  # noqa: F811
+    return PlatformStores.of(settings.model_copy(update={"kafka_shared_topics": ",".join(shared)}))
+
+
+def _on(bootstrap: str):
+    return lambda kind, name: Connection(TENANT, name or "kf", kind, {"bootstrap": bootstrap}, {})
+
+
+@pytest.mark.parametrize("role", ["source", "target"])
+def test_a_topic_of_the_platform_broker_is_a_pipelines_only_when_shared(settings, role):  # noqa: F811
+    """Another tenant's data topic on the platform's broker ('billing.invoices') is refused, whatever name
+    the connection gives the broker (localhost, 127.0.0.2); shared by an admin, it passes; a topic of another
+    broker is not the platform's business."""
+    from services.agents.qa.store_rules import check_platform_stores
+    from services.connectors.guards import platform_store_problems
+
+    port = settings.kafka_bootstrap.split(",")[0].rpartition(":")[2]
+    kafka_end = {"kind": "kafka", "connection": "kf", "topic": "billing.invoices"}
+    spec = {"source": kafka_end, "target": CH_TARGET} if role == "source" else {"source": PG_SOURCE, "target": kafka_end}
+    for bootstrap in (settings.kafka_bootstrap, f"localhost:{port}", f"127.0.0.2:{port}"):
+        [problem] = platform_store_problems(spec, {}, _broker_stores(settings), _on(bootstrap))
+        assert "not shared" in problem and "AIETL_KAFKA_SHARED_TOPICS" in problem and role in problem
+    assert platform_store_problems(spec, {}, _broker_stores(settings, ("billing.*",)), _on(f"localhost:{port}")) == []
+    assert platform_store_problems(spec, {}, _broker_stores(settings), _on("127.0.0.1:1")) == []
+    # QA sees where the connection points too (it resolves the tenant's connections)
+    [finding] = check_platform_stores(spec, {}, settings.model_copy(update={"kafka_shared_topics": None}),
+                                      _on(settings.kafka_bootstrap))
+    assert finding.is_error and "not shared" in finding.message
+
+
+def test_sharing_never_opens_the_platforms_own_topics(settings):  # noqa: F811
+    from services.connectors.guards import platform_store_problems
+
+    commands = settings.topic("pipelines.commands.v1")
+    spec = {"source": {"kind": "kafka", "connection": "kf", "topic": commands}, "target": CH_TARGET}
+    [problem] = platform_store_problems(spec, {}, _broker_stores(settings, ("*",)), _on(settings.kafka_bootstrap))
+    assert "platform's topic prefix" in problem
+
+
 # ---------------------------------------------------------------- ClickHouse database and PostgreSQL schema
 
 
