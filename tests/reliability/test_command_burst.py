@@ -31,7 +31,7 @@ from tests.harness import new_deployment, wait_for
 from tests.reliability.faults import server_down
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
-BURST = int(os.environ.get("AIETL_BURST", "2000"))
+BURST = int(os.environ.get("AIETL_BURST", "1500"))
 CONCURRENCY = 32
 ACCEPTED: set[str] = set()  # every pipeline id answered 202 by this module's deployment (both cases)
 
