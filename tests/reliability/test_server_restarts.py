@@ -39,8 +39,9 @@ EXECUTOR = {"executor_batch_rows": BATCH_ROWS, "executor_max_attempts": 10, "exe
 
 
 @pytest.fixture(scope="module")
-def dep(stack_settings):
+def dep(stack_settings, source):
     # The scheduler and kafka-trigger too: their ticks read the event log, which a broker restart interrupts.
+    # After the source table exists: the schema analyst caches a connection's table list.
     with drafting_deployment(stack_settings, "srvfault", extra_workers=("scheduler", "kafka-trigger")) as d:
         d.start_worker("executor", **EXECUTOR)
         yield d
@@ -52,17 +53,20 @@ def ch(s) -> Client:
 
 
 @pytest.fixture(scope="module")
-def source(dep):
+def source(stack_settings):
     """shop.faultsrc_<u>: SOURCE_ROWS generated orders (dropped at the end)."""
     table = f"shop.faultsrc_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(dep.settings.postgres_dsn, autocommit=True) as conn:
+    from services.demo.load import ensure_demo_data
+
+    ensure_demo_data(stack_settings)  # the shop schema
+    with psycopg.connect(stack_settings.postgres_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table} (order_id bigint PRIMARY KEY, customer_id int NOT NULL, "
                      "amount numeric(10,2) NOT NULL, status text NOT NULL, updated_at timestamptz NOT NULL)")
         conn.execute(f"INSERT INTO {table} SELECT g, g % 997, (g % 10000) / 100.0, "
                      f"(ARRAY['paid','pending','refunded'])[1 + g % 3], "
                      f"timestamptz '2026-01-01' + g * interval '1 second' FROM generate_series(1, {SOURCE_ROWS}) g")
     yield table
-    with psycopg.connect(dep.settings.postgres_dsn, autocommit=True) as conn:
+    with psycopg.connect(stack_settings.postgres_dsn, autocommit=True) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
