@@ -33,7 +33,7 @@ from tests.harness import new_deployment, wait_for
 from tests.reliability.faults import server_down
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
-BURST = int(os.environ.get("AIETL_BURST", "1500"))
+BURST = int(os.environ.get("AIETL_BURST", "1500"))  # the commands each case reports repeat the size
 CONCURRENCY = 32
 ACCEPTED: set[str] = set()  # every pipeline id answered 202 by this module's deployment (both cases)
 
@@ -176,7 +176,8 @@ def test_a_burst_of_commands_is_decided_exactly_once(dep, figures):
     counts = settle(dep, burst)
     report(figures, "command burst", f"{BURST} CreatePipeline requests through the gateway from {CONCURRENCY} "
            "concurrent clients", burst, seconds, counts, 0,
-           "python -m pytest tests/reliability/test_command_burst.py -q -k exactly_once")
+           ("" if BURST == 1500 else f"AIETL_BURST={BURST} ")
+           + "python -m pytest tests/reliability/test_command_burst.py -q -k exactly_once")
     assert_clean(dep, burst, counts)
 
 
