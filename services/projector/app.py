@@ -115,12 +115,16 @@ class Model:
         self.lock = asyncio.Lock()
         self.projected: set[str] = set()  # "topic:partition" fields this process has seen stored
         self.rebuilds = 0
+        self.resync: Optional[str] = None  # "catch_up" | "rebuild": redo from the logs before the next step
 
     def _stored_fields(self) -> set[str]:
         return {f.decode() for f in self.redis.hkeys(self.keys.offsets)}
 
     def catch_up(self) -> int:
-        """Blocking (run in a thread): the start-up catch-up, or a rebuild after a loss."""
+        """Blocking (run in a thread): fold the pipelines log from 0 into a fresh gate and project what is
+        past the stored offsets (the start-up catch-up; a rebuild after a loss; a resync after Redis failed
+        in the middle of a step, when the gate may have taken a record that was never applied)."""
+        self.gate.reset()
         n = catch_up_all(self.settings, self.redis, self.codec, self.keys, self.dead, self.gate)
         self.projected |= self._stored_fields()
         return n
@@ -136,25 +140,40 @@ class Model:
         from services.projector.readmodel import wipe
 
         wipe(self.redis, self.keys)  # what live records wrote onto the empty model since the loss
-        self.gate.reset()
         return self.catch_up()
 
     async def rebuild_if_lost(self, field: Optional[str] = None) -> None:
         """Under the lock: if the model was lost, rebuild it before anything else is applied."""
-        if await asyncio.to_thread(self._lost, field):
-            n = await asyncio.to_thread(self._rebuild)
+        if await self._step(self._lost, field, resync=None):
+            n = await self._step(self._rebuild, resync="rebuild")
             self.rebuilds += 1
             log.warning("the read model was lost (no stored offset for %s): rebuilt it from the logs, %d events",
                         field or "any partition", n)
 
+    async def _step(self, fn, *args, resync: Optional[str] = "catch_up"):
+        """Run a blocking step. If Redis fails in the middle of a writing one (``resync`` says how to redo
+        it), what was half done is redone from the logs before the next step: a retried step cannot know how
+        far it got (the gate may have taken a record that was never applied)."""
+        if self.resync:
+            await asyncio.to_thread(self._rebuild if self.resync == "rebuild" else self.catch_up)
+            self.resync = None
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except Exception as exc:  # noqa: BLE001 - re-raised; noted when Redis went away mid-step
+            from services.core.redis_wait import redis_away
+
+            if resync and redis_away(exc):
+                self.resync = "rebuild" if "rebuild" in (resync, self.resync) else "catch_up"
+            raise
+
     async def apply(self, rec: Record, gated: bool) -> None:
         field = f"{rec.topic}:{rec.partition}"
         async with self.lock:
-            while await asyncio.to_thread(self.redis.exists, self.keys.replaying):
+            while await self._step(self.redis.exists, self.keys.replaying, resync=None):
                 await asyncio.sleep(0.2)  # `aietl replay` is rebuilding; apply after it
             await self.rebuild_if_lost(field)
-            await asyncio.to_thread(project_record, self.redis, self.codec, self.keys, self.dead,
-                                    self.gate if gated else None, rec)
+            await self._step(project_record, self.redis, self.codec, self.keys, self.dead,
+                             self.gate if gated else None, rec)
             self.projected.add(field)
 
 
@@ -167,7 +186,7 @@ def build(settings: Settings, codec: AvroCodec, redis_client):
 
     @app.task
     async def start_up() -> None:
-        n = await until_redis_answers(lambda: asyncio.to_thread(model.catch_up), log, "catching up")
+        n = await until_redis_answers(lambda: model._step(model.catch_up), log, "catching up")
         log.info("projector caught up %d events", n)
         ready.set()
 
