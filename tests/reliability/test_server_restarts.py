@@ -164,67 +164,73 @@ def run_done(http, run_id):
 def test_redis_restart_and_flush_the_read_model_is_rebuilt_from_the_log(dep, figures):
     started = time.monotonic()
     table = f"analytics.rfault_run_{uuid.uuid4().hex[:8]}"
-    deployed, _ = draft_and_deploy(dep, "Load orders from the PostgreSQL table shop.orders into the ClickHouse "
-                                        f"table {table}")
-    with dep.client(timeout=30) as http:
-        before = {p: http.get(f"/api/v1/pipelines/{p}").json() for p in [deployed]}
-    injected, phases = 0, []
-    for fault in ("restart", "flush"):
-        traffic = Traffic(dep, deployed, pipelines=4, runs=2, gap_s=0.5)
-        traffic.start()
-        time.sleep(1.0)
-        if fault == "restart":
-            restart_server(dep.settings, "redis", pause_s=2.0)
-        else:
-            assert flush_read_model(dep) > 0
-        injected += 1
-        traffic.join(180)
-        assert not traffic.is_alive() and traffic.error is None, traffic.error
-        phases.append(traffic)
+    try:
+        deployed, _ = draft_and_deploy(dep, "Load orders from the PostgreSQL table shop.orders into the ClickHouse "
+                                            f"table {table}")
+        with dep.client(timeout=30) as http:
+            before = {p: http.get(f"/api/v1/pipelines/{p}").json() for p in [deployed]}
+        injected, phases = 0, []
+        for fault in ("restart", "flush"):
+            traffic = Traffic(dep, deployed, pipelines=4, runs=2, gap_s=0.5)
+            traffic.start()
+            time.sleep(1.0)
+            if fault == "restart":
+                restart_server(dep.settings, "redis", pause_s=2.0)
+            else:
+                assert flush_read_model(dep) > 0
+            injected += 1
+            traffic.join(180)
+            assert not traffic.is_alive() and traffic.error is None, traffic.error
+            phases.append(traffic)
 
-    accepted = {p: c for t in phases for p, c in t.pipelines.items()}
-    runs = [r for t in phases for r in t.runs]
-    with dep.client(timeout=30) as http:
-        def drafted():
-            states = {p: http.get(f"/api/v1/pipelines/{p}") for p in accepted}
-            return all(s.status_code == 200 and s.json()["status"] in DRAFT_DONE for s in states.values()) and states
+        accepted = {p: c for t in phases for p, c in t.pipelines.items()}
+        runs = [r for t in phases for r in t.runs]
+        with dep.client(timeout=30) as http:
+            def drafted():
+                states = {p: http.get(f"/api/v1/pipelines/{p}") for p in accepted}
+                return all(s.status_code == 200 and s.json()["status"] in DRAFT_DONE
+                           for s in states.values()) and states
 
-        states = wait_for(drafted, timeout=240, interval=1, what="every accepted request drafted and served")
-        run_states = {r: wait_for(lambda: run_done(http, r), timeout=180, interval=1, what=f"run {r}") for r in runs}
-        after = {p: http.get(f"/api/v1/pipelines/{p}").json() for p in before}
-        listed = {item["pipeline_id"] for item in http.get("/api/v1/pipelines", params={"limit": 500}).json()["items"]}
-    histories = pipeline_histories(dep)
-    requested = {p: [c for kind, c in histories.get(p, []) if kind == "PipelineRequested"] for p in accepted}
-    lost = [p for p in accepted if p not in listed or not requested[p]]
-    duplicated = [p for p, cs in requested.items() if len(cs) > 1]
-    # Every event the log holds is in the served history exactly once (none lost, none twice).
-    served_events = {p: len(http_events) for p, http_events in
-                     ((p, _events(dep, p)) for p in list(accepted) + [deployed])}
-    logged_events = {p: len(histories.get(p, [])) for p in served_events}
-    same_model = wait_for(lambda: _model_matches(dep), timeout=30, interval=1, what="the read model to equal "
-                                                                                   "the log's")
-    server_errors = [e for t in phases for e in t.client.server_errors]
-    unavailable = sum(t.client.unavailable for t in phases)
-    sent = sum(t.client.attempts for t in phases)
-    figures("fault: redis restart and read-model flush", json.dumps({
-        "fault": "Redis stopped 2 s and started again, then every key of the deployment's read model deleted "
-                 "(offsets too), each while pipelines were requested and runs triggered through the gateway",
-        "injected": injected, "requests_sent": sent, "answered_503": unavailable, "answered_5xx": len(server_errors),
-        "pipelines_accepted": len(accepted), "pipelines_drafted": sum(1 for s in states.values()),
-        "runs_accepted": len(runs), "runs_finished": len(run_states),
-        "lost": len(lost) + sum(max(0, logged_events[p] - served_events[p]) for p in served_events),
-        "duplicated": len(duplicated) + sum(max(0, served_events[p] - logged_events[p]) for p in served_events),
-        "final_state_correct": same_model, "seconds": round(time.monotonic() - started),
-        "command": "python -m pytest tests/reliability/test_server_restarts.py -q -k redis"}))
-    assert not server_errors, server_errors
-    assert not [r for t in phases for r in t.refused], [r for t in phases for r in t.refused]
-    assert lost == [] and duplicated == [], (lost, duplicated)
-    assert served_events == logged_events, (served_events, logged_events)
-    assert all(s["status"] == "succeeded" for s in run_states.values()), run_states
-    assert after[deployed]["lifecycle"] == before[deployed]["lifecycle"] == "deployed"
-    assert after[deployed]["last_run"]["run_id"] in runs
-    alive_check(dep)
-    ch(dep.settings).execute(f"DROP TABLE IF EXISTS {table}")
+            states = wait_for(drafted, timeout=240, interval=1, what="every accepted request drafted and served")
+            run_states = {r: wait_for(lambda: run_done(http, r), timeout=180, interval=1, what=f"run {r}")
+                          for r in runs}
+            after = {p: http.get(f"/api/v1/pipelines/{p}").json() for p in before}
+            items = http.get("/api/v1/pipelines", params={"limit": 500}).json()["items"]
+            listed = {item["pipeline_id"] for item in items}
+        histories = pipeline_histories(dep)
+        requested = {p: [c for kind, c in histories.get(p, []) if kind == "PipelineRequested"] for p in accepted}
+        lost = [p for p in accepted if p not in listed or not requested[p]]
+        duplicated = [p for p, cs in requested.items() if len(cs) > 1]
+        # Every event the log holds is in the served history exactly once (none lost, none twice).
+        served_events = {p: len(http_events) for p, http_events in
+                         ((p, _events(dep, p)) for p in list(accepted) + [deployed])}
+        logged_events = {p: len(histories.get(p, [])) for p in served_events}
+        same_model = wait_for(lambda: _model_matches(dep), timeout=30, interval=1, what="the read model to equal "
+                                                                                       "the log's")
+        server_errors = [e for t in phases for e in t.client.server_errors]
+        unavailable = sum(t.client.unavailable for t in phases)
+        sent = sum(t.client.attempts for t in phases)
+        figures("fault: redis restart and read-model flush", json.dumps({
+            "fault": "Redis stopped 2 s and started again, then every key of the deployment's read model deleted "
+                     "(offsets too), each while pipelines were requested and runs triggered through the gateway",
+            "injected": injected, "requests_sent": sent, "answered_503": unavailable,
+            "answered_5xx": len(server_errors),
+            "pipelines_accepted": len(accepted), "pipelines_drafted": sum(1 for s in states.values()),
+            "runs_accepted": len(runs), "runs_finished": len(run_states),
+            "lost": len(lost) + sum(max(0, logged_events[p] - served_events[p]) for p in served_events),
+            "duplicated": len(duplicated) + sum(max(0, served_events[p] - logged_events[p]) for p in served_events),
+            "final_state_correct": same_model, "seconds": round(time.monotonic() - started),
+            "command": "python -m pytest tests/reliability/test_server_restarts.py -q -k redis"}))
+        assert not server_errors, server_errors
+        assert not [r for t in phases for r in t.refused], [r for t in phases for r in t.refused]
+        assert lost == [] and duplicated == [], (lost, duplicated)
+        assert served_events == logged_events, (served_events, logged_events)
+        assert all(s["status"] == "succeeded" for s in run_states.values()), run_states
+        assert after[deployed]["lifecycle"] == before[deployed]["lifecycle"] == "deployed"
+        assert after[deployed]["last_run"]["run_id"] in runs
+        alive_check(dep)
+    finally:
+        ch(dep.settings).execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _events(dep, pid) -> list:
