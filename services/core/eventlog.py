@@ -114,6 +114,25 @@ def decoded(records: Iterable[Record], codec, on_undecodable: Callable[[Record, 
         yield rec, msg
 
 
+def broker_away(exc: BaseException) -> bool:
+    """A read of a log that failed because the broker is away for a moment: restarting (transport down, all
+    brokers down, timed out) or just back (metadata or partition leaders not loaded yet). A periodic reader
+    tries again at its next tick; anything else (a fatal error, a bug) is not this."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    if isinstance(exc, TimeoutError):
+        return True
+    err = exc.args[0] if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError) \
+        else None
+    if err is None or err.fatal():
+        return False
+    return err.retriable() or err.code() in (
+        KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._UNKNOWN_PARTITION,
+        KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.REQUEST_TIMED_OUT, KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE)
+
+
 def read_all(settings: Settings, topic: str, fn: Callable[[Record], None]) -> int:
     reader = LogReader(settings, topic)
     try:

@@ -53,13 +53,30 @@ class RunCancelledError(Exception):
 
 def is_retryable(exc: BaseException) -> bool:
     """Transport and availability problems are worth another attempt; wrong SQL or data are not."""
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    from services.connectors.registry import RegistryUnavailable
+
+    # The connection registry's database away for a moment (a PostgreSQL restart) is no fault of the run.
+    if isinstance(exc, (ConnectionError, TimeoutError, RegistryUnavailable)):
         return True
     names = {c.__name__ for c in type(exc).__mro__}
     if names & {"OperationalError", "InterfaceError", "NetworkError", "SocketTimeoutError", "KafkaException",
                 "ConnectTimeout", "ConnectError", "ReadTimeout", "RemoteProtocolError"}:
         return "does not exist" not in str(exc)  # psycopg reports a missing database as OperationalError
     return False
+
+
+def transient_tick_error(exc: BaseException) -> bool:
+    """A periodic tick (fold the logs, renew leases) that met a server of the stack away for a moment: the
+    Kafka broker restarting (metadata or fetch failing on transport), Redis restarting, the registry's
+    database restarting. The tick is skipped, not the process crashed."""
+    import redis
+
+    from services.core.eventlog import broker_away
+    from services.executor.streaming import retryable
+
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return True
+    return broker_away(exc) or retryable(exc)
 
 
 def scrub_secrets(text: str, secrets) -> str:
@@ -452,13 +469,19 @@ def build(settings: Settings, codec: AvroCodec, registry, leases=None):
         executor: Optional[Executor] = state.get("executor")
         if executor is None:
             return
-        await _fold_logs(settings, codec, book, dead)
-        book.deployments.drain_changed()
-        executor.reconcile()
-        if leases is not None:
-            lost = await asyncio.to_thread(leases.renew_all)
-            if lost:
-                log.warning("lost the leases of %s (another instance took over)", sorted(lost))
+        try:
+            await _fold_logs(settings, codec, book, dead)
+            book.deployments.drain_changed()
+            executor.reconcile()
+            if leases is not None:
+                lost = await asyncio.to_thread(leases.renew_all)
+                if lost:
+                    log.warning("lost the leases of %s (another instance took over)", sorted(lost))
+        except Exception as exc:  # noqa: BLE001 - only a server away for a moment is tolerated
+            if not transient_tick_error(exc):
+                raise
+            # Before: a Kafka broker restart made this tick raise and Faust crashed the whole executor.
+            log.warning("reconcile skipped, the next tick tries again: %s: %s", type(exc).__name__, exc)
 
     @app.agent(events)
     async def process(stream):

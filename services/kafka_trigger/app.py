@@ -15,6 +15,7 @@ from typing import Optional
 
 from services.core.avro import AvroCodec
 from services.core.dlq import record_of
+from services.core.eventlog import broker_away
 from services.core.faust_app import make_app, topic
 from services.core.settings import Settings
 from services.domain.deployments import Deployment
@@ -94,7 +95,10 @@ def build(settings: Settings, codec: AvroCodec):
         feed: DeploymentFeed = state["feed"]
         try:
             await asyncio.to_thread(feed.catch_up)
-        except (RuntimeError, TimeoutError) as exc:  # Kafka hiccup: keep the last snapshot, retry next tick
+        except Exception as exc:  # noqa: BLE001 - only the broker away is tolerated
+            if not (isinstance(exc, RuntimeError) or broker_away(exc)):
+                raise
+            # Kafka hiccup (a broker restart): keep the last snapshot, retry next tick
             log.warning("catch-up on the event log failed: %s", exc)
         runner.update(watches_from(feed, filters))
 

@@ -11,6 +11,7 @@ from services.core.avro import AvroCodec
 from services.core.dlq import POISON, DeadLetters, record_of
 from services.core.faust_app import make_app, topic
 from services.core.messages import Message, new_envelope
+from services.core.redis_wait import until_redis_answers
 from services.core.settings import Settings
 
 log = logging.getLogger("aietl.llm_router")
@@ -105,7 +106,9 @@ def build(settings: Settings, codec: AvroCodec, router_factory):
             await ready.wait()
             try:
                 request = dead.decode(codec, record_of(event))
-                reply = await answer(state["router"], request)
+                # Redis (caches, budgets, breakers) restarting: answer once it is back, never drop the request.
+                reply = await until_redis_answers(lambda: answer(state["router"], request), log,
+                                                  f"answering {request.message_id}")
             except POISON as exc:  # undecodable, not a request, or malformed (e.g. input_json not JSON)
                 await dead.apoison(record_of(event), exc)
                 continue

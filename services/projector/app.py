@@ -19,6 +19,7 @@ from services.core.avro import AvroCodec
 from services.core.dlq import POISON, DeadLetters, record_of
 from services.core.eventlog import LogReader, Record
 from services.core.faust_app import make_app, topic
+from services.core.redis_wait import until_redis_answers
 from services.core.settings import Settings
 from services.domain.events import PipelineLog
 from services.projector.readmodel import Keys, apply_event, namespace, skip_event, stored_positions
@@ -38,6 +39,12 @@ class Gate:
         self.log = PipelineLog()
         self._positions: dict[int, int] = {}
         self._lock = threading.Lock()  # catch-up runs in a thread, the live agent on the loop
+
+    def reset(self) -> None:
+        """Forget what was folded: a rebuild of the read model feeds the whole log again."""
+        with self._lock:
+            self.log = PipelineLog()
+            self._positions.clear()
 
     def fresh(self, rec: Record) -> bool:
         with self._lock:
@@ -90,34 +97,130 @@ def catch_up_all(settings: Settings, redis_client, codec: AvroCodec, keys: Keys,
                         gate if t == GATED else None) for t in TOPICS)
 
 
+class Model:
+    """Notices that the read model was lost under a running projector (Redis flushed, or restarted without
+    its data) and rebuilds it from offset 0 of both logs, as a start on an empty model would.
+
+    Before, the projector went on applying live events onto nothing: pipelines requested before the loss
+    were 404 until someone restarted it, and those in flight were served from half their history. Lost
+    means: a partition this process has projected has no stored offset any more (checked before each live
+    record and every ``CHECK_S``). Live records and a rebuild never interleave (one lock)."""
+
+    CHECK_S = 5.0
+
+    def __init__(self, settings: Settings, codec: AvroCodec, redis_client, keys: Keys, dead: DeadLetters,
+                 gate: Gate) -> None:
+        self.settings, self.codec, self.redis, self.keys, self.dead, self.gate = \
+            settings, codec, redis_client, keys, dead, gate
+        self.lock = asyncio.Lock()
+        self.projected: set[str] = set()  # "topic:partition" fields this process has seen stored
+        self.rebuilds = 0
+        self.resync: Optional[str] = None  # "catch_up" | "rebuild": redo from the logs before the next step
+
+    def _stored_fields(self) -> set[str]:
+        return {f.decode() for f in self.redis.hkeys(self.keys.offsets)}
+
+    def catch_up(self) -> int:
+        """Blocking (run in a thread): fold the pipelines log from 0 into a fresh gate and project what is
+        past the stored offsets (the start-up catch-up; a rebuild after a loss; a resync after Redis failed
+        in the middle of a step, when the gate may have taken a record that was never applied)."""
+        self.gate.reset()
+        n = catch_up_all(self.settings, self.redis, self.codec, self.keys, self.dead, self.gate)
+        self.projected |= self._stored_fields()
+        return n
+
+    def _lost(self, field: Optional[str]) -> bool:
+        if not self.projected or self.redis.exists(self.keys.replaying):
+            return False  # nothing projected yet, or `aietl replay` is rebuilding it
+        if field is not None:
+            return field in self.projected and self.redis.hget(self.keys.offsets, field) is None
+        return not self.redis.exists(self.keys.offsets)
+
+    def _rebuild(self) -> int:
+        from services.projector.readmodel import wipe
+
+        wipe(self.redis, self.keys)  # what live records wrote onto the empty model since the loss
+        return self.catch_up()
+
+    async def rebuild_if_lost(self, field: Optional[str] = None) -> None:
+        """Under the lock: if the model was lost, rebuild it before anything else is applied."""
+        if await self._step(self._lost, field, resync=None):
+            n = await self._step(self._rebuild, resync="rebuild")
+            self.rebuilds += 1
+            log.warning("the read model was lost (no stored offset for %s): rebuilt it from the logs, %d events",
+                        field or "any partition", n)
+
+    async def _step(self, fn, *args, resync: Optional[str] = "catch_up"):
+        """Run a blocking step. If Redis fails in the middle of a writing one (``resync`` says how to redo
+        it), what was half done is redone from the logs before the next step: a retried step cannot know how
+        far it got (the gate may have taken a record that was never applied)."""
+        if self.resync:
+            await asyncio.to_thread(self._rebuild if self.resync == "rebuild" else self.catch_up)
+            self.resync = None
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except Exception as exc:  # noqa: BLE001 - re-raised; noted when Redis went away mid-step
+            from services.core.redis_wait import redis_away
+
+            if resync and redis_away(exc):
+                self.resync = "rebuild" if "rebuild" in (resync, self.resync) else "catch_up"
+            raise
+
+    async def apply(self, rec: Record, gated: bool) -> None:
+        field = f"{rec.topic}:{rec.partition}"
+        async with self.lock:
+            while await self._step(self.redis.exists, self.keys.replaying, resync=None):
+                await asyncio.sleep(0.2)  # `aietl replay` is rebuilding; apply after it
+            await self.rebuild_if_lost(field)
+            await self._step(project_record, self.redis, self.codec, self.keys, self.dead,
+                             self.gate if gated else None, rec)
+            self.projected.add(field)
+
+
 def build(settings: Settings, codec: AvroCodec, redis_client):
     app = make_app(settings, PROCESSOR)
     keys = Keys(namespace(settings.topic_prefix))
     ready = asyncio.Event()
     dead = DeadLetters(settings, PROCESSOR)
-    gate = Gate()
+    model = Model(settings, codec, redis_client, keys, dead, Gate())
 
     @app.task
     async def start_up() -> None:
-        n = await asyncio.to_thread(catch_up_all, settings, redis_client, codec, keys, dead, gate)
+        n = await until_redis_answers(lambda: model._step(model.catch_up), log, "catching up")
         log.info("projector caught up %d events", n)
         ready.set()
 
+    @app.timer(Model.CHECK_S)
+    async def check_model() -> None:
+        if not ready.is_set():
+            return
+        async with model.lock:
+            try:
+                await model.rebuild_if_lost()
+            except Exception as exc:  # noqa: BLE001 - Redis away: the next check (or record) tries again
+                from services.core.redis_wait import redis_away
+
+                if not redis_away(exc):
+                    raise
+
     for logical in TOPICS:
-        _add_agent(app, settings, codec, redis_client, keys, ready, logical, dead, gate if logical == GATED else None)
+        _add_agent(app, settings, model, ready, logical)
     return app
 
 
-def _add_agent(app, settings: Settings, codec: AvroCodec, redis_client, keys: Keys, ready: asyncio.Event,
-               logical: str, dead: DeadLetters, gate: Optional[Gate]) -> None:
+def _add_agent(app, settings: Settings, model: Model, ready: asyncio.Event, logical: str) -> None:
     """One agent per topic: a slow topic never holds the other back."""
+
+    def apply(rec):
+        return model.apply(rec, gated=logical == GATED)
 
     async def process(stream):
         async for event in stream.events():
             await ready.wait()
-            while await asyncio.to_thread(redis_client.exists, keys.replaying):
-                await asyncio.sleep(0.2)  # `aietl replay` is rebuilding; apply after it
-            await asyncio.to_thread(project_record, redis_client, codec, keys, dead, gate, record_of(event))
+            rec = record_of(event)
+            # Redis restarting: this record waits (and the stream behind it) instead of crashing the agent.
+            await until_redis_answers(lambda: apply(rec), log,
+                                      f"projecting {rec.topic}:{rec.partition}@{rec.offset}")
 
     app.agent(topic(app, settings, logical), name=f"{PROCESSOR}.{logical}")(process)
 

@@ -18,6 +18,7 @@ from typing import Awaitable, Callable, Optional
 
 from services.core.avro import AvroCodec
 from services.core.dlq import record_of
+from services.core.eventlog import broker_away
 from services.core.faust_app import make_app, topic
 from services.core.messages import Message, utcnow
 from services.core.settings import Settings
@@ -144,7 +145,10 @@ def build(settings: Settings, codec: AvroCodec):
         scheduler: CronScheduler = state["scheduler"]
         try:
             await asyncio.to_thread(scheduler.feed.catch_up)
-        except (RuntimeError, TimeoutError) as exc:  # Kafka hiccup: decide on what we know, retry next tick
+        except Exception as exc:  # noqa: BLE001 - only the broker away is tolerated
+            if not (isinstance(exc, RuntimeError) or broker_away(exc)):
+                raise
+            # Kafka hiccup (a broker restart): decide on what we know, retry next tick
             log.warning("catch-up on the event log failed: %s", exc)
         await scheduler.fire_due(utcnow())
 

@@ -97,3 +97,37 @@ def test_replay_rebuilds_lifecycles_and_runs_identically(stack_settings):
         wait_for(lambda: model_hash(r, keys) == before, timeout=60, what="the projector to rebuild")
     finally:
         dep.stop()
+
+
+def test_a_read_model_lost_under_a_running_projector_is_rebuilt_from_the_logs(stack_settings):
+    """Redis flushed (or restarted without its data) while the projector runs: it notices that partitions it
+    projected have no stored offset any more and rebuilds from offset 0, so pipelines requested before the
+    loss are served again and those requested after have their whole history. Before, they stayed 404 until
+    the projector was restarted, and later events were applied onto nothing."""
+    dep = new_deployment(stack_settings, "lost", ["pipeline-aggregate", "projector"]).start()
+    r = redis.Redis.from_url(dep.settings.redis_url)
+    keys = Keys(namespace(dep.settings.topic_prefix))
+    try:
+        with dep.client() as c:
+            before = [c.post("/api/v1/pipelines", json={"description": f"b{i}"}).json()["pipeline_id"]
+                      for i in range(4)]
+            wait_for(lambda: all(c.get(f"/api/v1/pipelines/{i}").status_code == 200 for i in before), timeout=30,
+                     what="projection")
+            model = model_hash(r, keys)
+            assert wipe(r, keys) > 0 and not r.exists(keys.offsets)  # every key of the model, offsets too
+            # No new event: the projector's periodic check notices on its own.
+            wait_for(lambda: model_hash(r, keys) == model, timeout=30, what="the lost model rebuilt")
+            wipe(r, keys)
+            after = [c.post("/api/v1/pipelines", json={"description": f"a{i}"}).json()["pipeline_id"]
+                     for i in range(3)]  # a live event arrives first: noticed before it is applied
+            wait_for(lambda: all(c.get(f"/api/v1/pipelines/{i}").status_code == 200 for i in before + after),
+                     timeout=30, what="every pipeline served again")
+            for pid in before + after:
+                assert [e["type"] for e in c.get(f"/api/v1/pipelines/{pid}/events").json()["events"]] == \
+                    ["PipelineRequested"], pid
+        live = model_hash(r, keys)
+        replayed = dep.cli("replay")  # and what was rebuilt is what a replay gives
+        assert replayed.returncode == 0, replayed.stderr
+        assert "replayed 7 events" in replayed.stdout and model_hash(r, keys) == live
+    finally:
+        dep.stop()
