@@ -208,7 +208,8 @@ class Postgres(Component):
         with psycopg.connect(host=str(self.socket_dir), port=self.port, user="postgres", dbname=s.postgres_db,
                              autocommit=True, connect_timeout=10) as conn:
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
-            conn.execute(sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {}").format(db, demo))
+            # TEMPORARY: a merge load stages its batch in a temp table (services/executor/writers.py).
+            conn.execute(sql.SQL("GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {} TO {}").format(db, demo))
             # Targets in `public` (PostgreSQL 15 lets only its owner create there); the platform role is a
             # member of the demo role so the operator and the tests can read and drop what the demo wrote.
             conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(demo))

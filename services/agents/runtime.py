@@ -121,6 +121,18 @@ def is_current(pipeline: Optional[Pipeline], event: Message) -> bool:
     return pipeline is not None and pipeline.version == event.envelope.get("aggregate_version")
 
 
+def _redelivered(codec: AvroCodec, rec) -> Optional[Message]:
+    """An event the fold had read before the stream delivered it: a previous incarnation received it but
+    may have died before handling it (its offset was not committed). It is handled like a new one, since
+    only a pipeline's latest event is acted on (is_current) and a proposal made twice is stale for the
+    aggregate; skipping it lost the work for good (seen: SIGKILL of the planner mid-draft left 12 of 16
+    requests waiting). None for a record that does not decode (poison, dead-lettered by the fold)."""
+    try:
+        return Message.from_record(*codec.decode(rec.value))
+    except Exception:  # noqa: BLE001 - the fold has dead-lettered it already
+        return None
+
+
 class _TrackedHistories(PipelineHistories):
     """The fold, also knowing every pipeline it has seen (for the watchdog's scan)."""
 
@@ -165,10 +177,12 @@ def build_agent_app(settings: Settings, codec: AvroCodec, agent: AgentSpec):
     async def on_events(stream):
         async for event in stream.events():
             await ready.wait()
-            # None: folded at start-up already, or poison (skipped and counted by the fold)
-            msg = state["histories"].observe_record(record_of(event))  # cheap: decode and fold one event
-            if msg is None:
-                continue
+            rec = record_of(event)
+            msg = state["histories"].observe_record(rec)  # cheap: decode and fold one event
+            if msg is None:  # folded already (at start-up), or poison (skipped and counted by the fold)
+                msg = _redelivered(codec, rec)
+                if msg is None:
+                    continue
             handler = agent.on_event.get(msg.short_name)
             if handler is None or not msg.pipeline_id:
                 continue

@@ -154,8 +154,7 @@ class Stores:
         kind, loc = target["kind"], _locator(target)
         if kind == "clickhouse":
             db, table = _split(loc, "default")
-            engine = self.ch().execute("SELECT engine FROM system.tables WHERE database = %(d)s AND name = %(t)s",
-                                       {"d": db, "t": table})
+            engine = self._engine(db, table)
             final = " FINAL" if engine and "Replacing" in engine[0][0] else ""  # a merge load: latest rows
             rows, types = self.ch().execute(f"SELECT * FROM `{db}`.`{table}`{final}", with_column_types=True)
             return [name for name, _ in types], rows
@@ -163,6 +162,22 @@ class Stores:
             schema, table = _split(loc, "public")
             return self.pg(f'SELECT * FROM "{schema}"."{table}"')
         return _read_file(self.landing / loc)
+
+
+    def _engine(self, db: str, table: str) -> list:
+        """ClickHouse 18.16 opens every table listed while it scans system.tables: another case dropping its
+        own table at that moment fails the query (code 60, naming that table), so it is asked again."""
+        from clickhouse_driver.errors import ServerException
+
+        for attempt in range(5):
+            try:
+                return self.ch().execute("SELECT engine FROM system.tables WHERE database = %(d)s AND name = %(t)s",
+                                         {"d": db, "t": table})
+            except ServerException as exc:
+                if exc.code != 60 or f"{db}.{table} " in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2)
+        return []
 
 
 def _locator(target: dict) -> str:

@@ -156,6 +156,9 @@ def test_the_demo_role_writes_only_what_it_creates(demo_pg):
         demo_pg.execute(f"CREATE TABLE {schema}.t (x int)")
         demo_pg.execute(f"INSERT INTO {schema}.t VALUES (1)")
         assert demo_pg.execute(f"SELECT count(*) FROM {schema}.t").fetchone()[0] == 1
+        # a merge load stages its batch in a temp table (seen: every merge into PostgreSQL failed without it)
+        demo_pg.execute(f"CREATE TEMP TABLE t0grant_stage (LIKE {schema}.t)")
+        demo_pg.execute("DROP TABLE t0grant_stage")
     finally:
         demo_pg.execute(f"DROP SCHEMA {schema} CASCADE")
 
