@@ -56,6 +56,11 @@ class PlatformStores:
     brokers: frozenset = field(default_factory=frozenset)  # (host, port) of the platform's Kafka brokers
     shared_topics: tuple = ()  # fnmatch patterns of the platform broker's topics an admin shared
 
+    def shares(self, topic: str) -> bool:
+        import fnmatch
+
+        return any(fnmatch.fnmatchcase(topic, pattern) for pattern in self.shared_topics)
+
     @classmethod
     def of(cls, settings) -> "PlatformStores":
         shared = tuple(t.strip() for t in str(getattr(settings, "kafka_shared_topics", None) or "").split(",")
@@ -82,11 +87,8 @@ def _platform_endpoints(settings) -> list[tuple[str, int]]:
            (settings.gateway_host, settings.gateway_port)]
     redis = urlsplit(settings.redis_url)
     out.append((redis.hostname or "127.0.0.1", redis.port or 6379))
-    for broker in str(settings.kafka_bootstrap).split(","):
-        host, _, port = broker.strip().rpartition(":")
-        if port.isdigit():
-            out.append((host or "127.0.0.1", int(port)))
-            out.append((host or "127.0.0.1", int(settings.kafka_controller_port)))
+    for host, port in _brokers(settings):
+        out += [(host, port), (host, int(settings.kafka_controller_port))]
     return out
 
 
@@ -175,8 +177,6 @@ def _http_problems(role: str, end: dict, stores: PlatformStores, resolve: Option
 def _unshared_problems(role: str, end: dict, stores: PlatformStores, resolve: Optional[Resolve]) -> list[str]:
     """A topic of the platform's own broker is a pipeline's only when an admin shared it: the broker carries
     every tenant's data topics next to the platform's logs, and a connection alone says nothing about whose."""
-    import fnmatch
-
     if resolve is None:
         return []
     try:
@@ -184,7 +184,7 @@ def _unshared_problems(role: str, end: dict, stores: PlatformStores, resolve: Op
     except Exception:  # noqa: BLE001 - an unresolvable connection fails the run on its own
         return []
     topic = end["topic"]
-    if not on_platform_broker(bootstrap, stores) or any(fnmatch.fnmatchcase(topic, p) for p in stores.shared_topics):
+    if not on_platform_broker(bootstrap, stores) or stores.shares(topic):
         return []
     return [f"the {role} Kafka topic {topic!r} is on the platform's own broker and not shared with pipelines "
             f"(an admin shares topics there with AIETL_KAFKA_SHARED_TOPICS)"]
@@ -195,8 +195,7 @@ def on_platform_broker(bootstrap: str, stores: PlatformStores) -> bool:
     for server in str(bootstrap or "").split(","):
         host, _, port = server.strip().rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
-        if port.isdigit() and (_addresses(host) & frozenset().union(*(_addresses(h) for h, p in stores.brokers
-                                                                      if p == int(port)))):
+        if port.isdigit() and any(p == int(port) and _addresses(host) & _addresses(h) for h, p in stores.brokers):
             return True
     return False
 

@@ -80,8 +80,6 @@ def platform_broker(bootstrap: str, settings=None) -> bool:
 
 
 def topic_allowed(conn: Connection, topic: str, settings=None) -> bool:
-    import fnmatch
-
     from services.connectors.guards import PlatformStores, _topic_problems, on_platform_broker
     from services.core.settings import load_settings
 
@@ -92,7 +90,7 @@ def topic_allowed(conn: Connection, topic: str, settings=None) -> bool:
         return True
     if _topic_problems("source", topic, stores):
         return False
-    return any(fnmatch.fnmatchcase(topic, pattern) for pattern in stores.shared_topics)
+    return stores.shares(topic)
 
 
 def _visible(conn: Connection, topics) -> list[str]:

@@ -166,22 +166,22 @@ def test_the_demo_role_writes_only_what_it_creates(demo_pg):
 # ----------------------------------------------------------------------------------------- ClickHouse
 
 
-@pytest.fixture(scope="module")
-def ch_admin(settings):
+def _ch_client(settings, user: str, password: str):
     from clickhouse_driver import Client
 
-    client = Client(settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_user,
-                    password=settings.clickhouse_password)
+    return Client(settings.clickhouse_host, port=settings.clickhouse_port, user=user, password=password)
+
+
+@pytest.fixture(scope="module")
+def ch_admin(settings):
+    client = _ch_client(settings, settings.clickhouse_user, settings.clickhouse_password)
     yield client
     client.disconnect()
 
 
 @pytest.fixture(scope="module")
 def ch_demo(settings):
-    from clickhouse_driver import Client
-
-    client = Client(settings.clickhouse_host, port=settings.clickhouse_port, user=settings.clickhouse_demo_user,
-                    password=settings.clickhouse_demo_password)
+    client = _ch_client(settings, settings.clickhouse_demo_user, settings.clickhouse_demo_password)
     yield client
     client.disconnect()
 
